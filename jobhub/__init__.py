@@ -1,0 +1,44 @@
+"""jobhub: live progress for background jobs, on Starlette, ARQ and Redis.
+
+Write a job (see ``jobhub.demo``), list it in ``worker_settings.py``, run
+``arq worker_settings.WorkerSettings`` and ``uvicorn --factory jobhub.app:create_app``.
+"""
+
+from .app import create_app
+from .exceptions import (
+    ConfigError,
+    InvalidProgress,
+    InvalidRequest,
+    JobhubError,
+    JobIsFinal,
+    JobNotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    UnknownFunction,
+)
+from .reporter import JobContext, JobFunction, job
+from .settings import Settings
+from .snapshot import TERMINAL, JobError, Snapshot, Status
+from .worker import worker_settings
+
+__all__ = (
+    "TERMINAL",
+    "ConfigError",
+    "InvalidProgress",
+    "InvalidRequest",
+    "JobContext",
+    "JobError",
+    "JobFunction",
+    "JobIsFinal",
+    "JobNotFound",
+    "JobhubError",
+    "PayloadTooLarge",
+    "ServiceUnavailable",
+    "Settings",
+    "Snapshot",
+    "Status",
+    "UnknownFunction",
+    "create_app",
+    "job",
+    "worker_settings",
+)

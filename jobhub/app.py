@@ -1,0 +1,91 @@
+"""The Starlette application: ``uvicorn --factory jobhub.app:create_app``.
+
+    app = create_app(Settings(redis_url="redis://localhost:6379/0"))
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from arq.connections import ArqRedis
+from redis.asyncio import BlockingConnectionPool
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+from .exceptions import JobhubError
+from .hub import Hub
+from .routes import STATIC, Services, routes
+from .settings import Settings
+from .store import Store
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger("jobhub.web")
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the web app; settings come from the environment unless given."""
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        # A bounded pool that waits rather than grows: a burst of requests queues for a
+        # connection instead of opening hundreds of them to Redis.
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url,
+            max_connections=settings.redis_max_connections,
+            timeout=settings.redis_timeout_seconds,
+        )
+        redis = ArqRedis(pool, default_queue_name=settings.queue_name)
+        store = Store(redis, result_ttl_seconds=settings.result_ttl_seconds)
+        hub = Hub(pool.make_connection, store.get, subscribe_timeout=settings.redis_timeout_seconds)
+        await hub.start()
+        try:
+            yield {"services": Services(settings, store, hub, redis)}
+        finally:
+            await hub.aclose()
+            await redis.aclose()
+            await pool.disconnect()
+
+    return Starlette(
+        routes=[*routes, Mount("/static", StaticFiles(directory=STATIC), name="static")],
+        lifespan=lifespan,
+        exception_handlers={
+            JobhubError: _jobhub_error,
+            HTTPException: _http_error,
+            RedisError: _redis_error,
+            Exception: _internal_error,
+        },
+    )
+
+
+def _error(status_code: int, type_: str, detail: str) -> Response:
+    return JSONResponse({"error": {"type": type_, "detail": detail}}, status_code)
+
+
+async def _jobhub_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, JobhubError)
+    return JSONResponse(exc.to_body(), exc.status_code)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    names = {404: "NotFound", 405: "MethodNotAllowed"}
+    return _error(exc.status_code, names.get(exc.status_code, "HTTPError"), str(exc.detail))
+
+
+async def _redis_error(request: Request, exc: Exception) -> Response:
+    logger.warning("Redis error on %s %s: %s", request.method, request.url.path, exc)
+    return _error(503, "ServiceUnavailable", f"Redis is unavailable: {exc}")
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    return _error(500, "InternalError", "an unexpected error occurred; it has been logged")

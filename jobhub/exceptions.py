@@ -1,0 +1,100 @@
+"""jobhub's errors. Every one renders to the JSON body the HTTP API returns:
+
+    {"error": {"type": "JobNotFound", "detail": "no job 'abc'"}}
+
+The tree:
+
+    JobhubError                      500 (never raised for bad input)
+    ├── ConfigError                  a setting is missing or malformed (at startup)
+    ├── InvalidRequest               400 malformed JSON, wrong types, bad ids
+    │   ├── UnknownFunction          422 no worker has registered that function
+    │   └── PayloadTooLarge          413 body over JOBHUB_MAX_BODY_BYTES
+    ├── JobNotFound                  404
+    ├── JobIsFinal                   409 the job is terminal; nothing may change it
+    ├── InvalidProgress              a job reported a percent outside 0..100 (also a ValueError)
+    └── ServiceUnavailable           503 Redis cannot be reached in time
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "InvalidProgress",
+    "InvalidRequest",
+    "JobIsFinal",
+    "JobNotFound",
+    "JobhubError",
+    "PayloadTooLarge",
+    "ServiceUnavailable",
+    "UnknownFunction",
+]
+
+
+class JobhubError(Exception):
+    """Base of every jobhub error; ``status_code`` is what the HTTP API answers with."""
+
+    status_code = 500
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+    def to_body(self) -> dict[str, Any]:
+        return {"error": {"type": self.type, "detail": self.detail}}
+
+
+class ConfigError(JobhubError):
+    pass
+
+
+class InvalidRequest(JobhubError):
+    status_code = 400
+
+
+class UnknownFunction(InvalidRequest):
+    status_code = 422
+
+    def __init__(self, function: str, known: list[str]) -> None:
+        listed = ", ".join(sorted(known)) or "none (is a worker running?)"
+        super().__init__(f"unknown function {function!r}; known functions: {listed}")
+        self.known = sorted(known)
+
+    def to_body(self) -> dict[str, Any]:
+        body = super().to_body()
+        body["error"]["known"] = self.known
+        return body
+
+
+class PayloadTooLarge(InvalidRequest):
+    status_code = 413
+
+
+class JobNotFound(JobhubError):
+    status_code = 404
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job {job_id!r}")
+
+
+class JobIsFinal(JobhubError):
+    """A write to a job that already reached a terminal status; it was not stored."""
+
+    status_code = 409
+
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(f"job {job_id!r} is already {status}; no later change is stored")
+        self.status = status
+
+
+class InvalidProgress(JobhubError, ValueError):
+    pass
+
+
+class ServiceUnavailable(JobhubError):
+    status_code = 503

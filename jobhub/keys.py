@@ -1,0 +1,24 @@
+"""Every Redis key and channel name jobhub uses, and nowhere else are they spelled.
+
+ARQ's own keys (``arq:queue``, ``arq:job:<id>``, …) are ARQ's business; these sit beside
+them under their own prefix so that one ``SCAN jobhub:*`` shows all of jobhub's state.
+"""
+
+from __future__ import annotations
+
+__all__ = ["FUNCTIONS", "PREFIX", "job_channel", "job_snapshot"]
+
+PREFIX = "jobhub:"
+
+FUNCTIONS = PREFIX + "functions"
+"""Hash: function name -> when a worker last announced it. The web app accepts only these."""
+
+
+def job_snapshot(job_id: str) -> str:
+    """Hash holding a job's latest snapshot: ``seq``, ``status`` and ``data`` (the JSON)."""
+    return f"{PREFIX}job:{job_id}"
+
+
+def job_channel(job_id: str) -> str:
+    """Pub/sub channel on which every new snapshot of the job is published."""
+    return f"{PREFIX}job:{job_id}:updates"

@@ -1,0 +1,234 @@
+"""The HTTP API: start a job, read its snapshot, stream its snapshots.
+
+    POST /jobs                 {"function": "demo.count", "kwargs": {"steps": 5}}  -> 202
+    GET  /jobs/{id}            the snapshot; ETag/If-None-Match make idle polls cheap
+    GET  /jobs/{id}/events     text/event-stream of snapshots until the job ends
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import msgspec
+from arq.connections import ArqRedis
+from redis.exceptions import RedisError
+from sse_starlette import EventSourceResponse
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+
+from .exceptions import (
+    InvalidRequest,
+    JobIsFinal,
+    JobNotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    UnknownFunction,
+)
+from .hub import Frame, Hub, Watch
+from .settings import Settings
+from .snapshot import JobError, Snapshot, Status, decode
+from .store import Store
+
+__all__ = ["JOB_ID_PATTERN", "EnqueueRequest", "Services", "routes"]
+
+logger = logging.getLogger("jobhub.web")
+
+JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_JOB_ID = re.compile(JOB_ID_PATTERN)
+STATIC = __file__.rsplit("/", 1)[0] + "/static"
+
+# ARQ reads keyword arguments that start with "_" as its own options (_job_id, _defer_by…),
+# so a client must not be able to pass one through to enqueue_job.
+KwargName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=100)]
+
+
+class EnqueueRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /jobs``."""
+
+    function: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    args: list[Any] = []
+    kwargs: dict[KwargName, Any] = {}
+    job_id: Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN)] | None = None
+    """A client-chosen id is an idempotency key: sending it again returns the same job."""
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the routes need, built once by the app's lifespan."""
+
+    settings: Settings
+    store: Store
+    hub: Hub
+    arq: ArqRedis
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.state.services
+    return services
+
+
+def _job_id(request: Request) -> str:
+    job_id: str = request.path_params["job_id"]
+    if not _JOB_ID.match(job_id):
+        raise InvalidRequest(f"invalid job id {job_id!r}: expected {JOB_ID_PATTERN}")
+    return job_id
+
+
+def _json(data: bytes, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(data, status_code, headers, media_type="application/json")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body over {limit} bytes")
+    return bytes(body)
+
+
+async def create_job(request: Request) -> Response:
+    services = _services(request)
+    body = await _read_body(request, services.settings.max_body_bytes)
+    try:
+        req = msgspec.json.decode(body, type=EnqueueRequest)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"invalid request body: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+
+    store = services.store
+    if not await store.is_known_function(req.function):
+        raise UnknownFunction(req.function, await store.known_functions())
+    # 128 random bits in the id's own alphabet: unguessable, and valid as a client id too.
+    job_id = req.job_id or secrets.token_urlsafe(16)
+    created, data = await store.create(Snapshot.queued(job_id, req.function))
+    location = {"Location": f"/jobs/{job_id}"}
+    if not created:
+        existing = decode(data)
+        if existing.function != req.function:
+            raise InvalidRequest(f"job id {job_id!r} is already used by another function")
+        logger.info("job %s exists (seq %d); not enqueued again", job_id, existing.seq)
+        return _json(data, 200, location)
+
+    try:
+        enqueued = await services.arq.enqueue_job(
+            req.function,
+            *req.args,
+            _job_id=job_id,
+            _queue_name=services.settings.queue_name,
+            **req.kwargs,
+        )
+    except RedisError as exc:
+        await _abandon(store, job_id, f"could not enqueue: {exc}")
+        raise ServiceUnavailable(f"could not enqueue the job: {exc}") from exc
+    if enqueued is None:
+        # ARQ still holds a job or result under this id, from before our snapshot expired.
+        await _abandon(store, job_id, "ARQ already holds a job with this id")
+        raise InvalidRequest(f"job id {job_id!r} is still held by the queue; use another")
+    return _json(data, 202, location)
+
+
+async def _abandon(store: Store, job_id: str, detail: str) -> None:
+    """Mark a job that never reached the queue as failed, so no one waits on it forever."""
+
+    def failed(s: Snapshot) -> Snapshot:
+        return msgspec.structs.replace(
+            s, status=Status.FAILED, message="not enqueued", error=JobError("EnqueueError", detail)
+        )
+
+    try:
+        await store.update(job_id, failed)
+    except (RedisError, JobIsFinal, JobNotFound):
+        logger.exception("could not mark job %s as failed", job_id)
+
+
+async def get_job(request: Request) -> Response:
+    job_id = _job_id(request)
+    found = await _services(request).store.get_versioned(job_id)
+    if found is None:
+        raise JobNotFound(job_id)
+    seq, data = found
+    etag = f'"{seq}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if _matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    return _json(data, 200, headers)
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+    return etag in tags or "*" in tags
+
+
+def _last_event_id(request: Request) -> int:
+    raw = request.headers.get("last-event-id", "").strip()
+    return int(raw) if raw.isdigit() and len(raw) < 19 else 0
+
+
+async def job_events(request: Request) -> Response:
+    services = _services(request)
+    job_id = _job_id(request)
+    seen = _last_event_id(request)
+    # Subscribe first, then read: a snapshot published in between is caught by the
+    # subscription, and one published before is in what we read.
+    watch = await services.hub.watch([job_id], {job_id: seen})
+    try:
+        data = await services.store.get(job_id)
+    except BaseException:
+        watch.close()
+        raise
+    if data is None:
+        watch.close()
+        raise JobNotFound(job_id)
+    frame = Frame(data)
+    if frame.terminal and frame.seq <= seen:
+        # The client has the final state; 204 tells EventSource to stop reconnecting.
+        watch.close()
+        return Response(status_code=204)
+    watch.offer(frame)
+    settings = services.settings
+    return EventSourceResponse(
+        _stream(watch),
+        ping=settings.heartbeat_seconds,
+        send_timeout=settings.send_timeout_seconds,
+        background=BackgroundTask(watch.close),
+    )
+
+
+async def _stream(watch: Watch) -> AsyncIterator[bytes]:
+    try:
+        while True:
+            frames = await watch.next()
+            if not frames:
+                return  # shutting down: the client reconnects elsewhere with Last-Event-ID
+            for frame in frames:
+                yield frame.event
+            if all(frame.terminal for frame in frames):
+                return
+    finally:
+        watch.close()
+
+
+async def index(request: Request) -> Response:
+    return FileResponse(f"{STATIC}/index.html")
+
+
+routes = [
+    Route("/", index, methods=["GET"]),
+    Route("/jobs", create_job, methods=["POST"]),
+    Route("/jobs/{job_id}", get_job, methods=["GET"]),
+    Route("/jobs/{job_id}/events", job_events, methods=["GET"]),
+]

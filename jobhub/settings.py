@@ -1,0 +1,89 @@
+"""Configuration, read from the environment once and then passed around explicitly.
+
+    settings = Settings.from_env()          # at the composition root only
+    app = create_app(settings)
+
+Nothing else in jobhub reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .exceptions import ConfigError
+
+__all__ = ["Settings"]
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob jobhub has, with the environment variable that sets it."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    """``REDIS_URL``: the Redis both the web app and the workers use."""
+    queue_name: str = "arq:queue"
+    """``JOBHUB_QUEUE``: the ARQ queue jobs go to (ARQ's default queue)."""
+    max_body_bytes: int = 1024 * 1024
+    """``JOBHUB_MAX_BODY_BYTES``: request bodies above this are refused with 413."""
+    heartbeat_seconds: float = 15.0
+    """``JOBHUB_HEARTBEAT``: seconds between SSE comment lines that keep proxies from idling out."""
+    send_timeout_seconds: float = 30.0
+    """``JOBHUB_SEND_TIMEOUT``: a stream whose socket accepts nothing for this long is ended."""
+    result_ttl_seconds: int = 24 * 3600
+    """``JOBHUB_RESULT_TTL``: how long a terminal snapshot (and ARQ's result) is kept."""
+    poll_delay_seconds: float = 0.01
+    """``JOBHUB_POLL_DELAY``: how often an idle worker polls the queue (ARQ's default is 0.5)."""
+    max_jobs: int = 10
+    """``JOBHUB_MAX_JOBS``: jobs one worker process runs at once."""
+    redis_max_connections: int = 2
+    """``JOBHUB_REDIS_MAX_CONNECTIONS``: the web process's command pool (the pub/sub
+    connection of the fan-out comes on top)."""
+    redis_timeout_seconds: float = 5.0
+    """``JOBHUB_REDIS_TIMEOUT``: longest wait for a pooled connection or a subscription."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (``os.environ`` by default).
+
+        >>> Settings.from_env({"REDIS_URL": "redis://db:6379/1"}).redis_url
+        'redis://db:6379/1'
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field_name, (var, parse) in _ENV.items():
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[field_name] = parse(raw)
+            except ValueError:
+                raise ConfigError(f"{var}={raw!r} is not a valid {parse.__name__}") from None
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, int | float) and value <= 0:
+                raise ConfigError(f"{field.name} must be positive, got {value!r}")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"REDIS_URL must be a redis://, rediss:// or unix:// URL, got {self.redis_url!r}")
+
+
+_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "redis_url": ("REDIS_URL", str),
+    "queue_name": ("JOBHUB_QUEUE", str),
+    "max_body_bytes": ("JOBHUB_MAX_BODY_BYTES", int),
+    "heartbeat_seconds": ("JOBHUB_HEARTBEAT", float),
+    "send_timeout_seconds": ("JOBHUB_SEND_TIMEOUT", float),
+    "result_ttl_seconds": ("JOBHUB_RESULT_TTL", int),
+    "poll_delay_seconds": ("JOBHUB_POLL_DELAY", float),
+    "max_jobs": ("JOBHUB_MAX_JOBS", int),
+    "redis_max_connections": ("JOBHUB_REDIS_MAX_CONNECTIONS", int),
+    "redis_timeout_seconds": ("JOBHUB_REDIS_TIMEOUT", float),
+}

@@ -1,0 +1,125 @@
+"""The snapshot: a job's whole state at one moment, and its JSON wire format.
+
+A snapshot is complete, not a delta, so any one of them is enough to draw a progress bar;
+``seq`` orders them (strictly increasing per job, from 1), which lets every reader drop
+anything older than what it already has.
+
+    >>> snap = Snapshot.queued("j1", "demo.count")
+    >>> decode(encode(snap)) == snap
+    True
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "TERMINAL",
+    "JobError",
+    "Snapshot",
+    "SnapshotHead",
+    "Status",
+    "decode",
+    "decode_head",
+    "encode",
+    "utcnow",
+]
+
+
+class Status(enum.StrEnum):
+    QUEUED = "queued"
+    """Waiting in the queue (also between retries)."""
+    STARTED = "started"
+    """A worker picked it up."""
+    RUNNING = "running"
+    """The job reported progress at least once."""
+    PAUSED = "paused"
+    """Reserved: cooperative pause."""
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+TERMINAL = frozenset({Status.FINISHED, Status.FAILED, Status.CANCELED})
+"""Once a job has one of these, nothing about it changes again."""
+
+
+class JobError(msgspec.Struct, frozen=True):
+    type: str
+    """The exception's class name, e.g. ``ValueError``."""
+    detail: str
+    """The exception's message."""
+
+
+class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+    # Field order is the wire order.
+    job_id: str
+    function: str
+    status: Status
+    percent: float = 0.0
+    message: str = ""
+    result: Any = None
+    error: JobError | None = None
+    attempt: int = 1
+    seq: int = 1
+    created_at: str
+    updated_at: str
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @classmethod
+    def queued(cls, job_id: str, function: str) -> Snapshot:
+        """The first snapshot of a job, written before it is enqueued."""
+        now = utcnow()
+        return cls(
+            job_id=job_id,
+            function=function,
+            status=Status.QUEUED,
+            message="queued",
+            created_at=now,
+            updated_at=now,
+        )
+
+
+class SnapshotHead(msgspec.Struct, frozen=True):
+    """The few fields the fan-out needs; decoding only these skips the rest of the JSON."""
+
+    job_id: str
+    status: Status
+    seq: int
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Snapshot)
+_head_decoder = msgspec.json.Decoder(SnapshotHead)
+
+
+def encode(snapshot: Snapshot) -> bytes:
+    """One line of compact JSON (no newline can occur: strings escape theirs).
+
+    Raises ``TypeError`` if ``result`` holds something JSON cannot carry.
+    """
+    return _encoder.encode(snapshot)
+
+
+def decode(data: bytes | str) -> Snapshot:
+    return _decoder.decode(data)
+
+
+def decode_head(data: bytes | str) -> SnapshotHead:
+    return _head_decoder.decode(data)
+
+
+def utcnow() -> str:
+    """ISO-8601 UTC with microseconds and ``Z``, e.g. ``2026-11-22T05:08:58.123456Z``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

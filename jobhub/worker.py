@@ -1,0 +1,49 @@
+"""ARQ worker settings with jobhub's lifecycle around every job function.
+
+``worker_settings.py`` at the repository root is all a deployment needs:
+
+    WorkerSettings = worker_settings([demo.count, demo.fail], Settings.from_env())
+
+and ``arq worker_settings.WorkerSettings`` runs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from arq.connections import RedisSettings
+
+from .reporter import STORE, JobFunction, lifecycle
+from .settings import Settings
+from .store import Store
+
+__all__ = ["worker_settings"]
+
+
+def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> type:
+    """A class for ARQ's CLI: the wrapped functions and the worker's Redis and timing."""
+    names = [f.name for f in functions]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two job functions share a name: {names}")
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        store = Store(ctx["redis"], result_ttl_seconds=settings.result_ttl_seconds)
+        ctx[STORE] = store
+        await store.announce_functions(names)
+
+    return type(
+        "WorkerSettings",
+        (),
+        {
+            "functions": [lifecycle(f) for f in functions],
+            "on_startup": on_startup,
+            "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+            "queue_name": settings.queue_name,
+            # ARQ only learns of new jobs by polling; this bounds enqueue -> started.
+            "poll_delay": settings.poll_delay_seconds,
+            "max_jobs": settings.max_jobs,
+            # A terminal snapshot lives exactly as long as ARQ's result, never shorter.
+            "keep_result": settings.result_ttl_seconds,
+        },
+    )
