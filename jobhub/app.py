@@ -1,6 +1,6 @@
 """The Starlette application: ``uvicorn --factory jobhub.app:create_app``.
 
-    app = create_app(Settings(redis_url="redis://localhost:6379/0"))
+app = create_app(Settings(redis_url="redis://localhost:6379/0"))
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The ``jobhub`` command.
 
-    jobhub dev            Redis (private, if REDIS_URL is unset), a worker and the web app
+jobhub dev            Redis (private, if REDIS_URL is unset), a worker and the web app
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from contextlib import ExitStack
 from types import FrameType
@@ -17,7 +16,7 @@ import click
 
 from .devserver import RedisServer
 from .exceptions import ConfigError
-from .processes import spawn, stop
+from .processes import spawn, stop, web_argv, worker_argv
 from .settings import Settings
 
 __all__ = ["main"]
@@ -50,10 +49,8 @@ def dev(host: str, port: int, workers: int) -> None:
 
         procs: list[subprocess.Popen[bytes]] = []
         stack.callback(stop, procs)
-        worker = [sys.executable, "-m", "arq", "worker_settings.WorkerSettings"]
-        procs += [spawn(worker, env=env) for _ in range(workers)]
-        web = [sys.executable, "-m", "uvicorn", "--factory", "jobhub.app:create_app"]
-        procs.append(spawn([*web, "--host", host, "--port", str(port)], env=env))
+        procs += [spawn(worker_argv(), env=env) for _ in range(workers)]
+        procs.append(spawn(web_argv(host, port), env=env))
         click.echo(f"jobhub: open http://{host}:{port}/  (Ctrl-C stops everything)")
 
         stopping = False

@@ -224,7 +224,7 @@ class Hub:
             session = _Session(conn)
             writer: asyncio.Task[None] | None = None
             try:
-                await conn.connect()
+                await conn.connect()  # type: ignore[no-untyped-call]
                 self._session = session
                 for channel in self._channels.values():
                     # Everything already open was subscribed on an earlier connection and

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 
-__all__ = ["spawn", "stop"]
+__all__ = ["spawn", "stop", "web_argv", "worker_argv"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -19,6 +19,19 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     # so a killed dev command or test run leaves no redis-server or worker behind.
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def worker_argv() -> list[str]:
+    """The ARQ CLI on jobhub's worker settings; run it from the repository root."""
+    return [sys.executable, "-m", "arq", "worker_settings.WorkerSettings"]
+
+
+def web_argv(host: str, port: int, *extra: str) -> list[str]:
+    """uvicorn serving the app factory."""
+    return [
+        sys.executable, "-m", "uvicorn", "--factory", "jobhub.app:create_app",
+        "--host", host, "--port", str(port), *extra,
+    ]  # fmt: skip
 
 
 def spawn(

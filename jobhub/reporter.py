@@ -75,9 +75,7 @@ class JobContext:
         value = float(percent)
 
         def running(s: Snapshot) -> Snapshot:
-            return msgspec.structs.replace(
-                s, status=Status.RUNNING, percent=value, message=message
-            )
+            return msgspec.structs.replace(s, status=Status.RUNNING, percent=value, message=message)
 
         return await self._write(running)
 
@@ -149,9 +147,7 @@ def lifecycle(function: JobFunction) -> Function:
             raise TypeError(detail) from exc
         return result
 
-    return func(
-        run, name=function.name, timeout=function.timeout, max_tries=function.max_tries
-    )
+    return func(run, name=function.name, timeout=function.timeout, max_tries=function.max_tries)
 
 
 async def _end(
@@ -167,4 +163,6 @@ async def _end(
     try:
         await context._write(end)
     except JobIsFinal as exc:
-        logger.info("job %s ended as %s before it could be marked %s", context.job_id, exc.status, status)
+        logger.info(
+            "job %s ended as %s before it could be marked %s", context.job_id, exc.status, status
+        )

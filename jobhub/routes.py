@@ -1,8 +1,8 @@
 """The HTTP API: start a job, read its snapshot, stream its snapshots.
 
-    POST /jobs                 {"function": "demo.count", "kwargs": {"steps": 5}}  -> 202
-    GET  /jobs/{id}            the snapshot; ETag/If-None-Match make idle polls cheap
-    GET  /jobs/{id}/events     text/event-stream of snapshots until the job ends
+POST /jobs                 {"function": "demo.count", "kwargs": {"steps": 5}}  -> 202
+GET  /jobs/{id}            the snapshot; ETag/If-None-Match make idle polls cheap
+GET  /jobs/{id}/events     text/event-stream of snapshots until the job ends
 """
 
 from __future__ import annotations

@@ -72,7 +72,9 @@ class Settings:
             if isinstance(value, int | float) and value <= 0:
                 raise ConfigError(f"{field.name} must be positive, got {value!r}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"REDIS_URL must be a redis://, rediss:// or unix:// URL, got {self.redis_url!r}")
+            raise ConfigError(
+                f"REDIS_URL must be a redis://, rediss:// or unix:// URL, got {self.redis_url!r}"
+            )
 
 
 _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {

@@ -27,6 +27,9 @@ from .snapshot import TERMINAL, Snapshot, decode, encode, utcnow
 
 __all__ = ["Store"]
 
+# The `type: ignore[misc]` below: redis-py types each command as one union of its sync and
+# async results, which mypy cannot await.
+
 _TERMINAL_LUA = "{" + ", ".join(f"[{s.value!r}] = true" for s in sorted(TERMINAL)) + "}"
 
 # KEYS[1] snapshot hash. ARGV: channel, data, status.
@@ -97,9 +100,7 @@ class Store:
                     raise JobNotFound(job_id)
             if current.is_terminal:
                 raise JobIsFinal(job_id, current.status.value)
-            new = msgspec.structs.replace(
-                change(current), seq=current.seq + 1, updated_at=utcnow()
-            )
+            new = msgspec.structs.replace(change(current), seq=current.seq + 1, updated_at=utcnow())
             data = encode(new)
             reply = await self._update(
                 keys=[keys.job_snapshot(job_id)],
@@ -115,11 +116,12 @@ class Store:
 
     async def get(self, job_id: str) -> bytes | None:
         """The latest snapshot's JSON, as stored and published."""
-        return cast(bytes | None, await self._redis.hget(keys.job_snapshot(job_id), "data"))
+        data = await self._redis.hget(keys.job_snapshot(job_id), "data")  # type: ignore[misc]
+        return cast(bytes | None, data)
 
     async def get_versioned(self, job_id: str) -> tuple[int, bytes] | None:
         """``(seq, JSON)`` of the latest snapshot, for answers that carry an ETag."""
-        seq, data = await self._redis.hmget(keys.job_snapshot(job_id), ["seq", "data"])
+        seq, data = await self._redis.hmget(keys.job_snapshot(job_id), ["seq", "data"])  # type: ignore[misc]
         return None if data is None else (int(seq), data)
 
     async def read(self, job_id: str) -> Snapshot | None:
@@ -130,11 +132,11 @@ class Store:
         """Record that a worker runs these functions, so the web app accepts them."""
         if names:
             now = str(time.time())
-            await self._redis.hset(keys.FUNCTIONS, mapping=dict.fromkeys(names, now))
+            await self._redis.hset(keys.FUNCTIONS, mapping=dict.fromkeys(names, now))  # type: ignore[misc]
 
     async def is_known_function(self, name: str) -> bool:
-        return bool(await self._redis.hexists(keys.FUNCTIONS, name))
+        return bool(await self._redis.hexists(keys.FUNCTIONS, name))  # type: ignore[misc]
 
     async def known_functions(self) -> list[str]:
-        names = await self._redis.hkeys(keys.FUNCTIONS)
+        names = await self._redis.hkeys(keys.FUNCTIONS)  # type: ignore[misc]
         return sorted(n.decode() for n in names)

@@ -6,7 +6,6 @@ Where REDIS_URL is set the suite uses that Redis; otherwise it starts a private 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import redis
 import redis.asyncio
 
 from jobhub.devserver import RedisServer, free_port
-from jobhub.processes import spawn, stop
+from jobhub.processes import spawn, stop, web_argv, worker_argv
 from jobhub.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,21 +46,12 @@ def wait_until(check: object, timeout: float = 15.0, what: str = "condition") ->
 
 def start_worker(redis_url: str, **env: str):  # type: ignore[no-untyped-def]
     """The real ARQ CLI, exactly as documented, from the repository root."""
-    proc = spawn(
-        [sys.executable, "-m", "arq", "worker_settings.WorkerSettings"],
-        env=stack_env(redis_url, **env),
-        cwd=str(ROOT),
-    )
-    return proc
+    return spawn(worker_argv(), env=stack_env(redis_url, **env), cwd=str(ROOT))
 
 
 def start_web(redis_url: str, port: int, **env: str):  # type: ignore[no-untyped-def]
-    proc = spawn(
-        [sys.executable, "-m", "uvicorn", "--factory", "jobhub.app:create_app",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=stack_env(redis_url, **env),
-        cwd=str(ROOT),
-    )  # fmt: skip
+    argv = web_argv("127.0.0.1", port, "--log-level", "warning")
+    proc = spawn(argv, env=stack_env(redis_url, **env), cwd=str(ROOT))
     base = f"http://127.0.0.1:{port}"
 
     def up() -> bool:

@@ -20,12 +20,12 @@ async def start(client: httpx.AsyncClient, function: str, **kwargs: Any) -> dict
 
 
 async def follow(
-    client: httpx.AsyncClient, job_id: str, last_event_id: int | None = None, timeout: float = 20
+    client: httpx.AsyncClient, job_id: str, last_event_id: int | None = None, limit: float = 20
 ) -> list[tuple[str, dict[str, Any]]]:
     """Every (event id, snapshot) the job's stream sends, until the server ends it."""
     headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
     events = []
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(limit):
         async with aconnect_sse(client, "GET", f"/jobs/{job_id}/events", headers=headers) as src:
             assert src.response.status_code == 200
             async for sse in src.aiter_sse():
@@ -34,9 +34,9 @@ async def follow(
     return events
 
 
-async def wait_for(client: httpx.AsyncClient, job_id: str, timeout: float = 20) -> dict[str, Any]:
+async def wait_for(client: httpx.AsyncClient, job_id: str, limit: float = 20) -> dict[str, Any]:
     """Poll until the job is terminal; returns the final snapshot."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(limit):
         while True:
             snap: dict[str, Any] = (await client.get(f"/jobs/{job_id}")).json()
             if snap["status"] in TERMINAL:

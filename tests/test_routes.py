@@ -12,7 +12,9 @@ from .helpers import follow, start, wait_for
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 
-async def test_enqueue_answers_202_with_location_and_queued_snapshot(client: httpx.AsyncClient) -> None:
+async def test_enqueue_answers_202_with_location_and_queued_snapshot(
+    client: httpx.AsyncClient,
+) -> None:
     response = await client.post(
         "/jobs", json={"function": "demo.count", "kwargs": {"steps": 5, "delay": 0.2}}
     )
@@ -71,7 +73,9 @@ async def test_get_carries_etag_and_if_none_match_answers_304(client: httpx.Asyn
     final = await wait_for(client, snap["job_id"])
     got = await client.get(f"/jobs/{snap['job_id']}")
     assert got.headers["etag"] == f'"{final["seq"]}"'
-    again = await client.get(f"/jobs/{snap['job_id']}", headers={"If-None-Match": got.headers["etag"]})
+    again = await client.get(
+        f"/jobs/{snap['job_id']}", headers={"If-None-Match": got.headers["etag"]}
+    )
     assert again.status_code == 304
     assert again.content == b""
     stale = await client.get(f"/jobs/{snap['job_id']}", headers={"If-None-Match": '"1"'})
@@ -116,8 +120,12 @@ async def test_unknown_function_is_4xx_naming_the_known_ones(client: httpx.Async
         (b'{"function": "demo.count", "surprise": true}', 400),
     ],
 )
-async def test_bad_bodies_are_4xx_json_errors(client: httpx.AsyncClient, body: bytes, status: int) -> None:
-    response = await client.post("/jobs", content=body, headers={"content-type": "application/json"})
+async def test_bad_bodies_are_4xx_json_errors(
+    client: httpx.AsyncClient, body: bytes, status: int
+) -> None:
+    response = await client.post(
+        "/jobs", content=body, headers={"content-type": "application/json"}
+    )
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["type"] == "InvalidRequest"
@@ -155,7 +163,11 @@ async def test_unknown_route_and_method_are_json(client: httpx.AsyncClient) -> N
 
 
 async def test_client_job_id_is_an_idempotency_key(client: httpx.AsyncClient) -> None:
-    body = {"function": "demo.count", "kwargs": {"steps": 3, "delay": 0.1}, "job_id": "idem-" + str(id(client))}
+    body = {
+        "function": "demo.count",
+        "kwargs": {"steps": 3, "delay": 0.1},
+        "job_id": "idem-" + str(id(client)),
+    }
     first = await client.post("/jobs", json=body)
     second = await client.post("/jobs", json=body)
     assert first.status_code == 202
@@ -172,7 +184,9 @@ async def test_client_job_id_is_an_idempotency_key(client: httpx.AsyncClient) ->
 
 async def test_reused_job_id_for_another_function_is_refused(client: httpx.AsyncClient) -> None:
     job_id = "reuse-" + str(id(client))
-    assert (await client.post("/jobs", json={"function": "demo.noop", "job_id": job_id})).status_code == 202
+    assert (
+        await client.post("/jobs", json={"function": "demo.noop", "job_id": job_id})
+    ).status_code == 202
     other = await client.post("/jobs", json={"function": "demo.count", "job_id": job_id})
     assert other.status_code == 400
     assert "another function" in other.json()["error"]["detail"]

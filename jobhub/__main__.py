@@ -1,0 +1,5 @@
+"""``python -m jobhub`` is the ``jobhub`` command."""
+
+from .cli import main
+
+main()

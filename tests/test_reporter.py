@@ -1,0 +1,149 @@
+"""The worker side, with a real in-process ARQ worker in burst mode (as arq's own tests do)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import pytest
+from arq.connections import ArqRedis
+from arq.worker import create_worker
+
+from jobhub import JobContext, Settings, job, worker_settings
+from jobhub.exceptions import InvalidProgress, JobIsFinal
+from jobhub.snapshot import Snapshot, Status
+from jobhub.store import Store
+
+kept: list[JobContext] = []
+
+
+@job("t.keeps_context")
+async def keeps_context(ctx: JobContext) -> str:
+    kept.append(ctx)
+    await ctx.report(50, "half")
+    return "done"
+
+
+@job("t.bad_percent")
+async def bad_percent(ctx: JobContext, percent: Any) -> None:
+    await ctx.report(percent, "nope")
+
+
+@job("t.unserializable")
+async def unserializable(ctx: JobContext) -> object:
+    return object()
+
+
+FUNCTIONS = [keeps_context, bad_percent, unserializable]
+
+
+async def run_burst(
+    redis_url: str, store: Store, jobs: list[tuple[str, dict[str, Any]]]
+) -> list[str]:
+    """Enqueue ``jobs`` as the API does, run one burst worker over them, return their ids."""
+    settings = Settings(redis_url=redis_url, queue_name="test:" + secrets.token_hex(4))
+    arq = ArqRedis.from_url(redis_url)
+    ids = []
+    for function, kwargs in jobs:
+        job_id = "r-" + secrets.token_hex(8)
+        await store.create(Snapshot.queued(job_id, function))
+        await arq.enqueue_job(function, _job_id=job_id, _queue_name=settings.queue_name, **kwargs)
+        ids.append(job_id)
+    worker = create_worker(
+        worker_settings(FUNCTIONS, settings), burst=True, handle_signals=False, poll_delay=0.01
+    )
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+        await arq.aclose()
+    return ids
+
+
+async def test_lifecycle_writes_started_then_finished(redis_url: str, store: Store) -> None:
+    kept.clear()
+    [job_id] = await run_burst(redis_url, store, [("t.keeps_context", {})])
+    final = await store.read(job_id)
+    assert final is not None
+    assert final.status is Status.FINISHED
+    assert final.result == "done"
+    assert final.seq == 4  # queued, started, running 50 %, finished
+
+
+async def test_stray_progress_after_the_end_is_rejected_not_stored(
+    redis_url: str, store: Store
+) -> None:
+    kept.clear()
+    [job_id] = await run_burst(redis_url, store, [("t.keeps_context", {})])
+    final = await store.read(job_id)
+    [context] = kept
+    with pytest.raises(JobIsFinal):
+        await context.report(60, "too late")
+    # Also from a context that still believes the job is running (a stale cached state).
+    stale = JobContext(store, Snapshot.queued(job_id, "t.keeps_context"), {})
+    with pytest.raises(JobIsFinal):
+        await stale.report(70, "later still")
+    assert await store.read(job_id) == final
+
+
+@pytest.mark.parametrize("percent", [-1, 100.5, 1e9, float("nan"), float("inf"), "50", None, True])
+async def test_percent_outside_0_to_100_fails_the_job_with_a_clear_error(
+    redis_url: str, store: Store, percent: Any
+) -> None:
+    [job_id] = await run_burst(redis_url, store, [("t.bad_percent", {"percent": percent})])
+    final = await store.read(job_id)
+    assert final is not None
+    assert final.status is Status.FAILED
+    assert final.error is not None
+    assert final.error.type == "InvalidProgress"
+    assert "percent" in final.error.detail
+
+
+async def test_report_validates_before_writing(store: Store) -> None:
+    context = JobContext(store, Snapshot.queued("never-written", "x"), {})
+    with pytest.raises(InvalidProgress):
+        await context.report(101)
+    with pytest.raises(InvalidProgress):
+        await context.report(10, message=5)  # type: ignore[arg-type]
+    assert isinstance(InvalidProgress("x"), ValueError)
+
+
+async def test_unserializable_result_fails_the_job_and_says_why(
+    redis_url: str, store: Store
+) -> None:
+    [job_id] = await run_burst(redis_url, store, [("t.unserializable", {})])
+    final = await store.read(job_id)
+    assert final is not None
+    assert final.status is Status.FAILED
+    assert final.error is not None
+    assert "not JSON-serializable" in final.error.detail
+
+
+async def test_worker_announces_its_functions(redis_url: str, store: Store) -> None:
+    await run_burst(redis_url, store, [])
+    known = await store.known_functions()
+    assert {"t.keeps_context", "t.bad_percent", "t.unserializable"} <= set(known)
+
+
+async def test_job_enqueued_with_arq_directly_still_gets_snapshots(
+    redis_url: str, store: Store
+) -> None:
+    settings = Settings(redis_url=redis_url, queue_name="test:" + secrets.token_hex(4))
+    arq = ArqRedis.from_url(redis_url)
+    job_id = "direct-" + secrets.token_hex(6)
+    await arq.enqueue_job("t.keeps_context", _job_id=job_id, _queue_name=settings.queue_name)
+    worker = create_worker(
+        worker_settings(FUNCTIONS, settings), burst=True, handle_signals=False, poll_delay=0.01
+    )
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+        await arq.aclose()
+    final = await store.read(job_id)
+    assert final is not None and final.status is Status.FINISHED
+
+
+def test_duplicate_function_names_are_refused() -> None:
+    with pytest.raises(ValueError, match="share a name"):
+        worker_settings([keeps_context, keeps_context], Settings())
