@@ -15,25 +15,25 @@ written by the wrapper ``lifecycle`` builds, so a job does nothing for them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-import msgspec
 from arq.worker import Function, func
 
-from .exceptions import InvalidProgress, JobIsFinal, JobNotFound
-from .snapshot import JobError, Snapshot, Status
-from .store import Store
+from .batch import WriteBatch
+from .exceptions import InvalidProgress, JobIsFinal
+from .snapshot import JobError, Status
 
-__all__ = ["STORE", "JobContext", "JobFunction", "job", "lifecycle"]
+__all__ = ["WRITER", "JobContext", "JobFunction", "job", "lifecycle"]
 
 logger = logging.getLogger("jobhub.worker")
 
-STORE = "jobhub.store"
-"""Key of the worker's ``Store`` in ARQ's ``ctx``, put there at worker startup."""
+WRITER = "jobhub.writer"
+"""Key of the worker's ``WriteBatch`` in ARQ's ``ctx``, put there at worker startup."""
 
 JobCoroutine = Callable[..., Awaitable[Any]]
 
@@ -41,26 +41,14 @@ JobCoroutine = Callable[..., Awaitable[Any]]
 class JobContext:
     """Handed to a job function as its first argument."""
 
-    def __init__(self, store: Store, snapshot: Snapshot, ctx: dict[str, Any]) -> None:
-        self._store = store
-        self._snapshot = snapshot
+    def __init__(self, writer: WriteBatch, job_id: str, attempt: int, ctx: dict[str, Any]) -> None:
+        self._writer = writer
+        self.job_id = job_id
+        self.attempt = attempt
         self.ctx = ctx
         """ARQ's job context (``job_id``, ``job_try``, ``redis``, …)."""
 
-    @property
-    def job_id(self) -> str:
-        return self._snapshot.job_id
-
-    @property
-    def attempt(self) -> int:
-        return self._snapshot.attempt
-
-    @property
-    def snapshot(self) -> Snapshot:
-        """The last snapshot this job wrote."""
-        return self._snapshot
-
-    async def report(self, percent: float, message: str = "") -> Snapshot:
+    async def report(self, percent: float, message: str = "") -> None:
         """Store and publish the job's progress: ``percent`` in 0..100 and a short message.
 
         Raises ``InvalidProgress`` for a percent outside 0..100 and ``JobIsFinal`` if the
@@ -72,16 +60,8 @@ class JobContext:
             raise InvalidProgress(f"percent must be between 0 and 100, got {percent!r}")
         if not isinstance(message, str):
             raise InvalidProgress(f"message must be a string, got {type(message).__name__}")
-        value = float(percent)
-
-        def running(s: Snapshot) -> Snapshot:
-            return msgspec.structs.replace(s, status=Status.RUNNING, percent=value, message=message)
-
-        return await self._write(running)
-
-    async def _write(self, change: Callable[[Snapshot], Snapshot]) -> Snapshot:
-        self._snapshot = await self._store.update(self.job_id, change, self._snapshot)
-        return self._snapshot
+        patch = {"status": Status.RUNNING, "percent": float(percent), "message": message}
+        await self._writer.write(self.job_id, patch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,57 +92,58 @@ def lifecycle(function: JobFunction) -> Function:
     """The ARQ function that runs ``function`` between a ``started`` and a terminal write."""
 
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        store = cast(Store, ctx[STORE])
+        writer = cast(WriteBatch, ctx[WRITER])
         job_id = cast(str, ctx["job_id"])
         attempt = cast(int, ctx["job_try"])
-
-        def started(s: Snapshot) -> Snapshot:
-            return msgspec.structs.replace(
-                s, status=Status.STARTED, percent=0.0, message="started", attempt=attempt
-            )
-
+        started_patch = {
+            "status": Status.STARTED,
+            "percent": 0.0,
+            "message": "started",
+            "attempt": attempt,
+        }
+        # Not awaited: the job starts at once, and its first report or its end follows
+        # `started` in order, often in the same round trip. `function` lets a job that was
+        # enqueued with ARQ directly get snapshots too.
+        started = writer.submit(job_id, started_patch, function=function.name)
+        context = JobContext(writer, job_id, attempt, ctx)
         try:
-            snapshot = await store.update(job_id, started)
-        except JobNotFound:
-            # Enqueued with ARQ directly rather than through the API: give it a history too.
-            await store.create(Snapshot.queued(job_id, function.name))
-            snapshot = await store.update(job_id, started)
-        except JobIsFinal as exc:
-            logger.info("job %s is already %s; not running it", job_id, exc.status)
-            return None
-        context = JobContext(store, snapshot, ctx)
-
-        try:
-            result = await function.coroutine(context, *args, **kwargs)
-        except Exception as exc:
-            await _end(context, Status.FAILED, error=JobError(type(exc).__name__, str(exc)))
-            raise
-        try:
-            await _end(context, Status.FINISHED, result=result)
-        except TypeError as exc:
-            # msgspec could not encode the result: say so in the snapshot rather than
-            # leave the job looking unfinished.
-            detail = f"the job's result is not JSON-serializable: {exc}"
-            await _end(context, Status.FAILED, error=JobError("TypeError", detail))
-            raise TypeError(detail) from exc
-        return result
+            try:
+                result = await function.coroutine(context, *args, **kwargs)
+            except Exception as exc:
+                await _end(writer, job_id, {"status": Status.FAILED, "error": _error(exc)})
+                raise
+            try:
+                finished = {"status": Status.FINISHED, "percent": 100.0, "message": "finished"}
+                await _end(writer, job_id, {**finished, "result": result})
+            except TypeError as exc:
+                # The result cannot be JSON: say so in the snapshot rather than leave the
+                # job looking unfinished.
+                error = TypeError(f"the job's result is not JSON-serializable: {exc}")
+                await _end(writer, job_id, {"status": Status.FAILED, "error": _error(error)})
+                raise error from exc
+            return result
+        finally:
+            await _settle(started, job_id)
 
     return func(run, name=function.name, timeout=function.timeout, max_tries=function.max_tries)
 
 
-async def _end(
-    context: JobContext, status: Status, *, result: Any = None, error: JobError | None = None
-) -> None:
-    def end(s: Snapshot) -> Snapshot:
-        percent = 100.0 if status is Status.FINISHED else s.percent
-        message = status.value if status is Status.FINISHED else s.message
-        return msgspec.structs.replace(
-            s, status=status, percent=percent, message=message, result=result, error=error
-        )
-
+async def _settle(started: asyncio.Future[bytes], job_id: str) -> None:
     try:
-        await context._write(end)
+        await started
+    except JobIsFinal as exc:
+        # Ended (canceled) before it started; its own writes were refused the same way.
+        logger.info("job %s was already %s when it started", job_id, exc.status)
+
+
+def _error(exc: BaseException) -> JobError:
+    return JobError(type(exc).__name__, str(exc))
+
+
+async def _end(writer: WriteBatch, job_id: str, patch: dict[str, Any]) -> None:
+    try:
+        await writer.write(job_id, patch)
     except JobIsFinal as exc:
         logger.info(
-            "job %s ended as %s before it could be marked %s", context.job_id, exc.status, status
+            "job %s ended as %s before it could be marked %s", job_id, exc.status, patch["status"]
         )

@@ -141,14 +141,13 @@ async def create_job(request: Request) -> Response:
 
 async def _abandon(store: Store, job_id: str, detail: str) -> None:
     """Mark a job that never reached the queue as failed, so no one waits on it forever."""
-
-    def failed(s: Snapshot) -> Snapshot:
-        return msgspec.structs.replace(
-            s, status=Status.FAILED, message="not enqueued", error=JobError("EnqueueError", detail)
-        )
-
+    patch = {
+        "status": Status.FAILED,
+        "message": "not enqueued",
+        "error": JobError("EnqueueError", detail),
+    }
     try:
-        await store.update(job_id, failed)
+        await store.write(job_id, patch)
     except (RedisError, JobIsFinal, JobNotFound):
         logger.exception("could not mark job %s as failed", job_id)
 

@@ -122,4 +122,5 @@ def decode_head(data: bytes | str) -> SnapshotHead:
 
 def utcnow() -> str:
     """ISO-8601 UTC with microseconds and ``Z``, e.g. ``2026-11-22T05:08:58.123456Z``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is about three times faster than strftime, and this runs on every write.
+    return datetime.now(UTC).isoformat(timespec="microseconds").removesuffix("+00:00") + "Z"

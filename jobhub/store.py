@@ -1,62 +1,122 @@
 """Redis: every snapshot write is one atomic step, and every read of job state is here.
 
-A write is a compare-and-set in one Lua script: it checks that the stored ``seq`` is the one
-the writer built on and that the job is not terminal, then stores the new snapshot, sets its
-TTL and publishes the same bytes on the job's channel. Because the store and the publish are
-one script, no reader can see a snapshot that was not published or the other way round, and
-because a writer must name the ``seq`` it built on, two writers (a worker reporting progress,
-the API cancelling) can never interleave into a lost update: the loser re-reads and re-applies.
+A job is a hash holding each snapshot field as a ready-encoded JSON fragment, its ``seq``,
+and ``data``: the whole snapshot JSON, as served and published. A write is a *patch* (the
+fields that change); one Lua script checks the job is not terminal, sets the fields, bumps
+``seq``, assembles ``data`` from the fragments, sets the TTL of a terminal job and publishes
+``data`` on the job's channel. So a write needs no read first, two writers never conflict
+(each patch applies to whatever is newest), and no reader ever sees a stored snapshot that
+was not published or the other way round.
 
     store = Store(redis, result_ttl_seconds=86400)
     created, data = await store.create(Snapshot.queued(job_id, "demo.count"))
-    snap = await store.update(job_id, lambda s: replace(s, status=Status.STARTED))
+    data = await store.write(job_id, {"status": Status.RUNNING, "percent": 40.0})
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import cast
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import msgspec
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from . import keys
-from .exceptions import JobIsFinal, JobNotFound
-from .snapshot import TERMINAL, Snapshot, decode, encode, utcnow
+from .exceptions import InvalidRequest, JobhubError, JobIsFinal, JobNotFound
+from .snapshot import TERMINAL, Snapshot, decode, utcnow
 
-__all__ = ["Store"]
+__all__ = ["PATCHABLE", "PreparedWrite", "Store"]
 
 # The `type: ignore[misc]` below: redis-py types each command as one union of its sync and
 # async results, which mypy cannot await.
 
-_TERMINAL_LUA = "{" + ", ".join(f"[{s.value!r}] = true" for s in sorted(TERMINAL)) + "}"
+_FIELDS = [field.name for field in msgspec.structs.fields(Snapshot)]  # in wire order
+PATCHABLE = frozenset(_FIELDS) - {"job_id", "seq", "created_at", "updated_at"}
+"""Snapshot fields a write may set; ``seq`` and ``updated_at`` are set by every write."""
 
-# KEYS[1] snapshot hash. ARGV: channel, data, status.
-_CREATE = """
+_encode = msgspec.json.Encoder().encode
+
+# Terminal statuses as their stored fragments, e.g. ["\"finished\""] = true.
+_TERMINAL_LUA = "{" + ", ".join(f"['\"{s.value}\"'] = true" for s in sorted(TERMINAL)) + "}"
+
+# Lua that assembles the snapshot JSON from the hash, in wire order; generated from the
+# Snapshot model so the two can never disagree.
+_COMPOSE_LUA = (
+    "local v = redis.call('HMGET', KEYS[1], "
+    + ", ".join(f"'{name}'" for name in _FIELDS)
+    + ")\nlocal data = '{' .. "
+    + " .. ',' .. ".join(f"'\"{name}\":' .. v[{i}]" for i, name in enumerate(_FIELDS, 1))
+    + " .. '}'\n"
+)
+
+# The fields of a queued snapshot that do not depend on the job or the time, encoded once.
+_QUEUED_REST = b"\0".join(
+    b"%s\0%s" % (name.encode(), _encode(getattr(Snapshot.queued("", ""), name)))
+    for name in _FIELDS
+    if name not in {"job_id", "function", "seq", "created_at", "updated_at"}
+)
+
+_STATUS_INDEX = _FIELDS.index("status") + 1  # of the status fragment in the HMGET above
+
+# KEYS[1] job hash. ARGV: channel, then field/fragment pairs (seq included).
+_CREATE = f"""
 local existing = redis.call('HGET', KEYS[1], 'data')
-if existing then return {0, existing} end
-redis.call('HSET', KEYS[1], 'seq', 1, 'status', ARGV[3], 'data', ARGV[2])
-redis.call('PUBLISH', ARGV[1], ARGV[2])
-return {1}
+if existing then return {{0, existing}} end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+{_COMPOSE_LUA}
+redis.call('HSET', KEYS[1], 'data', data)
+redis.call('PUBLISH', ARGV[1], data)
+return {{1, data}}
 """
 
-# KEYS[1] snapshot hash. ARGV: channel, data, status, ttl seconds, expected seq.
-_UPDATE = f"""
+# KEYS[1] job hash. ARGV: channel, ttl seconds, init, then one or more patches.
+# A patch is field and fragment pairs joined by NUL: one argument instead of one per field,
+# since packing arguments is most of a write's client cost, and JSON escapes every control
+# character, so NUL cannot occur inside a fragment. Each patch becomes its own snapshot with
+# its own seq and publish; several in one call only save round trips. ``init`` (the fields of
+# a queued snapshot, or empty) creates a job that is missing, for jobs enqueued with ARQ
+# directly. Replies {outcome, status, data of each applied patch}; outcome is 'ok', 'final'
+# (the rest were refused: the job is terminal) or 'missing'.
+_WRITE = f"""
 local terminal = {_TERMINAL_LUA}
-local current = redis.call('HMGET', KEYS[1], 'seq', 'status', 'data')
-if not current[1] then return {{'missing'}} end
-if terminal[current[2]] then return {{'final', current[3]}} end
-if current[1] ~= ARGV[5] then return {{'conflict', current[3]}} end
-redis.call('HSET', KEYS[1], 'seq', tonumber(ARGV[5]) + 1, 'status', ARGV[3], 'data', ARGV[2])
-if terminal[ARGV[3]] then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
-redis.call('PUBLISH', ARGV[1], ARGV[2])
-return {{'ok'}}
+local function split(s)
+  local t = {{}}
+  for part in string.gmatch(s, '[^%z]+') do t[#t + 1] = part end
+  return t
+end
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then
+  if ARGV[3] == '' then return {{'missing', ''}} end
+  redis.call('HSET', KEYS[1], 'seq', 0, unpack(split(ARGV[3])))
+  status = redis.call('HGET', KEYS[1], 'status')
+end
+local applied = {{}}
+for i = 4, #ARGV do
+  if terminal[status] then return {{'final', status, unpack(applied)}} end
+  redis.call('HSET', KEYS[1], unpack(split(ARGV[i])))
+  redis.call('HINCRBY', KEYS[1], 'seq', 1)
+{_COMPOSE_LUA}
+  redis.call('HSET', KEYS[1], 'data', data)
+  redis.call('PUBLISH', ARGV[1], data)
+  applied[#applied + 1] = data
+  status = v[{_STATUS_INDEX}]
+end
+if terminal[status] then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return {{'ok', status, unpack(applied)}}
 """
 
-# A compare-and-set loop ends as soon as one writer wins; this only guards against a bug
-# turning it into a spin.
-_MAX_ATTEMPTS = 100
+
+class PreparedWrite:
+    """A write encoded and ready to send (see ``Store.prepare``)."""
+
+    __slots__ = ("init", "job_id", "patch")
+
+    def __init__(self, job_id: str, patch: bytes, init: bytes) -> None:
+        self.job_id = job_id
+        self.patch = patch
+        self.init = init
 
 
 class Store:
@@ -66,67 +126,122 @@ class Store:
         self._redis = redis
         self._ttl = result_ttl_seconds
         self._create = redis.register_script(_CREATE)
-        self._update = redis.register_script(_UPDATE)
+        self._write_sha = redis.register_script(_WRITE).sha
 
     async def create(self, snapshot: Snapshot) -> tuple[bool, bytes]:
-        """Store a job's first snapshot unless the job exists.
+        """Store and publish a job's first snapshot unless the job exists.
 
         Returns ``(True, data)`` if it was created, ``(False, existing data)`` if not: a
         client-chosen job id is an idempotency key.
         """
-        data = encode(snapshot)
-        reply = await self._create(
-            keys=[keys.job_snapshot(snapshot.job_id)],
-            args=[keys.job_channel(snapshot.job_id), data, snapshot.status.value],
-        )
-        return (True, data) if reply[0] == 1 else (False, cast(bytes, reply[1]))
+        args: list[Any] = [keys.job_channel(snapshot.job_id)]
+        for name in _FIELDS:
+            args += [name, _encode(getattr(snapshot, name))]
+        created, data = await self._create(keys=[keys.job_snapshot(snapshot.job_id)], args=args)
+        return created == 1, cast(bytes, data)
 
-    async def update(
-        self,
-        job_id: str,
-        change: Callable[[Snapshot], Snapshot],
-        current: Snapshot | None = None,
-    ) -> Snapshot:
-        """Apply ``change`` to the job's latest snapshot and store it with the next ``seq``.
+    async def write(self, job_id: str, patch: Mapping[str, Any]) -> bytes:
+        """Set the fields in ``patch`` as the job's next snapshot; returns its JSON.
 
-        ``current`` is the snapshot the caller believes is latest (it saves a read); when
-        another writer got there first, ``change`` is applied again to the newer one.
-        Raises ``JobIsFinal`` if the job is terminal and ``JobNotFound`` if it does not exist.
+        Raises ``JobIsFinal`` if the job is terminal (nothing is stored), ``JobNotFound``
+        if it does not exist, and ``TypeError`` if a value cannot be encoded as JSON.
         """
-        for _ in range(_MAX_ATTEMPTS):
-            if current is None:
-                current = await self.read(job_id)
-                if current is None:
-                    raise JobNotFound(job_id)
-            if current.is_terminal:
-                raise JobIsFinal(job_id, current.status.value)
-            new = msgspec.structs.replace(change(current), seq=current.seq + 1, updated_at=utcnow())
-            data = encode(new)
-            reply = await self._update(
-                keys=[keys.job_snapshot(job_id)],
-                args=[keys.job_channel(job_id), data, new.status.value, self._ttl, current.seq],
-            )
-            outcome = reply[0]
-            if outcome == b"ok":
-                return new
-            if outcome == b"missing":
-                raise JobNotFound(job_id)
-            current = decode(reply[1])  # 'final' or 'conflict': decide again on the newer state
-        raise RuntimeError(f"gave up writing job {job_id!r} after {_MAX_ATTEMPTS} conflicts")
+        [result] = await self.write_many([self.prepare(job_id, patch)])
+        if isinstance(result, JobhubError):
+            raise result
+        return result
+
+    def prepare(
+        self, job_id: str, patch: Mapping[str, Any], *, function: str | None = None
+    ) -> PreparedWrite:
+        """Encode a write now (a bad value raises here), to send with ``write_many``.
+
+        With ``function``, a job that does not exist is created as a queued job of that
+        function first (a job enqueued with ARQ directly still gets snapshots).
+        """
+        unknown = patch.keys() - PATCHABLE
+        if unknown:
+            raise InvalidRequest(f"not patchable snapshot fields: {sorted(unknown)}")
+        now = _encode(utcnow())
+        parts = [b"updated_at", now]
+        for name, value in patch.items():
+            parts += [name.encode(), _encode(value)]
+        init = b""
+        if function is not None:
+            init = b"\0".join(
+                [b"job_id", _encode(job_id), b"function", _encode(function), _QUEUED_REST,
+                 b"created_at", now, b"updated_at", now]
+            )  # fmt: skip
+        return PreparedWrite(job_id, b"\0".join(parts), init)
+
+    async def write_many(self, writes: Sequence[PreparedWrite]) -> list[bytes | JobhubError]:
+        """Send prepared writes in one round trip, in order; returns, per write, the
+        snapshot JSON or the ``JobIsFinal``/``JobNotFound`` it met.
+
+        Consecutive writes to one job travel in one script call; each is still its own
+        snapshot, stored and published in turn.
+        """
+        groups: list[list[PreparedWrite]] = []
+        for write in writes:
+            if groups and groups[-1][0].job_id == write.job_id:
+                groups[-1].append(write)
+            else:
+                groups.append([write])
+        replies = await self._send(groups)
+        missed = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missed:
+            # Redis restarted or flushed its scripts. A call that met NOSCRIPT did nothing,
+            # so exactly those are sent again, still in their order.
+            await self._redis.script_load(_WRITE)
+            again = await self._send([groups[i] for i in missed])
+            for i, reply in zip(missed, again, strict=True):
+                replies[i] = reply
+        results: list[bytes | JobhubError] = []
+        for group, reply in zip(groups, replies, strict=True):
+            if isinstance(reply, Exception):
+                raise reply
+            outcome, status, applied = reply[0], reply[1], reply[2:]
+            results += applied
+            for write in group[len(applied) :]:
+                if outcome == b"missing":
+                    results.append(JobNotFound(write.job_id))
+                else:
+                    results.append(JobIsFinal(write.job_id, msgspec.json.decode(status)))
+        return results
+
+    async def _send(self, groups: list[list[PreparedWrite]]) -> list[Any]:
+        def args(group: list[PreparedWrite]) -> list[Any]:
+            job_id = group[0].job_id
+            init = next((w.init for w in group if w.init), b"")
+            patches = [w.patch for w in group]
+            key, channel = keys.job_snapshot(job_id), keys.job_channel(job_id)
+            return [self._write_sha, 1, key, channel, self._ttl, init, *patches]
+
+        if len(groups) == 1:
+            try:
+                return [await self._redis.execute_command("EVALSHA", *args(groups[0]))]  # type: ignore[no-untyped-call]
+            except NoScriptError as exc:
+                return [exc]
+        # Plain EVALSHA rather than Script objects: a pipeline holding Script objects asks
+        # Redis whether they exist before every execution, a round trip of its own.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for group in groups:
+                pipe.execute_command("EVALSHA", *args(group))
+            return await pipe.execute(raise_on_error=False)
 
     async def get(self, job_id: str) -> bytes | None:
         """The latest snapshot's JSON, as stored and published."""
         data = await self._redis.hget(keys.job_snapshot(job_id), "data")  # type: ignore[misc]
         return cast(bytes | None, data)
 
+    async def read(self, job_id: str) -> Snapshot | None:
+        data = await self.get(job_id)
+        return None if data is None else decode(data)
+
     async def get_versioned(self, job_id: str) -> tuple[int, bytes] | None:
         """``(seq, JSON)`` of the latest snapshot, for answers that carry an ETag."""
         seq, data = await self._redis.hmget(keys.job_snapshot(job_id), ["seq", "data"])  # type: ignore[misc]
         return None if data is None else (int(seq), data)
-
-    async def read(self, job_id: str) -> Snapshot | None:
-        data = await self.get(job_id)
-        return None if data is None else decode(data)
 
     async def announce_functions(self, names: list[str]) -> None:
         """Record that a worker runs these functions, so the web app accepts them."""

@@ -14,7 +14,8 @@ from typing import Any
 
 from arq.connections import RedisSettings
 
-from .reporter import STORE, JobFunction, lifecycle
+from .batch import WriteBatch
+from .reporter import WRITER, JobFunction, lifecycle
 from .settings import Settings
 from .store import Store
 
@@ -29,7 +30,7 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         store = Store(ctx["redis"], result_ttl_seconds=settings.result_ttl_seconds)
-        ctx[STORE] = store
+        ctx[WRITER] = WriteBatch(store)
         await store.announce_functions(names)
 
     return type(

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-import msgspec
 import pytest
 import redis.asyncio
 
 from jobhub import keys
-from jobhub.exceptions import JobIsFinal, JobNotFound
-from jobhub.snapshot import Snapshot, Status, decode
+from jobhub.exceptions import InvalidRequest, JobIsFinal, JobNotFound
+from jobhub.snapshot import JobError, Snapshot, Status, decode, encode
 from jobhub.store import Store
 
 
@@ -21,11 +20,33 @@ def new_id() -> str:
 
 async def test_create_is_idempotent_and_returns_the_existing_snapshot(store: Store) -> None:
     job_id = new_id()
-    created, data = await store.create(Snapshot.queued(job_id, "demo.count"))
+    snap = Snapshot.queued(job_id, "demo.count")
+    created, data = await store.create(snap)
     again, existing = await store.create(Snapshot.queued(job_id, "demo.fail"))
     assert created and not again
-    assert existing == data
+    assert data == existing == encode(snap)  # Lua assembles exactly what msgspec encodes
     assert decode(existing).function == "demo.count"
+
+
+async def test_write_assembles_the_same_json_the_model_encodes(store: Store) -> None:
+    job_id = new_id()
+    await store.create(Snapshot.queued(job_id, "demo.count"))
+    patch = {
+        "status": Status.FAILED,
+        "percent": 12.5,
+        "message": 'quote " and \\ and é and \n',
+        "result": {"nested": [1, 2.5, None, True, {"a": []}]},
+        "error": JobError("ValueError", "boom"),
+        "attempt": 3,
+    }
+    data = await store.write(job_id, patch)
+    snap = decode(data)
+    assert encode(snap) == data
+    assert (snap.status, snap.percent, snap.message, snap.attempt, snap.seq) == (
+        Status.FAILED, 12.5, patch["message"], 3, 2,
+    )  # fmt: skip
+    assert snap.result == patch["result"]
+    assert snap.error == patch["error"]
 
 
 async def test_write_stores_and_publishes_the_same_bytes(
@@ -36,31 +57,33 @@ async def test_write_stores_and_publishes_the_same_bytes(
     async with redis_client.pubsub() as pubsub:
         await pubsub.subscribe(keys.job_channel(job_id))
         await pubsub.get_message(timeout=1)  # the subscribe confirmation
-        snap = await store.update(
-            job_id, lambda s: msgspec.structs.replace(s, status=Status.RUNNING, percent=5)
-        )
+        data = await store.write(job_id, {"status": Status.RUNNING, "percent": 5.0})
         message = await pubsub.get_message(timeout=2)
     assert message is not None
-    assert message["data"] == await store.get(job_id)
-    assert decode(message["data"]) == snap
-    assert snap.seq == 2
+    assert message["data"] == data == await store.get(job_id)
+    assert decode(data).seq == 2
 
 
-async def test_concurrent_writers_never_lose_an_update(store: Store) -> None:
+async def test_concurrent_writers_each_get_their_own_seq_in_publish_order(
+    store: Store, redis_client: redis.asyncio.Redis
+) -> None:
     job_id = new_id()
     await store.create(Snapshot.queued(job_id, "demo.count"))
-
-    def append(tag: str):  # type: ignore[no-untyped-def]
-        return lambda s: msgspec.structs.replace(
-            s, status=Status.RUNNING, message=s.message + tag + ","
-        )
-
-    tags = [f"w{i}" for i in range(40)]
-    await asyncio.gather(*(store.update(job_id, append(t)) for t in tags))
-    final = await store.read(job_id)
-    assert final is not None
-    assert final.seq == 1 + len(tags)
-    assert sorted(final.message.removeprefix("queued").strip(",").split(",")) == sorted(tags)
+    async with redis_client.pubsub() as pubsub:
+        await pubsub.subscribe(keys.job_channel(job_id))
+        await pubsub.get_message(timeout=1)
+        writes = [
+            store.write(job_id, {"status": Status.RUNNING, "message": f"w{i}"}) for i in range(40)
+        ]
+        results = await asyncio.gather(*writes)
+        published = []
+        while len(published) < 40:
+            message = await pubsub.get_message(timeout=2)
+            assert message is not None
+            published.append(decode(message["data"]))
+    assert sorted(decode(r).seq for r in results) == list(range(2, 42))
+    assert [s.seq for s in published] == list(range(2, 42))
+    assert sorted(s.message for s in published) == sorted(f"w{i}" for i in range(40))
 
 
 async def test_terminal_snapshot_is_final_and_expires(
@@ -69,30 +92,40 @@ async def test_terminal_snapshot_is_final_and_expires(
     job_id = new_id()
     await store.create(Snapshot.queued(job_id, "demo.count"))
     assert await redis_client.ttl(keys.job_snapshot(job_id)) == -1  # active jobs never expire
-    done = await store.update(job_id, lambda s: msgspec.structs.replace(s, status=Status.FINISHED))
+    await store.write(job_id, {"status": Status.RUNNING, "percent": 50.0})
+    assert await redis_client.ttl(keys.job_snapshot(job_id)) == -1
+    done = await store.write(job_id, {"status": Status.FINISHED})
     ttl = await redis_client.ttl(keys.job_snapshot(job_id))
     assert 3590 < ttl <= 3600
-    with pytest.raises(JobIsFinal):
-        # Built on a stale snapshot: the script itself refuses it.
-        await store.update(
-            job_id,
-            lambda s: msgspec.structs.replace(s, status=Status.RUNNING),
-            current=decode_seq1(job_id),
-        )
-    with pytest.raises(JobIsFinal):
-        await store.update(job_id, lambda s: msgspec.structs.replace(s, status=Status.RUNNING))
-    assert await store.read(job_id) == done
+    with pytest.raises(JobIsFinal) as info:
+        await store.write(job_id, {"status": Status.RUNNING, "percent": 60.0})
+    assert info.value.status == "finished"
+    assert await store.get(job_id) == done
 
 
-def decode_seq1(job_id: str) -> Snapshot:
-    return Snapshot.queued(job_id, "demo.count")
-
-
-async def test_update_of_a_missing_job_is_job_not_found(store: Store) -> None:
+async def test_write_to_a_missing_job_is_job_not_found(store: Store) -> None:
     with pytest.raises(JobNotFound):
-        await store.update(new_id(), lambda s: s)
-    with pytest.raises(JobNotFound):
-        await store.update(new_id(), lambda s: s, current=Snapshot.queued("x", "demo.count"))
+        await store.write(new_id(), {"message": "x"})
+
+
+async def test_only_snapshot_fields_can_be_patched(store: Store) -> None:
+    job_id = new_id()
+    await store.create(Snapshot.queued(job_id, "demo.count"))
+    for bad in ({"seq": 99}, {"job_id": "other"}, {"data": "x"}, {"colour": "red"}):
+        with pytest.raises(InvalidRequest):
+            await store.write(job_id, bad)
+    snap = await store.read(job_id)
+    assert snap is not None and snap.seq == 1
+
+
+async def test_unencodable_value_is_a_type_error_and_stores_nothing(store: Store) -> None:
+    job_id = new_id()
+    await store.create(Snapshot.queued(job_id, "demo.count"))
+    with pytest.raises(TypeError):
+        await store.write(job_id, {"result": object()})
+    assert (await store.read(job_id)) == decode(
+        (await store.create(Snapshot.queued(job_id, "x")))[1]
+    )
 
 
 async def test_functions_registry(store: Store) -> None:
@@ -100,3 +133,60 @@ async def test_functions_registry(store: Store) -> None:
     assert await store.is_known_function("t.one")
     assert not await store.is_known_function("t.three")
     assert {"t.one", "t.two"} <= set(await store.known_functions())
+
+
+async def test_write_many_keeps_order_and_refuses_what_follows_a_terminal_write(
+    store: Store, redis_client: redis.asyncio.Redis
+) -> None:
+    a, b = new_id(), new_id()
+    for job_id in (a, b):
+        await store.create(Snapshot.queued(job_id, "demo.count"))
+    async with redis_client.pubsub() as pubsub:
+        await pubsub.subscribe(keys.job_channel(a))
+        await pubsub.get_message(timeout=1)
+        results = await store.write_many(
+            [
+                store.prepare(a, {"status": Status.STARTED}),
+                store.prepare(a, {"status": Status.FINISHED, "result": 1}),
+                store.prepare(a, {"status": Status.RUNNING, "percent": 9.0}),
+                store.prepare(b, {"status": Status.STARTED}),
+            ]
+        )
+        published = [await pubsub.get_message(timeout=1) for _ in range(2)]
+    assert [decode(r).seq for r in results[:2] if isinstance(r, bytes)] == [2, 3]
+    assert isinstance(results[2], JobIsFinal)
+    assert isinstance(results[3], bytes) and decode(results[3]).job_id == b
+    # Each write of the group is its own snapshot, published in turn.
+    assert [decode(m["data"]).status for m in published if m] == [Status.STARTED, Status.FINISHED]
+    final = await store.read(a)
+    assert final is not None and final.status is Status.FINISHED and final.seq == 3
+
+
+async def test_write_with_function_creates_a_missing_job_as_queued_first(store: Store) -> None:
+    job_id = new_id()
+    [result] = await store.write_many(
+        [store.prepare(job_id, {"status": Status.STARTED}, function="demo.count")]
+    )
+    assert isinstance(result, bytes)
+    snap = decode(result)
+    assert (snap.status, snap.function, snap.seq) == (Status.STARTED, "demo.count", 1)
+    assert snap.created_at == snap.updated_at
+    # Once it exists, `function` changes nothing but the patch.
+    data = await store.write_many([store.prepare(job_id, {"message": "m"}, function="other")])
+    assert decode(data[0]).function == "demo.count"  # type: ignore[arg-type]
+
+
+async def test_scripts_are_reloaded_after_redis_forgets_them(
+    store: Store, redis_client: redis.asyncio.Redis
+) -> None:
+    job_id = new_id()
+    await store.create(Snapshot.queued(job_id, "demo.count"))
+    await redis_client.script_flush()
+    data = await store.write(job_id, {"status": Status.RUNNING})
+    assert decode(data).seq == 2
+    await redis_client.script_flush()
+    two = await store.write_many(
+        [store.prepare(job_id, {"percent": 1.0}), store.prepare(new_id(), {"percent": 2.0})]
+    )
+    assert decode(two[0]).seq == 3  # type: ignore[arg-type]
+    assert isinstance(two[1], JobNotFound)
