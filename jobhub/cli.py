@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from contextlib import ExitStack
 from types import FrameType
 
 import click
 
-from .devserver import RedisServer
+from .devserver import RedisServer, Stack
 from .exceptions import ConfigError
-from .processes import spawn, stop, web_argv, worker_argv
 from .settings import Settings
 
 __all__ = ["main"]
@@ -33,36 +31,27 @@ def main() -> None:
 @click.option("--workers", default=1, show_default=True, help="ARQ worker processes.")
 def dev(host: str, port: int, workers: int) -> None:
     """Run the whole stack until Ctrl-C; stops everything it started."""
-    env = dict(os.environ)
-    with ExitStack() as stack:
-        if not env.get("REDIS_URL"):
-            try:
-                redis = stack.enter_context(RedisServer())
-            except ConfigError as exc:
-                raise click.ClickException(str(exc)) from None
-            env["REDIS_URL"] = redis.url
-            click.echo(f"jobhub: started a private redis-server at {redis.url}")
+    stopping = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    with ExitStack() as resources:
         try:
-            Settings.from_env(env)
+            redis_url = os.environ.get("REDIS_URL")
+            if not redis_url:
+                redis_url = resources.enter_context(RedisServer()).url
+                click.echo(f"jobhub: started a private redis-server at {redis_url}")
+            Settings.from_env({**os.environ, "REDIS_URL": redis_url})
+            stack = resources.enter_context(Stack(redis_url, host=host, port=port, workers=workers))
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
-
-        procs: list[subprocess.Popen[bytes]] = []
-        stack.callback(stop, procs)
-        procs += [spawn(worker_argv(), env=env) for _ in range(workers)]
-        procs.append(spawn(web_argv(host, port), env=env))
-        click.echo(f"jobhub: open http://{host}:{port}/  (Ctrl-C stops everything)")
-
-        stopping = False
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            nonlocal stopping
-            stopping = True
-
+        click.echo(f"jobhub: open {stack.base_url}/  (Ctrl-C stops everything)")
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         while not stopping:
-            if any(p.poll() is not None for p in procs):
+            if any(p.poll() is not None for p in stack.processes):
                 click.echo("jobhub: a process of the stack exited; stopping the rest", err=True)
                 break
             time.sleep(0.2)

