@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from arq.connections import ArqRedis
 from redis.asyncio import BlockingConnectionPool
@@ -36,7 +35,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # A bounded pool that waits rather than grows: a burst of requests queues for a
         # connection instead of opening hundreds of them to Redis.
         pool = BlockingConnectionPool.from_url(
@@ -48,8 +47,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         store = Store(redis, result_ttl_seconds=settings.result_ttl_seconds)
         hub = Hub(pool.make_connection, store.get, subscribe_timeout=settings.redis_timeout_seconds)
         await hub.start()
+        app.state.services = Services(settings, store, hub, redis)
         try:
-            yield {"services": Services(settings, store, hub, redis)}
+            yield
         finally:
             await hub.aclose()
             await redis.aclose()

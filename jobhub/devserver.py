@@ -18,6 +18,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Mapping
+from pathlib import Path
 from types import TracebackType
 
 import redis
@@ -26,7 +27,7 @@ from . import keys
 from .exceptions import ConfigError
 from .processes import spawn, stop, web_argv, worker_argv
 
-__all__ = ["RedisServer", "Stack", "find_redis_server", "free_port"]
+__all__ = ["RedisServer", "Stack", "find_redis_server", "free_port", "tcp_connections"]
 
 INSTALL_HINT = (
     "no redis-server found: install one (Debian/Ubuntu: `apt-get install redis-server`, "
@@ -56,8 +57,9 @@ def free_port() -> int:
 class RedisServer:
     """A throwaway redis-server on a free loopback port, with no persistence."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, persist: bool = False) -> None:
         self.port = port or free_port()
+        self._persist = persist
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._dir = tempfile.TemporaryDirectory(prefix="jobhub-redis-")
         self._proc: subprocess.Popen[bytes] | None = None
@@ -68,7 +70,9 @@ class RedisServer:
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
-            "--appendonly", "no",
+            # Persistence only where a test restarts Redis and needs the data back.
+            "--appendonly", "yes" if self._persist else "no",
+            "--appendfsync", "always",
             "--dir", self._dir.name,
             "--loglevel", "warning",
             # Thousands of SSE streams need no Redis connections of their own, but load
@@ -97,6 +101,13 @@ class RedisServer:
     def stop(self) -> None:
         if self._proc is not None:
             stop([self._proc])
+            self._proc = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would; ``start`` brings it back on the same port and data."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
             self._proc = None
 
     def close(self) -> None:
@@ -196,3 +207,27 @@ class Stack:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def tcp_connections(pid: int, remote_port: int) -> int:
+    """Established TCP connections of process ``pid`` to ``remote_port`` (Linux /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            remote, state, inode = fields[2], fields[3], fields[9]
+            if (
+                state == "01"
+                and int(remote.rsplit(":", 1)[1], 16) == remote_port
+                and inode in inodes
+            ):
+                count += 1
+    return count

@@ -39,6 +39,8 @@ __all__ = ["Frame", "Hub", "Watch"]
 
 logger = logging.getLogger("jobhub.hub")
 
+_SEP = ServerSentEvent.DEFAULT_SEPARATOR.encode()
+
 # Backoff between reconnect attempts: quick for a blip, at most a few seconds for an outage.
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 2.0
@@ -47,16 +49,22 @@ _BACKOFF_MAX = 2.0
 class Frame:
     """One published snapshot, encoded as an SSE event once for all of its viewers."""
 
-    __slots__ = ("data", "event", "job_id", "seq", "terminal")
+    __slots__ = ("_data_lines", "event", "job_id", "seq", "terminal")
 
     def __init__(self, data: bytes) -> None:
         head = decode_head(data)
         self.job_id = head.job_id
         self.seq = head.seq
         self.terminal = head.is_terminal
-        self.data = data
         # No event name: the browser's EventSource.onmessage receives unnamed events only.
         self.event = ServerSentEvent(data=data.decode(), id=str(head.seq)).encode()
+        # What follows the id line: the data line(s) and the blank line that ends the event.
+        self._data_lines = self.event[self.event.index(_SEP) + len(_SEP) :]
+
+    def with_id(self, event_id: str) -> bytes:
+        """The same event under another id (a many-job stream's cursor), without encoding
+        the snapshot again."""
+        return b"id: " + event_id.encode() + _SEP + self._data_lines
 
 
 class Watch:

@@ -27,10 +27,14 @@ def worker_argv() -> list[str]:
 
 
 def web_argv(host: str, port: int, *extra: str) -> list[str]:
-    """uvicorn serving the app factory."""
+    """uvicorn serving the app factory.
+
+    On SIGTERM uvicorn waits for open responses to finish, and an SSE stream never does on
+    its own; the graceful-shutdown timeout bounds that wait whatever ends the streams.
+    """
     return [
         sys.executable, "-m", "uvicorn", "--factory", "jobhub.app:create_app",
-        "--host", host, "--port", str(port), *extra,
+        "--host", host, "--port", str(port), "--timeout-graceful-shutdown", "3", *extra,
     ]  # fmt: skip
 
 

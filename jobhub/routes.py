@@ -3,6 +3,7 @@
 POST /jobs                 {"function": "demo.count", "kwargs": {"steps": 5}}  -> 202
 GET  /jobs/{id}            the snapshot; ETag/If-None-Match make idle polls cheap
 GET  /jobs/{id}/events     text/event-stream of snapshots until the job ends
+GET  /events?jobs=a,b      one stream for several jobs
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from .settings import Settings
 from .snapshot import JobError, Snapshot, Status, decode
 from .store import Store
 
-__all__ = ["JOB_ID_PATTERN", "EnqueueRequest", "Services", "routes"]
+__all__ = ["JOB_ID_PATTERN", "MAX_JOBS_PER_STREAM", "EnqueueRequest", "Services", "routes"]
 
 logger = logging.getLogger("jobhub.web")
 
@@ -70,12 +71,15 @@ class Services:
 
 
 def _services(request: Request) -> Services:
-    services: Services = request.state.services
+    services: Services = request.app.state.services
     return services
 
 
 def _job_id(request: Request) -> str:
-    job_id: str = request.path_params["job_id"]
+    return _valid_id(request.path_params["job_id"])
+
+
+def _valid_id(job_id: str) -> str:
     if not _JOB_ID.match(job_id):
         raise InvalidRequest(f"invalid job id {job_id!r}: expected {JOB_ID_PATTERN}")
     return job_id
@@ -207,6 +211,81 @@ async def job_events(request: Request) -> Response:
     )
 
 
+async def many_events(request: Request) -> Response:
+    """``GET /events?jobs=a,b,c``: one stream for several jobs (browsers allow only six
+    HTTP/1.1 connections per origin, shared by every tab).
+
+    Each event's id is a cursor: the seq the client then holds of every listed job, in the
+    order listed (``4.0.12``). A reconnect's ``Last-Event-ID`` therefore tells which
+    snapshots the client has: it gets each job's current snapshot unless it already has it,
+    never one twice, and 204 once it holds the final snapshot of every job.
+    """
+    services = _services(request)
+    job_ids = _job_list(request.query_params.get("jobs", ""))
+    seen = _cursor(request.headers.get("last-event-id", ""), len(job_ids))
+    watch = await services.hub.watch(job_ids, dict(zip(job_ids, seen, strict=True)))
+    try:
+        datas = await services.store.get_many(job_ids)
+    except BaseException:
+        watch.close()
+        raise
+    missing = [job_id for job_id, data in zip(job_ids, datas, strict=True) if data is None]
+    if missing:
+        watch.close()
+        raise JobNotFound(", ".join(missing))
+    frames = [Frame(data) for data in datas if data is not None]
+    done = {f.job_id for f, held in zip(frames, seen, strict=True) if f.terminal and f.seq <= held}
+    if len(done) == len(job_ids):
+        watch.close()
+        return Response(status_code=204)
+    for frame in frames:
+        watch.offer(frame)
+    settings = services.settings
+    return EventSourceResponse(
+        _many_stream(watch, job_ids, seen, done),
+        ping=settings.heartbeat_seconds,
+        send_timeout=settings.send_timeout_seconds,
+        background=BackgroundTask(watch.close),
+    )
+
+
+MAX_JOBS_PER_STREAM = 100
+
+
+def _job_list(raw: str) -> list[str]:
+    job_ids = list(dict.fromkeys(j.strip() for j in raw.split(",") if j.strip()))
+    if not job_ids:
+        raise InvalidRequest("name the jobs to watch: /events?jobs=<id>,<id>,...")
+    if len(job_ids) > MAX_JOBS_PER_STREAM:
+        raise InvalidRequest(f"at most {MAX_JOBS_PER_STREAM} jobs per stream")
+    return [_valid_id(job_id) for job_id in job_ids]
+
+
+def _cursor(raw: str, count: int) -> list[int]:
+    parts = raw.strip().split(".")
+    if len(parts) != count or not all(p.isdigit() and len(p) < 19 for p in parts):
+        return [0] * count  # no cursor, or not one of this stream: start from scratch
+    return [int(p) for p in parts]
+
+
+async def _many_stream(
+    watch: Watch, job_ids: list[str], seen: list[int], done: set[str]
+) -> AsyncIterator[bytes]:
+    position = {job_id: i for i, job_id in enumerate(job_ids)}
+    try:
+        while len(done) < len(job_ids):
+            frames = await watch.next()
+            if not frames:
+                return  # shutting down: the client reconnects elsewhere with its cursor
+            for frame in frames:
+                seen[position[frame.job_id]] = frame.seq
+                if frame.terminal:
+                    done.add(frame.job_id)
+                yield frame.with_id(".".join(map(str, seen)))
+    finally:
+        watch.close()
+
+
 async def _stream(watch: Watch) -> AsyncIterator[bytes]:
     try:
         while True:
@@ -230,4 +309,5 @@ routes = [
     Route("/jobs", create_job, methods=["POST"]),
     Route("/jobs/{job_id}", get_job, methods=["GET"]),
     Route("/jobs/{job_id}/events", job_events, methods=["GET"]),
+    Route("/events", many_events, methods=["GET"]),
 ]

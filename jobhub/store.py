@@ -234,6 +234,13 @@ class Store:
         data = await self._redis.hget(keys.job_snapshot(job_id), "data")  # type: ignore[misc]
         return cast(bytes | None, data)
 
+    async def get_many(self, job_ids: Sequence[str]) -> list[bytes | None]:
+        """The latest snapshot JSON of each job, in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(keys.job_snapshot(job_id), "data")
+            return await pipe.execute()
+
     async def read(self, job_id: str) -> Snapshot | None:
         data = await self.get(job_id)
         return None if data is None else decode(data)

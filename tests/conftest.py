@@ -5,16 +5,26 @@ Where REDIS_URL is set the suite uses that Redis; otherwise it starts a private 
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
 import redis.asyncio
+import uvicorn
+from starlette.applications import Starlette
 
-from jobhub.devserver import RedisServer, Stack
+from jobhub import Settings, create_app
+from jobhub.devserver import RedisServer, Stack, free_port
+from jobhub.hub import Hub
 from jobhub.store import Store
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,3 +61,62 @@ async def redis_client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
 @pytest.fixture
 def store(redis_client: redis.asyncio.Redis) -> Store:
     return Store(redis_client, result_ttl_seconds=3600)
+
+
+class ThreadedServer:
+    """uvicorn serving ``app`` from a thread of the test process, on real sockets.
+
+    Tests reach the server's own event loop through ``call`` to look inside the hub.
+    """
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app, port=self.port, log_level="warning", timeout_graceful_shutdown=2
+        )
+        self.server = uvicorn.Server(config)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        self.loop.run_until_complete(self.server.serve())
+        # What outlives the server (sse-starlette's per-loop shutdown watcher) ends here.
+        leftovers = asyncio.all_tasks(self.loop)
+        for task in leftovers:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+
+    def __enter__(self) -> ThreadedServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.loop.close()
+
+    def call(self, function: Callable[[], T]) -> T:
+        """Run ``function`` on the server's loop and return its result."""
+
+        async def run() -> T:
+            return function()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(5)
+
+    @property
+    def hub(self) -> Hub:
+        hub: Hub = self.app.state.services.hub
+        return hub
+
+
+@pytest.fixture
+def threaded(redis_url: str) -> Iterator[ThreadedServer]:
+    app = create_app(Settings(redis_url=redis_url, send_timeout_seconds=2))
+    with ThreadedServer(app) as server:
+        yield server

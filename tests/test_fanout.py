@@ -1,0 +1,211 @@
+"""The push path at scale: one subscriber per process, conflation, Redis restarts.
+
+The server runs in a thread of this process (real uvicorn, real sockets, real Redis) so the
+tests can look inside its hub; snapshots are written with the Store, as a worker does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import socket
+
+import httpx
+import pytest
+import redis.asyncio
+from httpx_sse import aconnect_sse
+
+from jobhub import Settings, create_app, keys
+from jobhub.devserver import RedisServer
+from jobhub.hub import Hub, Watch
+from jobhub.snapshot import Snapshot, Status
+from jobhub.store import Store
+
+from .conftest import ThreadedServer
+
+
+async def new_job(store: Store) -> str:
+    job_id = "f-" + secrets.token_hex(8)
+    await store.create(Snapshot.queued(job_id, "demo.count"))
+    return job_id
+
+
+async def collect(
+    client: httpx.AsyncClient,
+    path: str,
+    into: list[dict],
+    opened: asyncio.Event | None = None,  # type: ignore[type-arg]
+) -> None:
+    async with aconnect_sse(client, "GET", path) as source:
+        async for event in source.aiter_sse():
+            if opened is not None:
+                opened.set()
+            into.append(json.loads(event.data))
+
+
+async def test_concurrent_first_subscribers_both_get_every_update(
+    threaded: ThreadedServer, store: Store
+) -> None:
+    async with httpx.AsyncClient(base_url=threaded.base_url, timeout=10) as client:
+        for _ in range(10):
+            job_id = await new_job(store)
+            streams: list[list[dict]] = [[], []]  # type: ignore[type-arg]
+            tasks = [
+                asyncio.create_task(collect(client, f"/jobs/{job_id}/events", events))
+                for events in streams
+            ]  # opened in the same instant: both race to be first for this job
+            while not all(streams):
+                await asyncio.sleep(0.005)
+            for i in range(1, 4):
+                await store.write(job_id, {"status": Status.RUNNING, "percent": 25.0 * i})
+                await asyncio.sleep(0.02)
+            await store.write(job_id, {"status": Status.FINISHED, "percent": 100.0})
+            async with asyncio.timeout(5):
+                await asyncio.gather(*tasks)
+            for events in streams:
+                assert [e["seq"] for e in events] == [1, 2, 3, 4, 5]
+
+
+async def test_connect_disconnect_cycles_leave_no_subscription_and_no_task(
+    threaded: ThreadedServer, store: Store, redis_client: redis.asyncio.Redis
+) -> None:
+    job_ids = [await new_job(store) for _ in range(10)]
+
+    async def cycle(i: int) -> None:
+        # Open a stream, read its first event, hang up: what a closed browser tab does.
+        reader, writer = await asyncio.open_connection("127.0.0.1", threaded.port)
+        job_id = job_ids[i % len(job_ids)]
+        writer.write(f"GET /jobs/{job_id}/events HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        await writer.drain()
+        await reader.readuntil(b'"seq":')
+        writer.close()
+        await writer.wait_closed()
+
+    # sse-starlette starts one shutdown watcher task per event loop with the first stream
+    # and keeps it; count tasks from after that.
+    await cycle(0)
+    await asyncio.sleep(0.2)
+    baseline = threaded.call(lambda: len(asyncio.all_tasks()))
+    semaphore = asyncio.Semaphore(25)
+
+    async def bounded(i: int) -> None:
+        async with semaphore:
+            await cycle(i)
+
+    await asyncio.gather(*(bounded(i) for i in range(1000)))
+
+    async with asyncio.timeout(10):
+        while (
+            threaded.call(lambda: threaded.hub.subscribed_jobs)
+            or threaded.call(lambda: len(asyncio.all_tasks())) > baseline
+        ):
+            await asyncio.sleep(0.05)
+    counts = await redis_client.pubsub_numsub(*(keys.job_channel(j) for j in job_ids))
+    assert [count for _, count in counts] == [0] * len(job_ids)
+    assert await redis_client.pubsub_channels(keys.PREFIX + "*") == []
+
+
+async def test_a_stalled_reader_does_not_delay_a_fast_one_and_is_cut_off(
+    threaded: ThreadedServer, store: Store
+) -> None:
+    job_id = await new_job(store)
+    # The stalled client: a socket with a tiny receive buffer that is never read.
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", threaded.port))
+    stalled.sendall(f"GET /jobs/{job_id}/events HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+
+    fast: list[dict] = []  # type: ignore[type-arg]
+    opened = asyncio.Event()
+    async with httpx.AsyncClient(base_url=threaded.base_url, timeout=10) as client:
+        task = asyncio.create_task(collect(client, f"/jobs/{job_id}/events", fast, opened))
+        await opened.wait()
+        big = "x" * 60_000  # a few of these fill every buffer between server and stalled
+        for i in range(1, 60):
+            await store.write(job_id, {"status": Status.RUNNING, "percent": i, "message": big})
+            await asyncio.sleep(0.005)
+        await store.write(job_id, {"status": Status.FINISHED, "percent": 100.0})
+        async with asyncio.timeout(10):
+            await task  # ends with the final snapshot, though the stalled reader is stuck
+    assert fast[-1]["status"] == "finished"
+    assert [e["seq"] for e in fast] == sorted({e["seq"] for e in fast})
+
+    # The stalled stream's send is stuck past JOBHUB_SEND_TIMEOUT (2 s here): it is ended,
+    # so once the client drains its socket it meets the end of the connection.
+    stalled.settimeout(10)
+    received = 0
+    while chunk := stalled.recv(1 << 20):
+        received += len(chunk)
+    stalled.close()
+    assert 0 < received < 60 * 60_000  # it got some, and was never queued all of it
+
+
+async def test_a_slow_watch_holds_only_the_newest_snapshot(redis_url: str, store: Store) -> None:
+    """Conflation, and one encoding per published snapshot however many watch it."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    hub = Hub(client.connection_pool.make_connection, store.get)
+    await hub.start()
+    try:
+        job_id = await new_job(store)
+        watches: list[Watch] = [await hub.watch([job_id]) for _ in range(50)]
+        for i in range(1, 21):
+            await store.write(job_id, {"status": Status.RUNNING, "percent": float(i)})
+        await store.write(job_id, {"status": Status.FINISHED})
+        await asyncio.sleep(0.2)  # every publish has reached the hub; nobody has read
+        delivered = [await w.next() for w in watches]
+        for frames in delivered:
+            assert len(frames) == 1 and frames[0].seq == 22 and frames[0].terminal
+        assert len({id(frames[0]) for frames in delivered}) == 1  # one Frame, shared
+        for watch in watches:
+            watch.close()
+        assert hub.subscribed_jobs == 0
+    finally:
+        await hub.aclose()
+        await client.aclose()
+
+
+async def test_stream_survives_redis_being_killed_and_restarted() -> None:
+    with RedisServer(persist=True) as server:
+        client = redis.asyncio.Redis.from_url(server.url)
+        store = Store(client, result_ttl_seconds=3600)
+        app = create_app(Settings(redis_url=server.url, redis_timeout_seconds=10))
+        with ThreadedServer(app) as web:
+            job_id = await new_job(store)
+            events: list[dict] = []  # type: ignore[type-arg]
+            async with httpx.AsyncClient(base_url=web.base_url, timeout=30) as http:
+                opened = asyncio.Event()
+                stream = collect(http, f"/jobs/{job_id}/events", events, opened)
+                task = asyncio.create_task(stream)
+                await opened.wait()
+                for i in range(1, 4):
+                    await store.write(job_id, {"status": Status.RUNNING, "percent": float(i)})
+                async with asyncio.timeout(5):
+                    while len(events) < 4:
+                        await asyncio.sleep(0.01)
+
+                server.kill()
+                server.start()
+                # Written before the hub has subscribed again: pub/sub drops these, so only
+                # the re-read after resubscribing can deliver them.
+                await write_retrying(store, job_id, {"status": Status.RUNNING, "percent": 50.0})
+                await write_retrying(store, job_id, {"status": Status.RUNNING, "percent": 60.0})
+                await asyncio.sleep(0.5)
+                await write_retrying(store, job_id, {"status": Status.FINISHED, "percent": 100.0})
+                async with asyncio.timeout(15):
+                    await task
+        await client.aclose()
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(set(seqs)), "a seq went backwards or repeated"
+    assert seqs[:4] == [1, 2, 3, 4]
+    assert events[-1]["status"] == "finished" and seqs[-1] == 7
+
+
+async def write_retrying(store: Store, job_id: str, patch: dict) -> None:  # type: ignore[type-arg]
+    for _ in range(50):
+        try:
+            await store.write(job_id, patch)
+            return
+        except redis.exceptions.ConnectionError:
+            await asyncio.sleep(0.05)
+    pytest.fail("Redis did not come back")
