@@ -5,6 +5,7 @@ app = create_app(Settings(redis_url="redis://localhost:6379/0"))
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -45,12 +46,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         redis = ArqRedis(pool, default_queue_name=settings.queue_name)
         store = Store(redis, result_ttl_seconds=settings.result_ttl_seconds)
-        hub = Hub(pool.make_connection, store.get, subscribe_timeout=settings.redis_timeout_seconds)
+        hub = Hub(
+            pool.make_connection,
+            store.get,
+            subscribe_timeout=settings.redis_timeout_seconds,
+            heartbeat=settings.heartbeat_seconds,
+        )
         await hub.start()
         app.state.services = Services(settings, store, hub, redis)
+        previous_gc = gc.get_threshold()
+        if settings.gc_threshold is not None:
+            gc.set_threshold(*settings.gc_threshold)
         try:
             yield
         finally:
+            gc.set_threshold(*previous_gc)
             await hub.aclose()
             await redis.aclose()
             await pool.disconnect()

@@ -70,32 +70,54 @@ class Frame:
 class Watch:
     """One stream's view of one or more jobs: the newest undelivered frame of each."""
 
-    __slots__ = ("_closed", "_hub", "_pending", "_seen", "_wakeup", "job_ids")
+    # A bare future rather than an asyncio.Event: an Event carries a deque of waiters, and
+    # at thousands of streams every byte of a watch counts.
+    __slots__ = ("_beat", "_closed", "_hub", "_pending", "_seen", "_waiter", "job_ids", "last_sent")
 
     def __init__(self, hub: Hub, job_ids: tuple[str, ...], seen: dict[str, int]) -> None:
         self._hub = hub
         self.job_ids = job_ids
         self._seen = {job_id: seen.get(job_id, 0) for job_id in job_ids}
         self._pending: dict[str, Frame] = {}
-        self._wakeup = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
         self._closed = False
+        self._beat = False
+        self.last_sent = time.monotonic()
 
     def offer(self, frame: Frame) -> None:
         """Keep ``frame`` for delivery if it is newer than anything seen for its job."""
         if frame.seq > self._seen.get(frame.job_id, frame.seq):
             self._seen[frame.job_id] = frame.seq
             self._pending[frame.job_id] = frame
-            self._wakeup.set()
+            self._wake()
 
     async def next(self) -> list[Frame]:
-        """Wait for news; returns the newest frame of each job that changed, or ``[]`` once
-        the hub has shut down (the stream should end; the client will reconnect)."""
-        while not self._pending and not self._closed:
-            self._wakeup.clear()
-            await self._wakeup.wait()
+        """Wait for news; returns the newest frame of each job that changed.
+
+        Returns ``[]`` when a heartbeat is due (the hub says so when the stream has sent
+        nothing for a while) or once the watch is closed (``closed``: the hub shut down; the
+        client will reconnect elsewhere).
+        """
+        if not self._pending and not self._closed and not self._beat:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        self._beat = False
+        self.last_sent = time.monotonic()
         frames = list(self._pending.values())
         self._pending.clear()
         return frames
+
+    def beat(self) -> None:
+        """Make ``next`` return ``[]`` if it has nothing else: time for a heartbeat."""
+        self._beat = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     @property
     def closed(self) -> bool:
@@ -105,7 +127,7 @@ class Watch:
         """Release the subscriptions; safe to call more than once."""
         if not self._closed:
             self._closed = True
-            self._wakeup.set()
+            self._wake()
             self._hub._release(self)
 
 
@@ -152,14 +174,18 @@ class Hub:
         *,
         subscribe_timeout: float = 5.0,
         keepalive: float = 10.0,
+        heartbeat: float = 15.0,
     ) -> None:
         self._connect = connect
         self._read_snapshot = read_snapshot
         self._subscribe_timeout = subscribe_timeout
         self._keepalive = keepalive
+        self._heartbeat = heartbeat
         self._channels: dict[bytes, _Channel] = {}
+        self._watches: set[Watch] = set()
         self._session: _Session | None = None
         self._task: asyncio.Task[None] | None = None
+        self._beats: asyncio.Task[None] | None = None
         self._resyncs: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -170,11 +196,12 @@ class Hub:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="jobhub-hub")
+        self._beats = asyncio.create_task(self._heartbeats(), name="jobhub-heartbeats")
 
     async def aclose(self) -> None:
         """Stop the reader and wake every watch so that its stream ends."""
         self._closed = True
-        tasks = [t for t in (self._task, *self._resyncs) if t is not None]
+        tasks = [t for t in (self._task, self._beats, *self._resyncs) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -191,6 +218,7 @@ class Hub:
         if self._closed:
             raise ServiceUnavailable("the server is shutting down")
         watch = Watch(self, tuple(dict.fromkeys(job_ids)), seen or {})
+        self._watches.add(watch)
         channels = []
         for job_id in watch.job_ids:
             name = keys.job_channel(job_id).encode()
@@ -214,6 +242,7 @@ class Hub:
         return watch
 
     def _release(self, watch: Watch) -> None:
+        self._watches.discard(watch)
         for job_id in watch.job_ids:
             name = keys.job_channel(job_id).encode()
             channel = self._channels.get(name)
@@ -224,6 +253,16 @@ class Hub:
                 del self._channels[name]
                 if self._session is not None:
                     self._session.send("UNSUBSCRIBE", name)
+
+    async def _heartbeats(self) -> None:
+        """One timer for every stream: a watch idle for ``heartbeat`` seconds is told to
+        send a heartbeat. (A timer per stream costs thousands of timer handles.)"""
+        while True:
+            await asyncio.sleep(min(1.0, self._heartbeat / 4))
+            due = time.monotonic() - self._heartbeat
+            for watch in self._watches:
+                if watch.last_sent <= due:
+                    watch.beat()
 
     async def _run(self) -> None:
         backoff = _BACKOFF_FIRST

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import msgspec
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
-from sse_starlette import EventSourceResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -202,13 +202,7 @@ async def job_events(request: Request) -> Response:
         watch.close()
         return Response(status_code=204)
     watch.offer(frame)
-    settings = services.settings
-    return EventSourceResponse(
-        _stream(watch),
-        ping=settings.heartbeat_seconds,
-        send_timeout=settings.send_timeout_seconds,
-        background=BackgroundTask(watch.close),
-    )
+    return _event_source(_stream(watch), watch, services)
 
 
 async def many_events(request: Request) -> Response:
@@ -240,13 +234,7 @@ async def many_events(request: Request) -> Response:
         return Response(status_code=204)
     for frame in frames:
         watch.offer(frame)
-    settings = services.settings
-    return EventSourceResponse(
-        _many_stream(watch, job_ids, seen, done),
-        ping=settings.heartbeat_seconds,
-        send_timeout=settings.send_timeout_seconds,
-        background=BackgroundTask(watch.close),
-    )
+    return _event_source(_many_stream(watch, job_ids, seen, done), watch, services)
 
 
 MAX_JOBS_PER_STREAM = 100
@@ -276,7 +264,9 @@ async def _many_stream(
         while len(done) < len(job_ids):
             frames = await watch.next()
             if not frames:
-                return  # shutting down: the client reconnects elsewhere with its cursor
+                if watch.closed:
+                    return  # shutting down: the client reconnects elsewhere with its cursor
+                yield HEARTBEAT
             for frame in frames:
                 seen[position[frame.job_id]] = frame.seq
                 if frame.terminal:
@@ -286,12 +276,29 @@ async def _many_stream(
         watch.close()
 
 
+def _event_source(stream: AsyncIterator[bytes], watch: Watch, services: Services) -> Response:
+    return EventSourceResponse(
+        stream,
+        # Heartbeats come from the hub's one timer (HEARTBEAT): sse-starlette's would cost a
+        # task per stream, and thousands of idle streams are mostly such tasks' memory.
+        ping=0,
+        send_timeout=services.settings.send_timeout_seconds,
+        background=BackgroundTask(watch.close),
+    )
+
+
+HEARTBEAT = ServerSentEvent(comment="heartbeat").encode()
+"""An SSE comment: ignored by EventSource, but keeps proxies from closing an idle stream."""
+
+
 async def _stream(watch: Watch) -> AsyncIterator[bytes]:
     try:
         while True:
             frames = await watch.next()
             if not frames:
-                return  # shutting down: the client reconnects elsewhere with Last-Event-ID
+                if watch.closed:
+                    return  # shutting down: the client reconnects elsewhere with Last-Event-ID
+                yield HEARTBEAT
             for frame in frames:
                 yield frame.event
             if all(frame.terminal for frame in frames):

@@ -1,0 +1,227 @@
+"""Many SSE streams on one web process: jobhub's shared-subscriber fan-out vs the naive way.
+
+For each N and each server (jobhub, and bench/naive_app.py: one pub/sub connection per
+stream), in one run on one Redis:
+  1. start the web process and enqueue a job (as POST /jobs does) with no worker yet;
+  2. open N streams on real sockets and read the queued snapshot on each; measure the web
+     process's RSS per idle stream and its TCP connections to Redis;
+  3. start an ARQ worker (the `arq` CLI): the job reports at a steady 20 updates/s, or, for
+     the burst, 100 updates as fast as the worker writes them;
+  4. record, per received event, staleness = receive time - the snapshot's `updated_at`.
+The load generator parses bytes (finds `"updated_at":"` and the status), not JSON, and runs
+on uvloop, so that it measures the server.
+
+    python bench/fanout.py [--streams 100,1000,3000] [--seconds 10] [--burst-streams 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import uvloop
+from arq.connections import ArqRedis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from jobhub.devserver import RedisServer, free_port, tcp_connections  # noqa: E402
+from jobhub.processes import spawn, stop, web_argv, worker_argv  # noqa: E402
+from jobhub.snapshot import Snapshot  # noqa: E402
+from jobhub.store import Store  # noqa: E402
+
+UPDATED = b'"updated_at":"'
+STATUS = b'"status":"'
+
+
+@dataclass
+class Totals:
+    staleness: list[float] = field(default_factory=list)
+    updates: int = 0
+    finals: int = 0
+    last_final_at: float = 0.0
+    first_update_at: float = 0.0
+
+
+class Stream(asyncio.Protocol):
+    """One SSE client: sends the request, then scans what arrives for snapshots."""
+
+    def __init__(self, path: str, totals: Totals, opened: asyncio.Future[None]) -> None:
+        self.path = path
+        self.totals = totals
+        self.opened = opened
+        self.buffer = b""
+        self.done = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not subclasses of asyncio.Transport, but they write.
+        request = f"GET {self.path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+        transport.write(request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        buffer, pos, totals = self.buffer + data, 0, self.totals
+        while True:
+            at = buffer.find(UPDATED, pos)
+            if at < 0 or at + 41 > len(buffer):
+                break
+            status = buffer[buffer.find(STATUS, pos, at) + 10 : buffer.find(STATUS, pos, at) + 13]
+            if status == b"que":
+                if not self.opened.done():
+                    self.opened.set_result(None)
+            else:
+                stamp = buffer[at + 14 : at + 40].decode()
+                sent = datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp()
+                totals.staleness.append(now - sent)
+                totals.updates += 1
+                if not totals.first_update_at:
+                    totals.first_update_at = sent
+                if status == b"fin":
+                    totals.finals += 1
+                    totals.last_final_at = now
+                    if not self.done.done():
+                        self.done.set_result(None)
+            pos = at + 41
+        self.buffer = buffer[pos:]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def start_web(kind: str, redis_url: str, port: int):  # type: ignore[no-untyped-def]
+    if kind == "jobhub":
+        argv = web_argv("127.0.0.1", port, "--log-level", "warning", "--backlog", "4096")
+    else:
+        argv = [sys.executable, "-m", "uvicorn", "--factory", "naive_app:create_app",
+                "--app-dir", str(ROOT / "bench"), "--host", "127.0.0.1", "--port", str(port),
+                "--log-level", "warning", "--backlog", "4096", "--timeout-graceful-shutdown", "3"]  # fmt: skip
+    return spawn(argv, env={**os.environ, "REDIS_URL": redis_url}, cwd=str(ROOT))
+
+
+async def wait_serving(port: int) -> None:
+    for _ in range(300):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise RuntimeError("web process did not start")
+
+
+async def enqueue(redis_url: str, steps: int, delay: float) -> str:
+    """What POST /jobs does: the queued snapshot, then the ARQ job."""
+    redis = ArqRedis.from_url(redis_url)
+    job_id = secrets.token_urlsafe(16)
+    await Store(redis, result_ttl_seconds=3600).create(Snapshot.queued(job_id, "demo.count"))
+    await redis.enqueue_job("demo.count", _job_id=job_id, steps=steps, delay=delay)
+    await redis.aclose()
+    return job_id
+
+
+async def scenario(
+    kind: str, redis_url: str, streams: int, steps: int, delay: float
+) -> dict[str, float]:
+    port = free_port()
+    web = start_web(kind, redis_url, port)
+    worker = None
+    connections: list[asyncio.Transport] = []
+    try:
+        await wait_serving(port)
+        job_id = await enqueue(redis_url, steps, delay)
+        rss_before = rss_kib(web.pid)
+        totals = Totals()
+        loop = asyncio.get_running_loop()
+        protocols: list[Stream] = []
+        for first in range(0, streams, 250):  # in waves, within the listen backlog
+            opened = []
+            for _ in range(first, min(streams, first + 250)):
+                ready: asyncio.Future[None] = loop.create_future()
+                path = f"/jobs/{job_id}/events"
+                transport, protocol = await loop.create_connection(
+                    lambda p=path, r=ready: Stream(p, totals, r), "127.0.0.1", port
+                )
+                connections.append(transport)
+                protocols.append(protocol)
+                opened.append(ready)
+            await asyncio.wait_for(asyncio.gather(*opened), 60)
+        await asyncio.sleep(1)
+        rss_per_stream = (rss_kib(web.pid) - rss_before) * 1024 / streams
+        redis_port = urlsplit(redis_url).port or 6379
+        redis_conns = tcp_connections(web.pid, redis_port)
+
+        worker = spawn(
+            worker_argv(), env={**os.environ, "REDIS_URL": redis_url}, cwd=str(ROOT), quiet=True
+        )
+        await asyncio.wait([p.done for p in protocols], timeout=steps * delay + 60)
+        redis_conns = max(redis_conns, tcp_connections(web.pid, redis_port))
+        published = streams * (steps + 2)  # started, each report, finished
+        stale = sorted(totals.staleness) or [float("nan")]
+        return {
+            "p50": statistics.median(stale) * 1000,
+            "p99": stale[min(len(stale) - 1, int(len(stale) * 0.99))] * 1000,
+            "delivered": totals.updates / published,
+            "finals": totals.finals,
+            "rss_per_stream": rss_per_stream,
+            "redis_conns": redis_conns,
+            "burst_s": totals.last_final_at - totals.first_update_at,
+        }
+    finally:
+        for transport in connections:
+            transport.close()
+        stop([p for p in (worker, web) if p is not None])
+
+
+def main(stream_counts: list[int], seconds: float, burst_streams: int) -> None:
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    rows = []
+    with RedisServer() as server:
+        for streams in stream_counts:
+            for kind in ("naive", "jobhub"):
+                steps = int(20 * seconds)
+                r = asyncio.run(scenario(kind, server.url, streams, steps, 1 / 20))
+                rows.append((f"{streams} streams, 20 updates/s", kind, streams, r))
+                print(f"{kind:6} N={streams:5}: p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms  "
+                      f"delivered {r['delivered']:6.1%}  finals {r['finals']:.0f}/{streams}  "
+                      f"RSS/stream {r['rss_per_stream'] / 1024:5.1f} KiB  redis conns {r['redis_conns']:.0f}",
+                      flush=True)  # fmt: skip
+        for kind in ("naive", "jobhub"):
+            r = asyncio.run(scenario(kind, server.url, burst_streams, 100, 0))
+            rows.append((f"burst of 100 updates, {burst_streams} streams", kind, burst_streams, r))
+            print(f"{kind:6} burst N={burst_streams}: every stream final after {r['burst_s'] * 1000:.0f} ms, "
+                  f"finals {r['finals']:.0f}/{burst_streams}", flush=True)  # fmt: skip
+    print()
+    print(
+        "| scenario | server | p50 staleness | p99 staleness | updates delivered | streams with final state | RSS per idle stream | Redis connections from web | burst: all final after |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label, kind, streams, r in rows:
+        burst = f"{r['burst_s'] * 1000:.0f} ms" if label.startswith("burst") else ""
+        print(f"| {label} | {kind} | {r['p50']:.1f} ms | {r['p99']:.1f} ms | {r['delivered']:.1%} | "
+              f"{r['finals']:.0f}/{streams} | {r['rss_per_stream'] / 1024:.1f} KiB | {r['redis_conns']:.0f} | {burst} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--streams", default="100,1000,3000")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--burst-streams", type=int, default=1000)
+    args = parser.parse_args()
+    main([int(n) for n in args.streams.split(",")], args.seconds, args.burst_streams)
