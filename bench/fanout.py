@@ -109,9 +109,11 @@ def start_web(kind: str, redis_url: str, port: int):  # type: ignore[no-untyped-
     if kind == "jobhub":
         argv = web_argv("127.0.0.1", port, "--log-level", "warning", "--backlog", "4096")
     else:
-        argv = [sys.executable, "-m", "uvicorn", "--factory", "naive_app:create_app",
-                "--app-dir", str(ROOT / "bench"), "--host", "127.0.0.1", "--port", str(port),
-                "--log-level", "warning", "--backlog", "4096", "--timeout-graceful-shutdown", "3"]  # fmt: skip
+        argv = [
+            sys.executable, "-m", "uvicorn", "--factory", "naive_app:create_app",
+            "--app-dir", str(ROOT / "bench"), "--host", "127.0.0.1", "--port", str(port),
+            "--log-level", "warning", "--backlog", "4096", "--timeout-graceful-shutdown", "3",
+        ]  # fmt: skip
     return spawn(argv, env={**os.environ, "REDIS_URL": redis_url}, cwd=str(ROOT))
 
 
@@ -189,6 +191,22 @@ async def scenario(
         stop([p for p in (worker, web) if p is not None])
 
 
+HEADER = (
+    "| scenario | server | p50 staleness | p99 staleness | updates delivered | streams with"
+    " final state | RSS per idle stream | Redis connections from web | burst: all final after |"
+)
+
+
+def row(label: str, kind: str, streams: int, r: dict[str, float]) -> str:
+    burst = f"{r['burst_s'] * 1000:.0f} ms" if label.startswith("burst") else ""
+    cells = [
+        label, kind, f"{r['p50']:.1f} ms", f"{r['p99']:.1f} ms", f"{r['delivered']:.1%}",
+        f"{r['finals']:.0f}/{streams}", f"{r['rss_per_stream'] / 1024:.1f} KiB",
+        f"{r['redis_conns']:.0f}", burst,
+    ]  # fmt: skip
+    return "| " + " | ".join(cells) + " |"
+
+
 def main(stream_counts: list[int], seconds: float, burst_streams: int) -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     rows = []
@@ -198,24 +216,16 @@ def main(stream_counts: list[int], seconds: float, burst_streams: int) -> None:
                 steps = int(20 * seconds)
                 r = asyncio.run(scenario(kind, server.url, streams, steps, 1 / 20))
                 rows.append((f"{streams} streams, 20 updates/s", kind, streams, r))
-                print(f"{kind:6} N={streams:5}: p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms  "
-                      f"delivered {r['delivered']:6.1%}  finals {r['finals']:.0f}/{streams}  "
-                      f"RSS/stream {r['rss_per_stream'] / 1024:5.1f} KiB  redis conns {r['redis_conns']:.0f}",
-                      flush=True)  # fmt: skip
+                print(row(*rows[-1]), flush=True)
         for kind in ("naive", "jobhub"):
             r = asyncio.run(scenario(kind, server.url, burst_streams, 100, 0))
             rows.append((f"burst of 100 updates, {burst_streams} streams", kind, burst_streams, r))
-            print(f"{kind:6} burst N={burst_streams}: every stream final after {r['burst_s'] * 1000:.0f} ms, "
-                  f"finals {r['finals']:.0f}/{burst_streams}", flush=True)  # fmt: skip
+            print(row(*rows[-1]), flush=True)
     print()
-    print(
-        "| scenario | server | p50 staleness | p99 staleness | updates delivered | streams with final state | RSS per idle stream | Redis connections from web | burst: all final after |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for label, kind, streams, r in rows:
-        burst = f"{r['burst_s'] * 1000:.0f} ms" if label.startswith("burst") else ""
-        print(f"| {label} | {kind} | {r['p50']:.1f} ms | {r['p99']:.1f} ms | {r['delivered']:.1%} | "
-              f"{r['finals']:.0f}/{streams} | {r['rss_per_stream'] / 1024:.1f} KiB | {r['redis_conns']:.0f} | {burst} |")  # fmt: skip
+    print(HEADER)
+    print("|---" * 9 + "|")
+    for line in rows:
+        print(row(*line))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from .exceptions import JobhubError
 from .hub import Hub
 from .routes import STATIC, Services, routes
 from .settings import Settings
+from .sse import Streams
 from .store import Store
 
 __all__ = ["create_app"]
@@ -46,14 +47,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         redis = ArqRedis(pool, default_queue_name=settings.queue_name)
         store = Store(redis, result_ttl_seconds=settings.result_ttl_seconds)
-        hub = Hub(
-            pool.make_connection,
-            store.get,
-            subscribe_timeout=settings.redis_timeout_seconds,
-            heartbeat=settings.heartbeat_seconds,
+        hub = Hub(pool.make_connection, store.get, subscribe_timeout=settings.redis_timeout_seconds)
+        streams = Streams(
+            send_timeout=settings.send_timeout_seconds, heartbeat=settings.heartbeat_seconds
         )
         await hub.start()
-        app.state.services = Services(settings, store, hub, redis)
+        await streams.start()
+        app.state.services = Services(settings, store, hub, streams, redis)
         previous_gc = gc.get_threshold()
         if settings.gc_threshold is not None:
             gc.set_threshold(*settings.gc_threshold)
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             gc.set_threshold(*previous_gc)
+            await streams.aclose()
             await hub.aclose()
             await redis.aclose()
             await pool.disconnect()

@@ -174,18 +174,14 @@ class Hub:
         *,
         subscribe_timeout: float = 5.0,
         keepalive: float = 10.0,
-        heartbeat: float = 15.0,
     ) -> None:
         self._connect = connect
         self._read_snapshot = read_snapshot
         self._subscribe_timeout = subscribe_timeout
         self._keepalive = keepalive
-        self._heartbeat = heartbeat
         self._channels: dict[bytes, _Channel] = {}
-        self._watches: set[Watch] = set()
         self._session: _Session | None = None
         self._task: asyncio.Task[None] | None = None
-        self._beats: asyncio.Task[None] | None = None
         self._resyncs: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -196,12 +192,11 @@ class Hub:
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="jobhub-hub")
-        self._beats = asyncio.create_task(self._heartbeats(), name="jobhub-heartbeats")
 
     async def aclose(self) -> None:
         """Stop the reader and wake every watch so that its stream ends."""
         self._closed = True
-        tasks = [t for t in (self._task, self._beats, *self._resyncs) if t is not None]
+        tasks = [t for t in (self._task, *self._resyncs) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -218,7 +213,6 @@ class Hub:
         if self._closed:
             raise ServiceUnavailable("the server is shutting down")
         watch = Watch(self, tuple(dict.fromkeys(job_ids)), seen or {})
-        self._watches.add(watch)
         channels = []
         for job_id in watch.job_ids:
             name = keys.job_channel(job_id).encode()
@@ -242,7 +236,6 @@ class Hub:
         return watch
 
     def _release(self, watch: Watch) -> None:
-        self._watches.discard(watch)
         for job_id in watch.job_ids:
             name = keys.job_channel(job_id).encode()
             channel = self._channels.get(name)
@@ -253,16 +246,6 @@ class Hub:
                 del self._channels[name]
                 if self._session is not None:
                     self._session.send("UNSUBSCRIBE", name)
-
-    async def _heartbeats(self) -> None:
-        """One timer for every stream: a watch idle for ``heartbeat`` seconds is told to
-        send a heartbeat. (A timer per stream costs thousands of timer handles.)"""
-        while True:
-            await asyncio.sleep(min(1.0, self._heartbeat / 4))
-            due = time.monotonic() - self._heartbeat
-            for watch in self._watches:
-                if watch.last_sent <= due:
-                    watch.beat()
 
     async def _run(self) -> None:
         backoff = _BACKOFF_FIRST

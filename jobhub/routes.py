@@ -18,8 +18,6 @@ from typing import Annotated, Any
 import msgspec
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
-from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
@@ -35,6 +33,7 @@ from .exceptions import (
 from .hub import Frame, Hub, Watch
 from .settings import Settings
 from .snapshot import JobError, Snapshot, Status, decode
+from .sse import HEARTBEAT, EventStream, Streams
 from .store import Store
 
 __all__ = ["JOB_ID_PATTERN", "MAX_JOBS_PER_STREAM", "EnqueueRequest", "Services", "routes"]
@@ -67,6 +66,7 @@ class Services:
     settings: Settings
     store: Store
     hub: Hub
+    streams: Streams
     arq: ArqRedis
 
 
@@ -202,7 +202,7 @@ async def job_events(request: Request) -> Response:
         watch.close()
         return Response(status_code=204)
     watch.offer(frame)
-    return _event_source(_stream(watch), watch, services)
+    return EventStream(_stream(watch), watch, services.streams)
 
 
 async def many_events(request: Request) -> Response:
@@ -234,7 +234,7 @@ async def many_events(request: Request) -> Response:
         return Response(status_code=204)
     for frame in frames:
         watch.offer(frame)
-    return _event_source(_many_stream(watch, job_ids, seen, done), watch, services)
+    return EventStream(_many_stream(watch, job_ids, seen, done), watch, services.streams)
 
 
 MAX_JOBS_PER_STREAM = 100
@@ -267,6 +267,7 @@ async def _many_stream(
                 if watch.closed:
                     return  # shutting down: the client reconnects elsewhere with its cursor
                 yield HEARTBEAT
+                continue
             for frame in frames:
                 seen[position[frame.job_id]] = frame.seq
                 if frame.terminal:
@@ -274,21 +275,6 @@ async def _many_stream(
                 yield frame.with_id(".".join(map(str, seen)))
     finally:
         watch.close()
-
-
-def _event_source(stream: AsyncIterator[bytes], watch: Watch, services: Services) -> Response:
-    return EventSourceResponse(
-        stream,
-        # Heartbeats come from the hub's one timer (HEARTBEAT): sse-starlette's would cost a
-        # task per stream, and thousands of idle streams are mostly such tasks' memory.
-        ping=0,
-        send_timeout=services.settings.send_timeout_seconds,
-        background=BackgroundTask(watch.close),
-    )
-
-
-HEARTBEAT = ServerSentEvent(comment="heartbeat").encode()
-"""An SSE comment: ignored by EventSource, but keeps proxies from closing an idle stream."""
 
 
 async def _stream(watch: Watch) -> AsyncIterator[bytes]:
@@ -299,6 +285,7 @@ async def _stream(watch: Watch) -> AsyncIterator[bytes]:
                 if watch.closed:
                     return  # shutting down: the client reconnects elsewhere with Last-Event-ID
                 yield HEARTBEAT
+                continue
             for frame in frames:
                 yield frame.event
             if all(frame.terminal for frame in frames):

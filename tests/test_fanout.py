@@ -209,3 +209,20 @@ async def write_retrying(store: Store, job_id: str, patch: dict) -> None:  # typ
         except redis.exceptions.ConnectionError:
             await asyncio.sleep(0.05)
     pytest.fail("Redis did not come back")
+
+
+async def test_idle_stream_gets_heartbeat_comments(redis_url: str, store: Store) -> None:
+    app = create_app(Settings(redis_url=redis_url, heartbeat_seconds=0.4))
+    with ThreadedServer(app) as web:
+        job_id = await new_job(store)
+        reader, writer = await asyncio.open_connection("127.0.0.1", web.port)
+        writer.write(f"GET /jobs/{job_id}/events HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        async with asyncio.timeout(5):
+            await reader.readuntil(b'"seq":1')
+            await reader.readuntil(b": heartbeat")
+            await reader.readuntil(b": heartbeat")  # and again, while nothing happens
+            await store.write(job_id, {"status": Status.FINISHED})
+            rest = await reader.readuntil(b'"seq":2')
+        assert b'"status":"finished"' in rest
+        writer.close()
+        assert web.call(lambda: len(web.app.state.services.streams)) <= 1
