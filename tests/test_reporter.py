@@ -50,6 +50,13 @@ async def run_burst(
         await store.create(Snapshot.queued(job_id, function))
         await arq.enqueue_job(function, _job_id=job_id, _queue_name=settings.queue_name, **kwargs)
         ids.append(job_id)
+    await arq.aclose()
+    await drain(settings)
+    return ids
+
+
+async def drain(settings: Settings) -> None:
+    """One real ARQ worker, in burst mode: it runs what is queued, then stops."""
     worker = create_worker(
         worker_settings(FUNCTIONS, settings), burst=True, handle_signals=False, poll_delay=0.01
     )
@@ -57,8 +64,6 @@ async def run_burst(
         await worker.main()
     finally:
         await worker.close()
-        await arq.aclose()
-    return ids
 
 
 async def test_lifecycle_writes_started_then_finished(redis_url: str, store: Store) -> None:
@@ -129,14 +134,8 @@ async def test_job_enqueued_with_arq_directly_still_gets_snapshots(
     arq = ArqRedis.from_url(redis_url)
     job_id = "direct-" + secrets.token_hex(6)
     await arq.enqueue_job("t.keeps_context", _job_id=job_id, _queue_name=settings.queue_name)
-    worker = create_worker(
-        worker_settings(FUNCTIONS, settings), burst=True, handle_signals=False, poll_delay=0.01
-    )
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
-        await arq.aclose()
+    await arq.aclose()
+    await drain(settings)
     final = await store.read(job_id)
     assert final is not None and final.status is Status.FINISHED
 

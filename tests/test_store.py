@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import redis.asyncio
+from redis.asyncio.client import PubSub
 
 from jobhub import keys
 from jobhub.exceptions import InvalidRequest, JobIsFinal, JobNotFound
@@ -16,6 +19,15 @@ from jobhub.store import Store
 
 def new_id() -> str:
     return "t-" + secrets.token_hex(8)
+
+
+@asynccontextmanager
+async def subscribed(client: redis.asyncio.Redis, job_id: str) -> AsyncIterator[PubSub]:
+    """A pub/sub connection subscribed to the job's channel, confirmation consumed."""
+    async with client.pubsub() as pubsub:
+        await pubsub.subscribe(keys.job_channel(job_id))
+        await pubsub.get_message(timeout=1)
+        yield pubsub
 
 
 async def test_create_is_idempotent_and_returns_the_existing_snapshot(store: Store) -> None:
@@ -54,9 +66,7 @@ async def test_write_stores_and_publishes_the_same_bytes(
 ) -> None:
     job_id = new_id()
     await store.create(Snapshot.queued(job_id, "demo.count"))
-    async with redis_client.pubsub() as pubsub:
-        await pubsub.subscribe(keys.job_channel(job_id))
-        await pubsub.get_message(timeout=1)  # the subscribe confirmation
+    async with subscribed(redis_client, job_id) as pubsub:
         data = await store.write(job_id, {"status": Status.RUNNING, "percent": 5.0})
         message = await pubsub.get_message(timeout=2)
     assert message is not None
@@ -69,9 +79,7 @@ async def test_concurrent_writers_each_get_their_own_seq_in_publish_order(
 ) -> None:
     job_id = new_id()
     await store.create(Snapshot.queued(job_id, "demo.count"))
-    async with redis_client.pubsub() as pubsub:
-        await pubsub.subscribe(keys.job_channel(job_id))
-        await pubsub.get_message(timeout=1)
+    async with subscribed(redis_client, job_id) as pubsub:
         writes = [
             store.write(job_id, {"status": Status.RUNNING, "message": f"w{i}"}) for i in range(40)
         ]
@@ -141,9 +149,7 @@ async def test_write_many_keeps_order_and_refuses_what_follows_a_terminal_write(
     a, b = new_id(), new_id()
     for job_id in (a, b):
         await store.create(Snapshot.queued(job_id, "demo.count"))
-    async with redis_client.pubsub() as pubsub:
-        await pubsub.subscribe(keys.job_channel(a))
-        await pubsub.get_message(timeout=1)
+    async with subscribed(redis_client, a) as pubsub:
         results = await store.write_many(
             [
                 store.prepare(a, {"status": Status.STARTED}),
