@@ -88,7 +88,8 @@ def test_dev_command_runs_the_stack_and_ctrl_c_leaves_nothing_behind() -> None:
         wait_until(lambda: serving(base) or proc.poll() is not None, timeout=30, what="jobhub dev")
         assert proc.poll() is None, "jobhub dev exited early"
         page = httpx.get(base + "/")
-        assert "EventSource" in page.text and "<progress" in page.text
+        assert '<script src="/static/jobhub.js">' in page.text
+        assert "EventSource" in httpx.get(base + "/static/jobhub.js").text
         snap = run_a_job(base)
         assert snap["result"] == {"steps": 3}
         started = children_of(proc.pid)
