@@ -154,3 +154,16 @@ def test_client_loads_as_an_es_module(page: Page) -> None:
         "() => import('/static/jobhub.mjs').then((m) => [typeof m.start, typeof m.watch])"
     )
     assert kinds == ["function", "function"]
+
+
+def test_more_jobs_than_one_stream_carries_all_finish(page: Page) -> None:
+    page.goto("/")
+    statuses = page.evaluate(
+        """async () => {
+            const jobs = await Promise.all(Array.from({ length: 105 }, () =>
+                jobhub.start("demo.count", { kwargs: { steps: 1, delay: 0.2 } })));
+            const finals = await Promise.all(jobs.map((job) => jobhub.watch(job.job_id)));
+            return finals.map((s) => s.status);
+        }"""
+    )
+    assert statuses == ["finished"] * 105

@@ -20,6 +20,7 @@
   var FAST_POLL = 1000;
   var SLOW_POLL = 5000;
   var STREAM_FAILURES = 3; // consecutive stream errors before falling back to polling
+  var MAX_STREAMED = 100; // jobs per stream, as the server allows
 
   function jobError(name, message, snapshot) {
     var error = new Error(message);
@@ -80,7 +81,14 @@
     var self = this;
     self.reopen = null;
     if (self.source) { self.source.close(); self.source = null; }
-    var ids = Object.keys(self.watchers).slice(0, 100);
+    var ids = Object.keys(self.watchers);
+    // The server takes up to 100 jobs per stream; any more are polled.
+    ids.slice(MAX_STREAMED).forEach(function (id) {
+      var watcher = self.watchers[id];
+      delete self.watchers[id];
+      watcher.poll();
+    });
+    ids = ids.slice(0, MAX_STREAMED);
     if (ids.length === 0) return;
     var source = new EventSource(self.baseUrl + "/events?jobs=" + ids.map(encodeURIComponent).join(","));
     self.source = source;
