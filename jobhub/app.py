@@ -46,7 +46,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
             timeout=settings.redis_timeout_seconds,
         )
         redis = ArqRedis(pool, default_queue_name=settings.queue_name)
-        store = Store(redis, result_ttl_seconds=settings.result_ttl_seconds)
+        store = Store(
+            redis,
+            result_ttl_seconds=settings.result_ttl_seconds,
+            history_limit=settings.history_limit,
+        )
         hub = Hub(pool.make_connection, store.get, subscribe_timeout=settings.redis_timeout_seconds)
         streams = Streams(
             send_timeout=settings.send_timeout_seconds, heartbeat=settings.heartbeat_seconds

@@ -6,7 +6,7 @@ them under their own prefix so that one ``SCAN jobhub:*`` shows all of jobhub's 
 
 from __future__ import annotations
 
-__all__ = ["FUNCTIONS", "PREFIX", "job_channel", "job_snapshot"]
+__all__ = ["FUNCTIONS", "PREFIX", "job_channel", "job_history", "job_snapshot"]
 
 PREFIX = "jobhub:"
 
@@ -17,6 +17,11 @@ FUNCTIONS = PREFIX + "functions"
 def job_snapshot(job_id: str) -> str:
     """Hash holding a job's latest snapshot: ``seq``, ``status`` and ``data`` (the JSON)."""
     return f"{PREFIX}job:{job_id}"
+
+
+def job_history(job_id: str) -> str:
+    """List of every snapshot the job had, oldest first, capped (``JOBHUB_HISTORY_LIMIT``)."""
+    return f"{PREFIX}job:{job_id}:history"
 
 
 def job_channel(job_id: str) -> str:

@@ -169,6 +169,15 @@ async def get_job(request: Request) -> Response:
     return _json(data, 200, headers)
 
 
+async def job_history(request: Request) -> Response:
+    job_id = _job_id(request)
+    store = _services(request).store
+    entries = await store.history(job_id)
+    if not entries and await store.get(job_id) is None:
+        raise JobNotFound(job_id)
+    return _json(b"[" + b",".join(entries) + b"]")
+
+
 def _matches(if_none_match: str | None, etag: str) -> bool:
     if not if_none_match:
         return False
@@ -303,5 +312,6 @@ routes = [
     Route("/jobs", create_job, methods=["POST"]),
     Route("/jobs/{job_id}", get_job, methods=["GET"]),
     Route("/jobs/{job_id}/events", job_events, methods=["GET"]),
+    Route("/jobs/{job_id}/history", job_history, methods=["GET"]),
     Route("/events", many_events, methods=["GET"]),
 ]

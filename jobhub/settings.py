@@ -46,6 +46,8 @@ class Settings:
     connection of the fan-out comes on top)."""
     redis_timeout_seconds: float = 5.0
     """``JOBHUB_REDIS_TIMEOUT``: longest wait for a pooled connection or a subscription."""
+    history_limit: int = 500
+    """``JOBHUB_HISTORY_LIMIT``: snapshots kept in each job's history (the newest)."""
     gc_threshold: tuple[int, int, int] | None = (50_000, 50, 50)
     """``JOBHUB_GC_THRESHOLD``: the web process's ``gc.set_threshold`` while the app runs
     (``default`` keeps Python's 700,10,10). Thousands of open streams are a large live
@@ -106,5 +108,6 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_jobs": ("JOBHUB_MAX_JOBS", int),
     "redis_max_connections": ("JOBHUB_REDIS_MAX_CONNECTIONS", int),
     "redis_timeout_seconds": ("JOBHUB_REDIS_TIMEOUT", float),
+    "history_limit": ("JOBHUB_HISTORY_LIMIT", int),
     "gc_threshold": ("JOBHUB_GC_THRESHOLD", _gc_threshold),
 }

@@ -60,18 +60,26 @@ _QUEUED_REST = b"\0".join(
 
 _STATUS_INDEX = _FIELDS.index("status") + 1  # of the status fragment in the HMGET above
 
-# KEYS[1] job hash. ARGV: channel, then field/fragment pairs (seq included).
+# Every stored snapshot is also appended to the job's capped history list (KEYS[2]).
+_RECORD_LUA = """
+redis.call('HSET', KEYS[1], 'data', data)
+redis.call('RPUSH', KEYS[2], data)
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[HISTORY]), -1)
+redis.call('PUBLISH', ARGV[1], data)
+"""
+
+# KEYS: job hash, history list. ARGV: channel, history cap, field/fragment pairs (seq too).
 _CREATE = f"""
 local existing = redis.call('HGET', KEYS[1], 'data')
 if existing then return {{0, existing}} end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 {_COMPOSE_LUA}
-redis.call('HSET', KEYS[1], 'data', data)
-redis.call('PUBLISH', ARGV[1], data)
+{_RECORD_LUA.replace("ARGV[HISTORY]", "ARGV[2]")}
 return {{1, data}}
 """
 
-# KEYS[1] job hash. ARGV: channel, ttl seconds, init, then one or more patches.
+# KEYS: job hash, history list. ARGV: channel, ttl seconds, history cap, init, then one or
+# more patches.
 # A patch is field and fragment pairs joined by NUL: one argument instead of one per field,
 # since packing arguments is most of a write's client cost, and JSON escapes every control
 # character, so NUL cannot occur inside a fragment. Each patch becomes its own snapshot with
@@ -88,22 +96,24 @@ local function split(s)
 end
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then
-  if ARGV[3] == '' then return {{'missing', ''}} end
-  redis.call('HSET', KEYS[1], 'seq', 0, unpack(split(ARGV[3])))
+  if ARGV[4] == '' then return {{'missing', ''}} end
+  redis.call('HSET', KEYS[1], 'seq', 0, unpack(split(ARGV[4])))
   status = redis.call('HGET', KEYS[1], 'status')
 end
 local applied = {{}}
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   if terminal[status] then return {{'final', status, unpack(applied)}} end
   redis.call('HSET', KEYS[1], unpack(split(ARGV[i])))
   redis.call('HINCRBY', KEYS[1], 'seq', 1)
 {_COMPOSE_LUA}
-  redis.call('HSET', KEYS[1], 'data', data)
-  redis.call('PUBLISH', ARGV[1], data)
+{_RECORD_LUA.replace("ARGV[HISTORY]", "ARGV[3]")}
   applied[#applied + 1] = data
   status = v[{_STATUS_INDEX}]
 end
-if terminal[status] then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if terminal[status] then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+end
 return {{'ok', status, unpack(applied)}}
 """
 
@@ -122,9 +132,10 @@ class PreparedWrite:
 class Store:
     """Snapshots and the function registry in Redis, over a ``redis.asyncio`` client."""
 
-    def __init__(self, redis: Redis, *, result_ttl_seconds: int) -> None:
+    def __init__(self, redis: Redis, *, result_ttl_seconds: int, history_limit: int = 500) -> None:
         self._redis = redis
         self._ttl = result_ttl_seconds
+        self._history = history_limit
         self._create = redis.register_script(_CREATE)
         self._write_sha = redis.register_script(_WRITE).sha
 
@@ -134,10 +145,12 @@ class Store:
         Returns ``(True, data)`` if it was created, ``(False, existing data)`` if not: a
         client-chosen job id is an idempotency key.
         """
-        args: list[Any] = [keys.job_channel(snapshot.job_id)]
+        job_id = snapshot.job_id
+        args: list[Any] = [keys.job_channel(job_id), self._history]
         for name in _FIELDS:
             args += [name, _encode(getattr(snapshot, name))]
-        created, data = await self._create(keys=[keys.job_snapshot(snapshot.job_id)], args=args)
+        job_keys = [keys.job_snapshot(job_id), keys.job_history(job_id)]
+        created, data = await self._create(keys=job_keys, args=args)
         return created == 1, cast(bytes, data)
 
     async def write(self, job_id: str, patch: Mapping[str, Any]) -> bytes:
@@ -214,8 +227,18 @@ class Store:
             job_id = group[0].job_id
             init = next((w.init for w in group if w.init), b"")
             patches = [w.patch for w in group]
-            key, channel = keys.job_snapshot(job_id), keys.job_channel(job_id)
-            return [self._write_sha, 1, key, channel, self._ttl, init, *patches]
+            job_keys = [keys.job_snapshot(job_id), keys.job_history(job_id)]
+            channel = keys.job_channel(job_id)
+            return [
+                self._write_sha,
+                2,
+                *job_keys,
+                channel,
+                self._ttl,
+                self._history,
+                init,
+                *patches,
+            ]
 
         if len(groups) == 1:
             try:
@@ -240,6 +263,10 @@ class Store:
             for job_id in job_ids:
                 pipe.hget(keys.job_snapshot(job_id), "data")
             return await pipe.execute()
+
+    async def history(self, job_id: str) -> list[bytes]:
+        """Every snapshot of the job still in its capped history, in seq order."""
+        return await self._redis.lrange(keys.job_history(job_id), 0, -1)  # type: ignore[no-any-return,misc]
 
     async def read(self, job_id: str) -> Snapshot | None:
         data = await self.get(job_id)

@@ -29,7 +29,11 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
         raise ValueError(f"two job functions share a name: {names}")
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        store = Store(ctx["redis"], result_ttl_seconds=settings.result_ttl_seconds)
+        store = Store(
+            ctx["redis"],
+            result_ttl_seconds=settings.result_ttl_seconds,
+            history_limit=settings.history_limit,
+        )
         ctx[WRITER] = WriteBatch(store)
         await store.announce_functions(names)
 

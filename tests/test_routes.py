@@ -204,3 +204,23 @@ async def test_positional_args_reach_the_function(client: httpx.AsyncClient) -> 
     response = await client.post("/jobs", json={"function": "demo.count", "args": [2, 0.01]})
     final = await wait_for(client, response.json()["job_id"])
     assert final["result"] == {"steps": 2}
+
+
+async def test_history_lists_every_snapshot_in_seq_order(client: httpx.AsyncClient) -> None:
+    snap = await start(client, "demo.count", steps=3, delay=0.01)
+    final = await wait_for(client, snap["job_id"])
+    response = await client.get(f"/jobs/{snap['job_id']}/history")
+    assert response.status_code == 200
+    history = response.json()
+    assert [s["seq"] for s in history] == list(range(1, final["seq"] + 1))
+    assert [s["status"] for s in history] == [
+        "queued",
+        "started",
+        "running",
+        "running",
+        "running",
+        "finished",
+    ]
+    assert history[-1] == final
+    missing = await client.get("/jobs/nope-nope/history")
+    assert missing.status_code == 404

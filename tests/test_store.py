@@ -196,3 +196,22 @@ async def test_scripts_are_reloaded_after_redis_forgets_them(
     )
     assert decode(two[0]).seq == 3  # type: ignore[arg-type]
     assert isinstance(two[1], JobNotFound)
+
+
+async def test_history_keeps_every_snapshot_in_seq_order_capped(
+    redis_client: redis.asyncio.Redis,
+) -> None:
+    store = Store(redis_client, result_ttl_seconds=3600, history_limit=5)
+    job_id = new_id()
+    await store.create(Snapshot.queued(job_id, "demo.count"))
+    for i in range(3):
+        await store.write(job_id, {"status": Status.RUNNING, "percent": float(i)})
+    history = [decode(entry) for entry in await store.history(job_id)]
+    assert [s.seq for s in history] == [1, 2, 3, 4]
+    assert history[-1] == await store.read(job_id)
+    for i in range(4):
+        await store.write(job_id, {"status": Status.RUNNING, "percent": float(10 + i)})
+    await store.write(job_id, {"status": Status.FINISHED})
+    history = [decode(entry) for entry in await store.history(job_id)]
+    assert [s.seq for s in history] == [5, 6, 7, 8, 9]  # the newest five
+    assert 0 < await redis_client.ttl(keys.job_history(job_id)) <= 3600  # expires with the job
