@@ -88,8 +88,13 @@ def job(
     return register
 
 
-def lifecycle(function: JobFunction) -> Function:
-    """The ARQ function that runs ``function`` between a ``started`` and a terminal write."""
+def lifecycle(function: JobFunction, default_timeout: float = 300.0) -> Function:
+    """The ARQ function that runs ``function`` between a ``started`` and a terminal write.
+
+    The job's time limit (its own, else ``default_timeout``) is enforced here rather than by
+    ARQ: ARQ's timeout cancels the job without a word, which would leave it ``running``.
+    """
+    limit = function.timeout or default_timeout
 
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         writer = cast(WriteBatch, ctx[WRITER])
@@ -108,7 +113,14 @@ def lifecycle(function: JobFunction) -> Function:
         context = JobContext(writer, job_id, attempt, ctx)
         try:
             try:
-                result = await function.coroutine(context, *args, **kwargs)
+                async with asyncio.timeout(limit) as deadline:
+                    result = await function.coroutine(context, *args, **kwargs)
+            except TimeoutError as exc:
+                error = exc  # the job's own TimeoutError, unless its time limit expired:
+                if deadline.expired():
+                    error = TimeoutError(f"the job ran longer than its limit of {limit:g} s")
+                await _end(writer, job_id, {"status": Status.FAILED, "error": _error(error)})
+                raise error from None
             except Exception as exc:
                 await _end(writer, job_id, {"status": Status.FAILED, "error": _error(exc)})
                 raise
@@ -125,7 +137,8 @@ def lifecycle(function: JobFunction) -> Function:
         finally:
             await _settle(started, job_id)
 
-    return func(run, name=function.name, timeout=function.timeout, max_tries=function.max_tries)
+    # ARQ's own limit comes later, so that it only ever acts if this one could not.
+    return func(run, name=function.name, timeout=limit + 5, max_tries=function.max_tries)
 
 
 async def _settle(started: asyncio.Future[bytes], job_id: str) -> None:

@@ -39,6 +39,9 @@ class Settings:
     """``JOBHUB_RESULT_TTL``: how long a terminal snapshot (and ARQ's result) is kept."""
     poll_delay_seconds: float = 0.01
     """``JOBHUB_POLL_DELAY``: how often an idle worker polls the queue (ARQ's default is 0.5)."""
+    job_timeout_seconds: float = 300.0
+    """``JOBHUB_JOB_TIMEOUT``: a job's time limit unless its ``@job(timeout=...)`` sets one;
+    past it the job is ``failed`` with ``error.type`` ``TimeoutError``."""
     max_jobs: int = 10
     """``JOBHUB_MAX_JOBS``: jobs one worker process runs at once."""
     redis_max_connections: int = 2
@@ -105,6 +108,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "send_timeout_seconds": ("JOBHUB_SEND_TIMEOUT", float),
     "result_ttl_seconds": ("JOBHUB_RESULT_TTL", int),
     "poll_delay_seconds": ("JOBHUB_POLL_DELAY", float),
+    "job_timeout_seconds": ("JOBHUB_JOB_TIMEOUT", float),
     "max_jobs": ("JOBHUB_MAX_JOBS", int),
     "redis_max_connections": ("JOBHUB_REDIS_MAX_CONNECTIONS", int),
     "redis_timeout_seconds": ("JOBHUB_REDIS_TIMEOUT", float),

@@ -41,7 +41,7 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
         "WorkerSettings",
         (),
         {
-            "functions": [lifecycle(f) for f in functions],
+            "functions": [lifecycle(f, settings.job_timeout_seconds) for f in functions],
             "on_startup": on_startup,
             "redis_settings": RedisSettings.from_dsn(settings.redis_url),
             "queue_name": settings.queue_name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
@@ -35,7 +36,18 @@ async def unserializable(ctx: JobContext) -> object:
     return object()
 
 
-FUNCTIONS = [keeps_context, bad_percent, unserializable]
+@job("t.slow", timeout=0.3)
+async def slow(ctx: JobContext) -> None:
+    await ctx.report(10, "working")
+    await asyncio.sleep(5)
+
+
+@job("t.own_timeout")
+async def own_timeout(ctx: JobContext) -> None:
+    raise TimeoutError("the upstream API did not answer")
+
+
+FUNCTIONS = [keeps_context, bad_percent, unserializable, slow, own_timeout]
 
 
 async def run_burst(
@@ -143,3 +155,28 @@ async def test_job_enqueued_with_arq_directly_still_gets_snapshots(
 def test_duplicate_function_names_are_refused() -> None:
     with pytest.raises(ValueError, match="share a name"):
         worker_settings([keeps_context, keeps_context], Settings())
+
+
+async def test_a_job_over_its_time_limit_is_failed_with_timeout_error(
+    redis_url: str, store: Store
+) -> None:
+    [job_id] = await run_burst(redis_url, store, [("t.slow", {})])
+    final = await store.read(job_id)
+    assert final is not None
+    assert final.status is Status.FAILED
+    assert final.error is not None
+    assert final.error.type == "TimeoutError"
+    assert "limit of 0.3 s" in final.error.detail
+    assert final.percent == 10  # where it was when time ran out
+
+
+async def test_a_timeout_error_raised_by_the_job_keeps_its_own_message(
+    redis_url: str, store: Store
+) -> None:
+    [job_id] = await run_burst(redis_url, store, [("t.own_timeout", {})])
+    final = await store.read(job_id)
+    assert final is not None and final.error is not None
+    assert (final.error.type, final.error.detail) == (
+        "TimeoutError",
+        "the upstream API did not answer",
+    )
