@@ -130,9 +130,9 @@ def lifecycle(function: JobFunction, default_timeout: float = 300.0) -> Function
             except TypeError as exc:
                 # The result cannot be JSON: say so in the snapshot rather than leave the
                 # job looking unfinished.
-                error = TypeError(f"the job's result is not JSON-serializable: {exc}")
-                await _end(writer, job_id, {"status": Status.FAILED, "error": _error(error)})
-                raise error from exc
+                unencodable = TypeError(f"the job's result is not JSON-serializable: {exc}")
+                await _end(writer, job_id, {"status": Status.FAILED, "error": _error(unencodable)})
+                raise unencodable from exc
             return result
         finally:
             await _settle(started, job_id)
