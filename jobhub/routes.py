@@ -4,6 +4,8 @@ POST /jobs                 {"function": "demo.count", "kwargs": {"steps": 5}}  -
 GET  /jobs/{id}            the snapshot; ETag/If-None-Match make idle polls cheap
 GET  /jobs/{id}/events     text/event-stream of snapshots until the job ends
 GET  /events?jobs=a,b      one stream for several jobs
+GET  /jobs/{id}/history    every snapshot so far, in seq order
+POST /jobs/{id}/cancel     cancel a queued or running job
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import logging
 import re
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
 from arq.connections import ArqRedis
+from arq.jobs import Job, ResultNotFound
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -141,6 +145,26 @@ async def create_job(request: Request) -> Response:
         await _abandon(store, job_id, "ARQ already holds a job with this id")
         raise InvalidRequest(f"job id {job_id!r} is still held by the queue; use another")
     return _json(data, 202, location)
+
+
+async def cancel_job(request: Request) -> Response:
+    """``POST /jobs/{id}/cancel``: the snapshot says ``canceled`` at once, and ARQ is asked to
+    abort the job: a queued one never starts, a running one is cancelled (its ``finally``
+    blocks run). A job that already ended answers 409 with its snapshot."""
+    services = _services(request)
+    job_id = _job_id(request)
+    try:
+        data = await services.store.write(
+            job_id, {"status": Status.CANCELED, "message": "canceled"}
+        )
+    except JobIsFinal as exc:
+        body = msgspec.json.encode({**exc.to_body(), "snapshot": await services.store.read(job_id)})
+        return _json(body, 409)
+    job = Job(job_id, services.arq, _queue_name=services.settings.queue_name)
+    # abort() also waits for the job's result; only the request to abort is wanted here.
+    with suppress(TimeoutError, ResultNotFound):
+        await job.abort(timeout=0, poll_delay=0)
+    return _json(data)
 
 
 async def _abandon(store: Store, job_id: str, detail: str) -> None:
@@ -313,5 +337,6 @@ routes = [
     Route("/jobs/{job_id}", get_job, methods=["GET"]),
     Route("/jobs/{job_id}/events", job_events, methods=["GET"]),
     Route("/jobs/{job_id}/history", job_history, methods=["GET"]),
+    Route("/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
     Route("/events", many_events, methods=["GET"]),
 ]

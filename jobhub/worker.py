@@ -48,6 +48,9 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
             # ARQ only learns of new jobs by polling; this bounds enqueue -> started.
             "poll_delay": settings.poll_delay_seconds,
             "max_jobs": settings.max_jobs,
+            # POST /jobs/{id}/cancel asks ARQ to abort: a queued job is skipped, a running
+            # one cancelled.
+            "allow_abort_jobs": True,
             # A terminal snapshot lives exactly as long as ARQ's result, never shorter.
             "keep_result": settings.result_ttl_seconds,
         },

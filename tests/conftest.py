@@ -81,6 +81,7 @@ class ThreadedServer:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
         self.loop.run_until_complete(self.server.serve())
         # What outlives the server (sse-starlette's per-loop shutdown watcher) ends here.
         leftovers = asyncio.all_tasks(self.loop)

@@ -167,3 +167,14 @@ def test_more_jobs_than_one_stream_carries_all_finish(page: Page) -> None:
         }"""
     )
     assert statuses == ["finished"] * 105
+
+
+def test_cancel_button_cancels_a_running_job(page: Page) -> None:
+    page.goto("/")
+    page.click("button[data-function='long']")
+    job = page.locator(".job").first
+    expect(job).to_have_class("job running", timeout=20_000)
+    job.locator("button.cancel").click()
+    expect(job).to_have_class("job canceled", timeout=10_000)
+    expect(job.locator(".status")).to_contain_text("canceled at")
+    expect(job.locator("button.cancel")).to_be_hidden()

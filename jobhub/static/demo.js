@@ -28,11 +28,20 @@
     item.id = "job-" + jobId;
     item.innerHTML =
       '<header><span class="name"></span><code></code></header>' +
+      '<button type="button" class="cancel secondary">Cancel</button>' +
       '<label><span class="visually-hidden">Progress</span><progress max="100" value="0"></progress></label>' +
       '<p class="status" role="status" aria-live="polite"></p><pre class="result" hidden></pre>';
     item.querySelector(".name").textContent = fn;
     item.querySelector("code").textContent = jobId;
     item.querySelector("progress").setAttribute("aria-label", fn + " " + jobId);
+    var cancel = item.querySelector(".cancel");
+    cancel.setAttribute("aria-label", "Cancel " + fn + " " + jobId);
+    cancel.addEventListener("click", function () {
+      cancel.disabled = true;
+      fetch("/jobs/" + encodeURIComponent(jobId) + "/cancel", { method: "POST" })
+        .then(function (r) { return r.json(); })
+        .then(function (body) { draw(body.snapshot || body); });
+    });
     list.prepend(item);
     rows[jobId] = item;
     save();
@@ -45,11 +54,13 @@
     var status = item.querySelector(".status");
     var result = item.querySelector(".result");
     item.className = "job " + snapshot.status;
+    item.querySelector(".cancel").hidden = Boolean(jobhub.TERMINAL[snapshot.status]);
     item.dataset.status = snapshot.status;
     bar.value = snapshot.status === "finished" ? 100 : snapshot.percent;
     var text = snapshot.status + " · " + Math.round(bar.value) + "%";
     if (snapshot.message && snapshot.message !== snapshot.status) text += " · " + snapshot.message;
     if (snapshot.status === "failed" && snapshot.error) text = "failed: " + snapshot.error.detail;
+    if (snapshot.status === "canceled") text = "canceled at " + Math.round(bar.value) + "%";
     status.textContent = text;
     if (snapshot.status === "finished") {
       result.hidden = false;
