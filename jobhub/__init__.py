@@ -13,6 +13,7 @@ from .exceptions import (
     JobIsFinal,
     JobNotFound,
     PayloadTooLarge,
+    RetriesExhausted,
     ServiceUnavailable,
     UnknownFunction,
 )
@@ -33,6 +34,7 @@ __all__ = (
     "JobNotFound",
     "JobhubError",
     "PayloadTooLarge",
+    "RetriesExhausted",
     "ServiceUnavailable",
     "Settings",
     "Snapshot",

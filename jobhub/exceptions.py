@@ -12,6 +12,7 @@ The tree:
     ├── JobNotFound                  404
     ├── JobIsFinal                   409 the job is terminal; nothing may change it
     ├── InvalidProgress              a job reported a percent outside 0..100 (also a ValueError)
+    ├── RetriesExhausted             a job asked for a retry after its last try
     └── ServiceUnavailable           503 Redis cannot be reached in time
 """
 
@@ -27,6 +28,7 @@ __all__ = [
     "JobNotFound",
     "JobhubError",
     "PayloadTooLarge",
+    "RetriesExhausted",
     "ServiceUnavailable",
     "UnknownFunction",
 ]
@@ -93,6 +95,10 @@ class JobIsFinal(JobhubError):
 
 
 class InvalidProgress(JobhubError, ValueError):
+    pass
+
+
+class RetriesExhausted(JobhubError):
     pass
 
 

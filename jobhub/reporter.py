@@ -20,12 +20,13 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from arq.worker import Function, func
+from arq.worker import Function, Retry, func
 
 from .batch import WriteBatch
-from .exceptions import InvalidProgress, JobIsFinal
+from .exceptions import InvalidProgress, JobIsFinal, RetriesExhausted
 from .snapshot import JobError, Status
 
 __all__ = ["WRITER", "JobContext", "JobFunction", "job", "lifecycle"]
@@ -72,29 +73,43 @@ class JobFunction:
     coroutine: JobCoroutine
     timeout: float | None = None
     max_tries: int | None = None
+    backoff: float | None = None
+    """Seconds before the first retry, doubling for each try after (when ``Retry`` gives no
+    ``defer`` of its own)."""
 
     async def __call__(self, job: JobContext, *args: Any, **kwargs: Any) -> Any:
         return await self.coroutine(job, *args, **kwargs)
 
 
 def job(
-    name: str, *, timeout: float | None = None, max_tries: int | None = None
+    name: str,
+    *,
+    timeout: float | None = None,
+    max_tries: int | None = None,
+    backoff: float | None = None,
 ) -> Callable[[JobCoroutine], JobFunction]:
-    """Declare a job function under the name clients enqueue it by."""
+    """Declare a job function under the name clients enqueue it by.
+
+    A job asks to be run again by raising ARQ's ``Retry``; it gets ``max_tries`` tries in
+    all (the worker's ``JOBHUB_MAX_TRIES`` by default), ``backoff`` seconds apart, doubling.
+    """
 
     def register(coroutine: JobCoroutine) -> JobFunction:
-        return JobFunction(name, coroutine, timeout, max_tries)
+        return JobFunction(name, coroutine, timeout, max_tries, backoff)
 
     return register
 
 
-def lifecycle(function: JobFunction, default_timeout: float = 300.0) -> Function:
+def lifecycle(
+    function: JobFunction, default_timeout: float = 300.0, default_max_tries: int = 5
+) -> Function:
     """The ARQ function that runs ``function`` between a ``started`` and a terminal write.
 
     The job's time limit (its own, else ``default_timeout``) is enforced here rather than by
     ARQ: ARQ's timeout cancels the job without a word, which would leave it ``running``.
     """
     limit = function.timeout or default_timeout
+    tries = function.max_tries or default_max_tries
 
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         writer = cast(WriteBatch, ctx[WRITER])
@@ -121,6 +136,8 @@ def lifecycle(function: JobFunction, default_timeout: float = 300.0) -> Function
                     error = TimeoutError(f"the job ran longer than its limit of {limit:g} s")
                 await _end(writer, job_id, {"status": Status.FAILED, "error": _error(error)})
                 raise error from None
+            except Retry as exc:
+                raise await _retry_or_fail(writer, function, exc, job_id, attempt, tries) from exc
             except Exception as exc:
                 await _end(writer, job_id, {"status": Status.FAILED, "error": _error(exc)})
                 raise
@@ -138,7 +155,37 @@ def lifecycle(function: JobFunction, default_timeout: float = 300.0) -> Function
             await _settle(started, job_id)
 
     # ARQ's own limit comes later, so that it only ever acts if this one could not.
-    return func(run, name=function.name, timeout=limit + 5, max_tries=function.max_tries)
+    return func(run, name=function.name, timeout=limit + 5, max_tries=tries)
+
+
+async def _retry_or_fail(
+    writer: WriteBatch, function: JobFunction, retry: Retry, job_id: str, attempt: int, tries: int
+) -> Exception:
+    """The job raised ``Retry``: queue it again, the snapshot saying when the next try starts,
+    or, after its last try, fail it. Returns what to raise for ARQ to act on."""
+    if attempt >= tries:
+        cause = retry.__cause__
+        error = (
+            _error(cause)
+            if cause is not None
+            else JobError("RetriesExhausted", f"still asked to be retried after {attempt} tries")
+        )
+        await _end(writer, job_id, {"status": Status.FAILED, "error": error})
+        # Not Retry: ARQ would queue it once more only to refuse it for its tries.
+        return RetriesExhausted(f"job {job_id}: {error.type}: {error.detail}")
+    if retry.defer_score:
+        delay = retry.defer_score / 1000
+    else:
+        delay = (function.backoff or 0.0) * 2 ** (attempt - 1)
+    at = datetime.now(UTC) + timedelta(seconds=delay)
+    message = f"try {attempt + 1} of {tries} starts in {delay:g} s ({at:%H:%M:%S} UTC)"
+    patch = {"status": Status.QUEUED, "attempt": attempt + 1, "percent": 0.0, "message": message}
+    try:
+        await writer.write(job_id, patch)
+    except JobIsFinal as exc:
+        # Canceled meanwhile: no more tries.
+        return RetriesExhausted(f"job {job_id} is {exc.status}; not retried")
+    return Retry(defer=delay)
 
 
 async def _settle(started: asyncio.Future[bytes], job_id: str) -> None:

@@ -42,6 +42,9 @@ class Settings:
     job_timeout_seconds: float = 300.0
     """``JOBHUB_JOB_TIMEOUT``: a job's time limit unless its ``@job(timeout=...)`` sets one;
     past it the job is ``failed`` with ``error.type`` ``TimeoutError``."""
+    max_tries: int = 5
+    """``JOBHUB_MAX_TRIES``: tries a job gets when it raises ``Retry`` (``@job(max_tries=)``
+    overrides it)."""
     max_jobs: int = 10
     """``JOBHUB_MAX_JOBS``: jobs one worker process runs at once."""
     redis_max_connections: int = 2
@@ -109,6 +112,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "result_ttl_seconds": ("JOBHUB_RESULT_TTL", int),
     "poll_delay_seconds": ("JOBHUB_POLL_DELAY", float),
     "job_timeout_seconds": ("JOBHUB_JOB_TIMEOUT", float),
+    "max_tries": ("JOBHUB_MAX_TRIES", int),
     "max_jobs": ("JOBHUB_MAX_JOBS", int),
     "redis_max_connections": ("JOBHUB_REDIS_MAX_CONNECTIONS", int),
     "redis_timeout_seconds": ("JOBHUB_REDIS_TIMEOUT", float),

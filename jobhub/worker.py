@@ -41,7 +41,10 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
         "WorkerSettings",
         (),
         {
-            "functions": [lifecycle(f, settings.job_timeout_seconds) for f in functions],
+            "functions": [
+                lifecycle(f, settings.job_timeout_seconds, settings.max_tries) for f in functions
+            ],
+            "max_tries": settings.max_tries,
             "on_startup": on_startup,
             "redis_settings": RedisSettings.from_dsn(settings.redis_url),
             "queue_name": settings.queue_name,

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
-from arq.worker import create_worker
+from arq.worker import Retry, create_worker
 
 from jobhub import JobContext, Settings, job, worker_settings
 from jobhub.batch import WriteBatch
 from jobhub.exceptions import InvalidProgress, JobIsFinal
-from jobhub.snapshot import Snapshot, Status
+from jobhub.snapshot import Snapshot, Status, decode
 from jobhub.store import Store
 
 kept: list[JobContext] = []
@@ -47,7 +47,23 @@ async def own_timeout(ctx: JobContext) -> None:
     raise TimeoutError("the upstream API did not answer")
 
 
-FUNCTIONS = [keeps_context, bad_percent, unserializable, slow, own_timeout]
+@job("t.flaky", backoff=0.05)
+async def flaky(ctx: JobContext) -> str:
+    await ctx.report(50, f"try {ctx.attempt}")
+    if ctx.attempt < 3:
+        raise Retry()
+    return f"ok on try {ctx.attempt}"
+
+
+@job("t.hopeless", max_tries=2)
+async def hopeless(ctx: JobContext) -> None:
+    try:
+        raise ValueError("upstream down")
+    except ValueError as exc:
+        raise Retry(defer=0.05) from exc
+
+
+FUNCTIONS = [keeps_context, bad_percent, unserializable, slow, own_timeout, flaky, hopeless]
 
 
 async def run_burst(
@@ -180,3 +196,25 @@ async def test_a_timeout_error_raised_by_the_job_keeps_its_own_message(
         "TimeoutError",
         "the upstream API did not answer",
     )
+
+
+async def test_retry_then_success(redis_url: str, store: Store) -> None:
+    [job_id] = await run_burst(redis_url, store, [("t.flaky", {})])
+    final = await store.read(job_id)
+    assert final is not None
+    assert (final.status, final.attempt, final.result) == (Status.FINISHED, 3, "ok on try 3")
+    history = [decode(entry) for entry in await store.history(job_id)]
+    waits = [s for s in history if s.status is Status.QUEUED and s.seq > 1]
+    assert [s.attempt for s in waits] == [2, 3]
+    assert waits[0].message.startswith("try 2 of 5 starts in 0.05 s")
+    assert waits[1].message.startswith("try 3 of 5 starts in 0.1 s")  # the backoff doubles
+    assert [s.attempt for s in history if s.status is Status.STARTED] == [1, 2, 3]
+
+
+async def test_retry_until_the_last_try_then_failed(redis_url: str, store: Store) -> None:
+    [job_id] = await run_burst(redis_url, store, [("t.hopeless", {})])
+    final = await store.read(job_id)
+    assert final is not None
+    assert (final.status, final.attempt) == (Status.FAILED, 2)
+    assert final.error is not None
+    assert (final.error.type, final.error.detail) == ("ValueError", "upstream down")
