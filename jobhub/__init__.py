@@ -17,7 +17,7 @@ from .exceptions import (
     ServiceUnavailable,
     UnknownFunction,
 )
-from .reporter import JobContext, JobFunction, job
+from .reporter import JobContext, JobFunction, ThreadJobContext, job
 from .settings import Settings
 from .snapshot import TERMINAL, JobError, Snapshot, Status
 from .worker import worker_settings
@@ -39,6 +39,7 @@ __all__ = (
     "Settings",
     "Snapshot",
     "Status",
+    "ThreadJobContext",
     "UnknownFunction",
     "create_app",
     "job",

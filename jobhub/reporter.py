@@ -16,6 +16,7 @@ written by the wrapper ``lifecycle`` builds, so a job does nothing for them.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -29,14 +30,15 @@ from .batch import WriteBatch
 from .exceptions import InvalidProgress, JobIsFinal, RetriesExhausted
 from .snapshot import JobError, Status
 
-__all__ = ["WRITER", "JobContext", "JobFunction", "job", "lifecycle"]
+__all__ = ["WRITER", "JobContext", "JobFunction", "ThreadJobContext", "job", "lifecycle"]
 
 logger = logging.getLogger("jobhub.worker")
 
 WRITER = "jobhub.writer"
 """Key of the worker's ``WriteBatch`` in ARQ's ``ctx``, put there at worker startup."""
 
-JobCoroutine = Callable[..., Awaitable[Any]]
+JobCoroutine = Callable[..., Awaitable[Any]] | Callable[..., Any]
+"""A job function: ``async def`` runs on the worker's loop, a plain ``def`` in a thread."""
 
 
 class JobContext:
@@ -65,6 +67,30 @@ class JobContext:
         await self._writer.write(self.job_id, patch)
 
 
+class ThreadJobContext:
+    """What a blocking (plain ``def``) job function gets: the same, with a blocking report.
+
+    @job("files.hash")
+    def hash_files(job: ThreadJobContext, paths: list[str]) -> int:
+        for i, path in enumerate(paths, 1):
+            digest(path)                       # blocking work, in a worker thread
+            job.report(100 * i / len(paths), path)
+        return len(paths)
+    """
+
+    def __init__(self, context: JobContext, loop: asyncio.AbstractEventLoop) -> None:
+        self._context = context
+        self._loop = loop
+        self.job_id = context.job_id
+        self.attempt = context.attempt
+
+    def report(self, percent: float, message: str = "") -> None:
+        """Like ``JobContext.report``, from the job's thread: the write itself runs on the
+        worker's event loop, and this returns once it is stored (or raises its error)."""
+        coroutine = self._context.report(percent, message)
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+
 @dataclass(frozen=True, slots=True)
 class JobFunction:
     """A job function and how it is registered with ARQ."""
@@ -76,9 +102,6 @@ class JobFunction:
     backoff: float | None = None
     """Seconds before the first retry, doubling for each try after (when ``Retry`` gives no
     ``defer`` of its own)."""
-
-    async def __call__(self, job: JobContext, *args: Any, **kwargs: Any) -> Any:
-        return await self.coroutine(job, *args, **kwargs)
 
 
 def job(
@@ -129,7 +152,15 @@ def lifecycle(
         try:
             try:
                 async with asyncio.timeout(limit) as deadline:
-                    result = await function.coroutine(context, *args, **kwargs)
+                    if inspect.iscoroutinefunction(function.coroutine):
+                        result = await function.coroutine(context, *args, **kwargs)
+                    else:
+                        # A blocking function runs in the loop's thread pool, so the worker's
+                        # other jobs and its heartbeats go on meanwhile.
+                        threaded = ThreadJobContext(context, asyncio.get_running_loop())
+                        result = await asyncio.to_thread(
+                            function.coroutine, threaded, *args, **kwargs
+                        )
             except TimeoutError as exc:
                 error = exc  # the job's own TimeoutError, unless its time limit expired:
                 if deadline.expired():

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
 from arq.worker import Retry, create_worker
 
-from jobhub import JobContext, Settings, job, worker_settings
+from jobhub import JobContext, Settings, ThreadJobContext, job, worker_settings
 from jobhub.batch import WriteBatch
 from jobhub.exceptions import InvalidProgress, JobIsFinal
 from jobhub.snapshot import Snapshot, Status, decode
@@ -63,7 +64,33 @@ async def hopeless(ctx: JobContext) -> None:
         raise Retry(defer=0.05) from exc
 
 
-FUNCTIONS = [keeps_context, bad_percent, unserializable, slow, own_timeout, flaky, hopeless]
+@job("t.crunch")
+def crunch(ctx: ThreadJobContext, steps: int) -> int:
+    for i in range(1, steps + 1):
+        time.sleep(0.1)  # blocking work: the worker's loop must not wait for it
+        ctx.report(100 * i / steps, f"block {i}")
+    return steps
+
+
+@job("t.quick")
+async def quick(ctx: JobContext) -> str:
+    for i in range(1, 4):
+        await asyncio.sleep(0.02)
+        await ctx.report(25.0 * i, f"quick {i}")
+    return "quick done"
+
+
+FUNCTIONS = [
+    keeps_context,
+    bad_percent,
+    unserializable,
+    slow,
+    own_timeout,
+    flaky,
+    hopeless,
+    crunch,
+    quick,
+]
 
 
 async def run_burst(
@@ -218,3 +245,21 @@ async def test_retry_until_the_last_try_then_failed(redis_url: str, store: Store
     assert (final.status, final.attempt) == (Status.FAILED, 2)
     assert final.error is not None
     assert (final.error.type, final.error.detail) == ("ValueError", "upstream down")
+
+
+async def test_blocking_function_reports_from_its_thread_while_async_jobs_go_on(
+    redis_url: str, store: Store
+) -> None:
+    blocking, concurrent = await run_burst(
+        redis_url, store, [("t.crunch", {"steps": 8}), ("t.quick", {})]
+    )
+    slow_final, quick_final = await store.read(blocking), await store.read(concurrent)
+    assert slow_final is not None and quick_final is not None
+    assert (slow_final.status, slow_final.result) == (Status.FINISHED, 8)
+    assert (quick_final.status, quick_final.result) == (Status.FINISHED, "quick done")
+    history = [decode(entry) for entry in await store.history(blocking)]
+    reports = [s.message for s in history if s.status is Status.RUNNING]
+    assert reports == [f"block {i}" for i in range(1, 9)]
+    # The async job ran start to end while the blocking one was at work (0.8 s in all).
+    started = next(s for s in history if s.status is Status.STARTED)
+    assert started.updated_at < quick_final.updated_at < slow_final.updated_at
