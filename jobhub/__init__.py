@@ -16,6 +16,7 @@ from .exceptions import (
     RetriesExhausted,
     ServiceUnavailable,
     UnknownFunction,
+    WrongStatus,
 )
 from .reporter import JobContext, JobFunction, ThreadJobContext, job
 from .settings import Settings
@@ -41,6 +42,7 @@ __all__ = (
     "Status",
     "ThreadJobContext",
     "UnknownFunction",
+    "WrongStatus",
     "create_app",
     "job",
     "worker_settings",

@@ -15,9 +15,10 @@ time, in the order the writes were made.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
+from .snapshot import Status
 from .store import PreparedWrite, Store
 
 __all__ = ["WriteBatch"]
@@ -30,23 +31,30 @@ class WriteBatch:
         self._flusher: asyncio.Task[None] | None = None
 
     def submit(
-        self, job_id: str, patch: Mapping[str, Any], *, function: str | None = None
+        self,
+        job_id: str,
+        patch: Mapping[str, Any],
+        *,
+        function: str | None = None,
+        only_from: Collection[Status] = (),
     ) -> asyncio.Future[bytes]:
         """Queue a write and return at once; the future holds its snapshot JSON or error.
 
         Encoding happens here, so a value JSON cannot carry raises ``TypeError`` to the
-        caller. ``function`` is as for ``Store.prepare``.
+        caller. ``function`` and ``only_from`` are as for ``Store.prepare``.
         """
-        prepared = self.store.prepare(job_id, patch, function=function)
+        prepared = self.store.prepare(job_id, patch, function=function, only_from=only_from)
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._pending.append((prepared, future))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
         return future
 
-    async def write(self, job_id: str, patch: Mapping[str, Any]) -> bytes:
+    async def write(
+        self, job_id: str, patch: Mapping[str, Any], *, only_from: Collection[Status] = ()
+    ) -> bytes:
         """Like ``Store.write``, sharing the round trip with whatever else is being written."""
-        return await self.submit(job_id, patch)
+        return await self.submit(job_id, patch, only_from=only_from)
 
     async def _flush(self) -> None:
         batch: list[tuple[PreparedWrite, asyncio.Future[bytes]]] = []

@@ -11,6 +11,7 @@ The tree:
     │   └── PayloadTooLarge          413 body over JOBHUB_MAX_BODY_BYTES
     ├── JobNotFound                  404
     ├── JobIsFinal                   409 the job is terminal; nothing may change it
+    ├── WrongStatus                  409 the change needs the job in another status
     ├── InvalidProgress              a job reported a percent outside 0..100 (also a ValueError)
     ├── RetriesExhausted             a job asked for a retry after its last try
     └── ServiceUnavailable           503 Redis cannot be reached in time
@@ -31,6 +32,7 @@ __all__ = [
     "RetriesExhausted",
     "ServiceUnavailable",
     "UnknownFunction",
+    "WrongStatus",
 ]
 
 
@@ -91,6 +93,18 @@ class JobIsFinal(JobhubError):
 
     def __init__(self, job_id: str, status: str) -> None:
         super().__init__(f"job {job_id!r} is already {status}; no later change is stored")
+        self.job_id = job_id
+        self.status = status
+
+
+class WrongStatus(JobhubError):
+    """A guarded change (pause, resume) met the job in a status it does not apply to."""
+
+    status_code = 409
+
+    def __init__(self, job_id: str, status: str, detail: str | None = None) -> None:
+        super().__init__(detail or f"job {job_id!r} is {status}")
+        self.job_id = job_id
         self.status = status
 
 

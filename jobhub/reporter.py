@@ -27,15 +27,30 @@ from typing import Any, cast
 from arq.worker import Function, Retry, func
 
 from .batch import WriteBatch
-from .exceptions import InvalidProgress, JobIsFinal, RetriesExhausted
+from .exceptions import InvalidProgress, JobIsFinal, JobNotFound, RetriesExhausted, WrongStatus
 from .snapshot import JobError, Status
 
-__all__ = ["WRITER", "JobContext", "JobFunction", "ThreadJobContext", "job", "lifecycle"]
+__all__ = [
+    "PAUSE_POLL_SECONDS",
+    "WRITER",
+    "JobContext",
+    "JobFunction",
+    "ThreadJobContext",
+    "job",
+    "lifecycle",
+]
 
 logger = logging.getLogger("jobhub.worker")
 
 WRITER = "jobhub.writer"
 """Key of the worker's ``WriteBatch`` in ARQ's ``ctx``, put there at worker startup."""
+
+PAUSE_POLL_SECONDS = 0.2
+"""How often a paused job looks whether it was resumed."""
+
+# A report moves a job to running from these; from paused it waits, and from anything else
+# (queued, or terminal) it is refused.
+_REPORTING = (Status.STARTED, Status.RUNNING)
 
 JobCoroutine = Callable[..., Awaitable[Any]] | Callable[..., Any]
 """A job function: ``async def`` runs on the worker's loop, a plain ``def`` in a thread."""
@@ -64,7 +79,27 @@ class JobContext:
         if not isinstance(message, str):
             raise InvalidProgress(f"message must be a string, got {type(message).__name__}")
         patch = {"status": Status.RUNNING, "percent": float(percent), "message": message}
-        await self._writer.write(self.job_id, patch)
+        while True:
+            try:
+                await self._writer.write(self.job_id, patch, only_from=_REPORTING)
+                return
+            except WrongStatus as exc:
+                if exc.status != Status.PAUSED:
+                    raise
+            await self._until_resumed()
+
+    async def _until_resumed(self) -> None:
+        # Pausing is cooperative: the job simply waits here, inside its report, until
+        # POST /resume (or a cancel, which ends the job) changes its status.
+        while True:
+            await asyncio.sleep(PAUSE_POLL_SECONDS)
+            snapshot = await self._writer.store.read(self.job_id)
+            if snapshot is None:
+                raise JobNotFound(self.job_id)
+            if snapshot.is_terminal:
+                raise JobIsFinal(self.job_id, snapshot.status.value)
+            if snapshot.status is not Status.PAUSED:
+                return
 
 
 class ThreadJobContext:

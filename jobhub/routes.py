@@ -6,6 +6,7 @@ GET  /jobs/{id}/events     text/event-stream of snapshots until the job ends
 GET  /events?jobs=a,b      one stream for several jobs
 GET  /jobs/{id}/history    every snapshot so far, in seq order
 POST /jobs/{id}/cancel     cancel a queued or running job
+POST /jobs/{id}/pause      pause a running job at its next progress report; /resume
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .exceptions import (
     PayloadTooLarge,
     ServiceUnavailable,
     UnknownFunction,
+    WrongStatus,
 )
 from .hub import Frame, Hub, Watch
 from .settings import Settings
@@ -158,13 +160,62 @@ async def cancel_job(request: Request) -> Response:
             job_id, {"status": Status.CANCELED, "message": "canceled"}
         )
     except JobIsFinal as exc:
-        body = msgspec.json.encode({**exc.to_body(), "snapshot": await services.store.read(job_id)})
-        return _json(body, 409)
+        return await _conflict(services.store, exc)
     job = Job(job_id, services.arq, _queue_name=services.settings.queue_name)
     # abort() also waits for the job's result; only the request to abort is wanted here.
     with suppress(TimeoutError, ResultNotFound):
         await job.abort(timeout=0, poll_delay=0)
     return _json(data)
+
+
+async def pause_job(request: Request) -> Response:
+    """``POST /jobs/{id}/pause``: cooperative; the job's next progress report waits until it
+    is resumed. Only a job that reports progress (``running``) can be paused."""
+    return await _guarded(
+        request,
+        {"status": Status.PAUSED, "message": "paused"},
+        only_from=Status.RUNNING,
+        already=Status.PAUSED,
+        refusal="only a running job, one that reports progress, can be paused",
+    )
+
+
+async def resume_job(request: Request) -> Response:
+    """``POST /jobs/{id}/resume``: a paused job goes on from where it was."""
+    return await _guarded(
+        request,
+        {"status": Status.RUNNING, "message": "resumed"},
+        only_from=Status.PAUSED,
+        already=Status.RUNNING,
+        refusal="only a paused job can be resumed",
+    )
+
+
+async def _guarded(
+    request: Request,
+    patch: dict[str, Any],
+    *,
+    only_from: Status,
+    already: Status,
+    refusal: str,
+) -> Response:
+    store = _services(request).store
+    job_id = _job_id(request)
+    try:
+        return _json(await store.write(job_id, patch, only_from=[only_from]))
+    except JobIsFinal as exc:
+        return await _conflict(store, exc)
+    except WrongStatus as exc:
+        if exc.status == already:  # asking twice is no error: nothing more to do
+            return _json((await store.get(job_id)) or b"null")
+        wrong = WrongStatus(job_id, exc.status, f"job {job_id!r} is {exc.status}: {refusal}")
+        return await _conflict(store, wrong)
+
+
+async def _conflict(store: Store, exc: JobIsFinal | WrongStatus) -> Response:
+    """409 with the job's snapshot, so that the client can draw the truth at once."""
+    body = {**exc.to_body(), "snapshot": await store.read(exc.job_id)}
+    return _json(msgspec.json.encode(body), 409)
 
 
 async def _abandon(store: Store, job_id: str, detail: str) -> None:
@@ -338,5 +389,7 @@ routes = [
     Route("/jobs/{job_id}/events", job_events, methods=["GET"]),
     Route("/jobs/{job_id}/history", job_history, methods=["GET"]),
     Route("/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
+    Route("/jobs/{job_id}/pause", pause_job, methods=["POST"]),
+    Route("/jobs/{job_id}/resume", resume_job, methods=["POST"]),
     Route("/events", many_events, methods=["GET"]),
 ]

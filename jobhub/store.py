@@ -16,7 +16,7 @@ was not published or the other way round.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, cast
 
 import msgspec
@@ -24,8 +24,8 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from . import keys
-from .exceptions import InvalidRequest, JobhubError, JobIsFinal, JobNotFound
-from .snapshot import TERMINAL, Snapshot, decode, utcnow
+from .exceptions import InvalidRequest, JobhubError, JobIsFinal, JobNotFound, WrongStatus
+from .snapshot import TERMINAL, Snapshot, Status, decode, utcnow
 
 __all__ = ["PATCHABLE", "PreparedWrite", "Store"]
 
@@ -103,7 +103,16 @@ end
 local applied = {{}}
 for i = 5, #ARGV do
   if terminal[status] then return {{'final', status, unpack(applied)}} end
-  redis.call('HSET', KEYS[1], unpack(split(ARGV[i])))
+  local patch = split(ARGV[i])
+  if patch[1] == '?from' then
+    -- A guarded patch applies only from the statuses it names ('|'-separated fragments).
+    if not string.find('|' .. patch[2] .. '|', '|' .. status .. '|', 1, true) then
+      return {{'refused', status, unpack(applied)}}
+    end
+    table.remove(patch, 1)
+    table.remove(patch, 1)
+  end
+  redis.call('HSET', KEYS[1], unpack(patch))
   redis.call('HINCRBY', KEYS[1], 'seq', 1)
 {_COMPOSE_LUA}
 {_RECORD_LUA.replace("ARGV[HISTORY]", "ARGV[3]")}
@@ -153,30 +162,42 @@ class Store:
         created, data = await self._create(keys=job_keys, args=args)
         return created == 1, cast(bytes, data)
 
-    async def write(self, job_id: str, patch: Mapping[str, Any]) -> bytes:
+    async def write(
+        self, job_id: str, patch: Mapping[str, Any], *, only_from: Collection[Status] = ()
+    ) -> bytes:
         """Set the fields in ``patch`` as the job's next snapshot; returns its JSON.
 
         Raises ``JobIsFinal`` if the job is terminal (nothing is stored), ``JobNotFound``
-        if it does not exist, and ``TypeError`` if a value cannot be encoded as JSON.
+        if it does not exist, ``WrongStatus`` if ``only_from`` is given and the job's status
+        is not among it, and ``TypeError`` if a value cannot be encoded as JSON.
         """
-        [result] = await self.write_many([self.prepare(job_id, patch)])
+        [result] = await self.write_many([self.prepare(job_id, patch, only_from=only_from)])
         if isinstance(result, JobhubError):
             raise result
         return result
 
     def prepare(
-        self, job_id: str, patch: Mapping[str, Any], *, function: str | None = None
+        self,
+        job_id: str,
+        patch: Mapping[str, Any],
+        *,
+        function: str | None = None,
+        only_from: Collection[Status] = (),
     ) -> PreparedWrite:
         """Encode a write now (a bad value raises here), to send with ``write_many``.
 
         With ``function``, a job that does not exist is created as a queued job of that
-        function first (a job enqueued with ARQ directly still gets snapshots).
+        function first (a job enqueued with ARQ directly still gets snapshots). With
+        ``only_from``, the write applies only if the job's status is one of those, else it
+        meets ``WrongStatus``.
         """
         unknown = patch.keys() - PATCHABLE
         if unknown:
             raise InvalidRequest(f"not patchable snapshot fields: {sorted(unknown)}")
         now = _encode(utcnow())
         parts = [b"updated_at", now]
+        if only_from:
+            parts[:0] = [b"?from", b"|".join(_encode(status) for status in only_from)]
         for name, value in patch.items():
             parts += [name.encode(), _encode(value)]
         init = b""
@@ -218,6 +239,8 @@ class Store:
             for write in group[len(applied) :]:
                 if outcome == b"missing":
                     results.append(JobNotFound(write.job_id))
+                elif outcome == b"refused":
+                    results.append(WrongStatus(write.job_id, msgspec.json.decode(status)))
                 else:
                     results.append(JobIsFinal(write.job_id, msgspec.json.decode(status)))
         return results

@@ -178,3 +178,17 @@ def test_cancel_button_cancels_a_running_job(page: Page) -> None:
     expect(job).to_have_class("job canceled", timeout=10_000)
     expect(job.locator(".status")).to_contain_text("canceled at")
     expect(job.locator("button.cancel")).to_be_hidden()
+
+
+def test_pause_and_resume_buttons(page: Page) -> None:
+    page.goto("/")
+    page.click("button[data-function='long']")
+    job = page.locator(".job").first
+    expect(job).to_have_class("job running", timeout=20_000)
+    job.locator("button.pause").click()
+    expect(job).to_have_class("job paused", timeout=10_000)
+    expect(job.locator("button.pause")).to_be_hidden()
+    job.locator("button.resume").click()
+    expect(job).to_have_class("job running", timeout=10_000)
+    job.locator("button.cancel").click()
+    expect(job).to_have_class("job canceled", timeout=10_000)

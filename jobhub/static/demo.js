@@ -28,19 +28,22 @@
     item.id = "job-" + jobId;
     item.innerHTML =
       '<header><span class="name"></span><code></code></header>' +
-      '<button type="button" class="cancel secondary">Cancel</button>' +
+      '<span class="controls"><button type="button" class="pause secondary">Pause</button>' +
+      '<button type="button" class="resume secondary">Resume</button>' +
+      '<button type="button" class="cancel secondary">Cancel</button></span>' +
       '<label><span class="visually-hidden">Progress</span><progress max="100" value="0"></progress></label>' +
       '<p class="status" role="status" aria-live="polite"></p><pre class="result" hidden></pre>';
     item.querySelector(".name").textContent = fn;
     item.querySelector("code").textContent = jobId;
     item.querySelector("progress").setAttribute("aria-label", fn + " " + jobId);
-    var cancel = item.querySelector(".cancel");
-    cancel.setAttribute("aria-label", "Cancel " + fn + " " + jobId);
-    cancel.addEventListener("click", function () {
-      cancel.disabled = true;
-      fetch("/jobs/" + encodeURIComponent(jobId) + "/cancel", { method: "POST" })
-        .then(function (r) { return r.json(); })
-        .then(function (body) { draw(body.snapshot || body); });
+    ["pause", "resume", "cancel"].forEach(function (action) {
+      var button = item.querySelector("." + action);
+      button.setAttribute("aria-label", action + " " + fn + " " + jobId);
+      button.addEventListener("click", function () {
+        fetch("/jobs/" + encodeURIComponent(jobId) + "/" + action, { method: "POST" })
+          .then(function (r) { return r.json(); })
+          .then(function (body) { draw(body.snapshot || body); });
+      });
     });
     list.prepend(item);
     rows[jobId] = item;
@@ -55,6 +58,8 @@
     var result = item.querySelector(".result");
     item.className = "job " + snapshot.status;
     item.querySelector(".cancel").hidden = Boolean(jobhub.TERMINAL[snapshot.status]);
+    item.querySelector(".pause").hidden = snapshot.status !== "running";
+    item.querySelector(".resume").hidden = snapshot.status !== "paused";
     item.dataset.status = snapshot.status;
     bar.value = snapshot.status === "finished" ? 100 : snapshot.percent;
     var text = snapshot.status + " · " + Math.round(bar.value) + "%";
