@@ -25,8 +25,9 @@ __all__ = ["WriteBatch"]
 
 
 class WriteBatch:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, owner: str | None = None) -> None:
         self.store = store
+        self.owner = owner
         self._pending: list[tuple[PreparedWrite, asyncio.Future[bytes]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -43,7 +44,9 @@ class WriteBatch:
         Encoding happens here, so a value JSON cannot carry raises ``TypeError`` to the
         caller. ``function`` and ``only_from`` are as for ``Store.prepare``.
         """
-        prepared = self.store.prepare(job_id, patch, function=function, only_from=only_from)
+        prepared = self.store.prepare(
+            job_id, patch, function=function, only_from=only_from, owner=self.owner
+        )
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._pending.append((prepared, future))
         if self._flusher is None:

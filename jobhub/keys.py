@@ -6,7 +6,16 @@ them under their own prefix so that one ``SCAN jobhub:*`` shows all of jobhub's 
 
 from __future__ import annotations
 
-__all__ = ["FUNCTIONS", "PREFIX", "job_channel", "job_history", "job_snapshot"]
+__all__ = [
+    "FUNCTIONS",
+    "PREFIX",
+    "WORKERS",
+    "job_channel",
+    "job_history",
+    "job_snapshot",
+    "worker_alive",
+    "worker_jobs",
+]
 
 PREFIX = "jobhub:"
 
@@ -27,3 +36,17 @@ def job_history(job_id: str) -> str:
 def job_channel(job_id: str) -> str:
     """Pub/sub channel on which every new snapshot of the job is published."""
     return f"{PREFIX}job:{job_id}:updates"
+
+
+WORKERS = PREFIX + "workers"
+"""Set of the ids of workers that have run (and may still hold) jobs."""
+
+
+def worker_alive(worker_id: str) -> str:
+    """Key a worker renews every heartbeat; it expires when the worker stops."""
+    return f"{PREFIX}worker:{worker_id}"
+
+
+def worker_jobs(worker_id: str) -> str:
+    """Set of the jobs a worker is at work on (their ``job_id`` as JSON strings)."""
+    return f"{PREFIX}worker:{worker_id}:jobs"

@@ -45,6 +45,12 @@ class Settings:
     max_tries: int = 5
     """``JOBHUB_MAX_TRIES``: tries a job gets when it raises ``Retry`` (``@job(max_tries=)``
     overrides it)."""
+    worker_heartbeat_seconds: float = 1.0
+    """``JOBHUB_WORKER_HEARTBEAT``: how often a worker says it is alive and looks for lost
+    workers."""
+    worker_lost_after_seconds: float = 5.0
+    """``JOBHUB_WORKER_LOST_AFTER``: a worker silent this long is lost; its jobs are
+    re-queued or failed (so within this plus one heartbeat)."""
     max_jobs: int = 10
     """``JOBHUB_MAX_JOBS``: jobs one worker process runs at once."""
     redis_max_connections: int = 2
@@ -113,6 +119,8 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "poll_delay_seconds": ("JOBHUB_POLL_DELAY", float),
     "job_timeout_seconds": ("JOBHUB_JOB_TIMEOUT", float),
     "max_tries": ("JOBHUB_MAX_TRIES", int),
+    "worker_heartbeat_seconds": ("JOBHUB_WORKER_HEARTBEAT", float),
+    "worker_lost_after_seconds": ("JOBHUB_WORKER_LOST_AFTER", float),
     "max_jobs": ("JOBHUB_MAX_JOBS", int),
     "redis_max_connections": ("JOBHUB_REDIS_MAX_CONNECTIONS", int),
     "redis_timeout_seconds": ("JOBHUB_REDIS_TIMEOUT", float),

@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 __all__ = [
+    "AT_WORK",
     "TERMINAL",
     "JobError",
     "Snapshot",
@@ -46,6 +47,9 @@ class Status(enum.StrEnum):
 
 TERMINAL = frozenset({Status.FINISHED, Status.FAILED, Status.CANCELED})
 """Once a job has one of these, nothing about it changes again."""
+
+AT_WORK = frozenset({Status.STARTED, Status.RUNNING, Status.PAUSED})
+"""A worker holds the job: if that worker dies, the job must be recovered."""
 
 
 class JobError(msgspec.Struct, frozen=True):

@@ -25,7 +25,7 @@ from redis.exceptions import NoScriptError
 
 from . import keys
 from .exceptions import InvalidRequest, JobhubError, JobIsFinal, JobNotFound, WrongStatus
-from .snapshot import TERMINAL, Snapshot, Status, decode, utcnow
+from .snapshot import AT_WORK, TERMINAL, Snapshot, Status, decode, utcnow
 
 __all__ = ["PATCHABLE", "PreparedWrite", "Store"]
 
@@ -38,8 +38,14 @@ PATCHABLE = frozenset(_FIELDS) - {"job_id", "seq", "created_at", "updated_at"}
 
 _encode = msgspec.json.Encoder().encode
 
-# Terminal statuses as their stored fragments, e.g. ["\"finished\""] = true.
-_TERMINAL_LUA = "{" + ", ".join(f"['\"{s.value}\"'] = true" for s in sorted(TERMINAL)) + "}"
+
+def _lua_set(statuses: Collection[Status]) -> str:
+    """A Lua table of statuses as their stored fragments, e.g. {['"finished"'] = true}."""
+    return "{" + ", ".join(f"['\"{s.value}\"'] = true" for s in sorted(statuses)) + "}"
+
+
+_TERMINAL_LUA = _lua_set(TERMINAL)
+_AT_WORK_LUA = _lua_set(AT_WORK)
 
 # Lua that assembles the snapshot JSON from the hash, in wire order; generated from the
 # Snapshot model so the two can never disagree.
@@ -123,6 +129,17 @@ if terminal[status] then
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   redis.call('EXPIRE', KEYS[2], ARGV[2])
 end
+if KEYS[3] then
+  -- Written by a worker: the job counts as that worker's while it is at work, so that it is
+  -- recovered if the worker stops beating (jobhub/recovery.py).
+  local job = redis.call('HGET', KEYS[1], 'job_id')
+  local at_work = {_AT_WORK_LUA}
+  if at_work[status] then
+    redis.call('SADD', KEYS[3], job)
+  else
+    redis.call('SREM', KEYS[3], job)
+  end
+end
 return {{'ok', status, unpack(applied)}}
 """
 
@@ -130,12 +147,13 @@ return {{'ok', status, unpack(applied)}}
 class PreparedWrite:
     """A write encoded and ready to send (see ``Store.prepare``)."""
 
-    __slots__ = ("init", "job_id", "patch")
+    __slots__ = ("init", "job_id", "owner", "patch")
 
-    def __init__(self, job_id: str, patch: bytes, init: bytes) -> None:
+    def __init__(self, job_id: str, patch: bytes, init: bytes, owner: str | None) -> None:
         self.job_id = job_id
         self.patch = patch
         self.init = init
+        self.owner = owner
 
 
 class Store:
@@ -183,13 +201,15 @@ class Store:
         *,
         function: str | None = None,
         only_from: Collection[Status] = (),
+        owner: str | None = None,
     ) -> PreparedWrite:
         """Encode a write now (a bad value raises here), to send with ``write_many``.
 
         With ``function``, a job that does not exist is created as a queued job of that
         function first (a job enqueued with ARQ directly still gets snapshots). With
         ``only_from``, the write applies only if the job's status is one of those, else it
-        meets ``WrongStatus``.
+        meets ``WrongStatus``. ``owner`` is the id of the worker writing, which keeps the job
+        among its jobs while it is at work.
         """
         unknown = patch.keys() - PATCHABLE
         if unknown:
@@ -206,7 +226,7 @@ class Store:
                 [b"job_id", _encode(job_id), b"function", _encode(function), _QUEUED_REST,
                  b"created_at", now, b"updated_at", now]
             )  # fmt: skip
-        return PreparedWrite(job_id, b"\0".join(parts), init)
+        return PreparedWrite(job_id, b"\0".join(parts), init, owner)
 
     async def write_many(self, writes: Sequence[PreparedWrite]) -> list[bytes | JobhubError]:
         """Send prepared writes in one round trip, in order; returns, per write, the
@@ -251,10 +271,13 @@ class Store:
             init = next((w.init for w in group if w.init), b"")
             patches = [w.patch for w in group]
             job_keys = [keys.job_snapshot(job_id), keys.job_history(job_id)]
+            owner = group[0].owner
+            if owner is not None:
+                job_keys.append(keys.worker_jobs(owner))
             channel = keys.job_channel(job_id)
             return [
                 self._write_sha,
-                2,
+                len(job_keys),
                 *job_keys,
                 channel,
                 self._ttl,

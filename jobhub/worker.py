@@ -15,11 +15,15 @@ from typing import Any
 from arq.connections import RedisSettings
 
 from .batch import WriteBatch
+from .recovery import Recovery, new_worker_id
 from .reporter import WRITER, JobFunction, lifecycle
 from .settings import Settings
 from .store import Store
 
-__all__ = ["worker_settings"]
+__all__ = ["RECOVERY", "worker_settings"]
+
+RECOVERY = "jobhub.recovery"
+"""Key of the worker's ``Recovery`` (heartbeat and reaper) in ARQ's ``ctx``."""
 
 
 def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> type:
@@ -28,14 +32,32 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
     if len(set(names)) != len(names):
         raise ValueError(f"two job functions share a name: {names}")
 
+    tries = {f.name: f.max_tries or settings.max_tries for f in functions}
+
     async def on_startup(ctx: dict[str, Any]) -> None:
         store = Store(
             ctx["redis"],
             result_ttl_seconds=settings.result_ttl_seconds,
             history_limit=settings.history_limit,
         )
-        ctx[WRITER] = WriteBatch(store)
+        worker_id = new_worker_id()
+        ctx[WRITER] = WriteBatch(store, owner=worker_id)
+        ctx[RECOVERY] = Recovery(
+            ctx["redis"],
+            store,
+            worker_id,
+            tries=tries,
+            default_tries=settings.max_tries,
+            queue_name=settings.queue_name,
+            heartbeat=settings.worker_heartbeat_seconds,
+            lost_after=settings.worker_lost_after_seconds,
+        )
+        await ctx[RECOVERY].start()
         await store.announce_functions(names)
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        if RECOVERY in ctx:
+            await ctx[RECOVERY].aclose()
 
     return type(
         "WorkerSettings",
@@ -46,6 +68,7 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
             ],
             "max_tries": settings.max_tries,
             "on_startup": on_startup,
+            "on_shutdown": on_shutdown,
             "redis_settings": RedisSettings.from_dsn(settings.redis_url),
             "queue_name": settings.queue_name,
             # ARQ only learns of new jobs by polling; this bounds enqueue -> started.
