@@ -7,7 +7,9 @@ them under their own prefix so that one ``SCAN jobhub:*`` shows all of jobhub's 
 from __future__ import annotations
 
 __all__ = [
+    "EVENTS",
     "FUNCTIONS",
+    "JOBS",
     "PREFIX",
     "WORKERS",
     "job_channel",
@@ -18,6 +20,13 @@ __all__ = [
 ]
 
 PREFIX = "jobhub:"
+
+JOBS = PREFIX + "jobs"
+"""Sorted set of every job, scored by creation time (µs), for listing newest first. Its
+members are the ``job_id`` as JSON strings; entries of expired jobs are pruned on reading."""
+
+EVENTS = PREFIX + "events"
+"""Pub/sub channel on which every snapshot of every job is published too (dashboards)."""
 
 FUNCTIONS = PREFIX + "functions"
 """Hash: function name -> when a worker last announced it. The web app accepts only these."""

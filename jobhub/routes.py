@@ -1,6 +1,7 @@
 """The HTTP API: start a job, read its snapshot, stream its snapshots.
 
 POST /jobs                 {"function": "demo.count", "kwargs": {"steps": 5}}  -> 202
+GET  /jobs?status=&function=&limit=&cursor=   newest first, cursor-paged
 GET  /jobs/{id}            the snapshot; ETag/If-None-Match make idle polls cheap
 GET  /jobs/{id}/events     text/event-stream of snapshots until the job ends
 GET  /events?jobs=a,b      one stream for several jobs
@@ -244,6 +245,32 @@ async def get_job(request: Request) -> Response:
     return _json(data, 200, headers)
 
 
+async def list_jobs(request: Request) -> Response:
+    """``GET /jobs?status=&function=&limit=&cursor=``: newest first, a page at a time."""
+    query = request.query_params
+    status = query.get("status") or None
+    if status is not None and status not in Status.__members__.values():
+        raise InvalidRequest(f"unknown status {status!r}: one of {', '.join(Status)}")
+    limit = _bounded_int(query.get("limit", "20"), "limit", 1, MAX_PAGE)
+    cursor = query.get("cursor") or None
+    before = _bounded_int(cursor, "cursor", 0, 2**62) if cursor is not None else None
+    function = query.get("function") or None
+    jobs, after = await _services(request).store.list_jobs(
+        status=Status(status) if status else None, function=function, limit=limit, before=before
+    )
+    next_cursor = b"null" if after is None else b'"%d"' % after
+    return _json(b'{"jobs":[' + b",".join(jobs) + b'],"next_cursor":' + next_cursor + b"}")
+
+
+MAX_PAGE = 100
+
+
+def _bounded_int(raw: str, name: str, low: int, high: int) -> int:
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise InvalidRequest(f"{name} must be an integer from {low} to {high}, got {raw!r}")
+    return int(raw)
+
+
 async def job_history(request: Request) -> Response:
     job_id = _job_id(request)
     store = _services(request).store
@@ -385,6 +412,7 @@ async def index(request: Request) -> Response:
 routes = [
     Route("/", index, methods=["GET"]),
     Route("/jobs", create_job, methods=["POST"]),
+    Route("/jobs", list_jobs, methods=["GET"]),
     Route("/jobs/{job_id}", get_job, methods=["GET"]),
     Route("/jobs/{job_id}/events", job_events, methods=["GET"]),
     Route("/jobs/{job_id}/history", job_history, methods=["GET"]),

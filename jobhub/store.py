@@ -67,11 +67,18 @@ _QUEUED_REST = b"\0".join(
 _STATUS_INDEX = _FIELDS.index("status") + 1  # of the status fragment in the HMGET above
 
 # Every stored snapshot is also appended to the job's capped history list (KEYS[2]).
-_RECORD_LUA = """
+_RECORD_LUA = f"""
 redis.call('HSET', KEYS[1], 'data', data)
 redis.call('RPUSH', KEYS[2], data)
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[HISTORY]), -1)
 redis.call('PUBLISH', ARGV[1], data)
+redis.call('PUBLISH', '{keys.EVENTS}', data)
+"""
+
+# A new job joins the listing index, scored by Redis's clock in µs.
+_INDEX_LUA = f"""
+local now = redis.call('TIME')
+redis.call('ZADD', '{keys.JOBS}', now[1] * 1000000 + now[2], redis.call('HGET', KEYS[1], 'job_id'))
 """
 
 # KEYS: job hash, history list. ARGV: channel, history cap, field/fragment pairs (seq too).
@@ -79,6 +86,7 @@ _CREATE = f"""
 local existing = redis.call('HGET', KEYS[1], 'data')
 if existing then return {{0, existing}} end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+{_INDEX_LUA}
 {_COMPOSE_LUA}
 {_RECORD_LUA.replace("ARGV[HISTORY]", "ARGV[2]")}
 return {{1, data}}
@@ -104,6 +112,7 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if not status then
   if ARGV[4] == '' then return {{'missing', ''}} end
   redis.call('HSET', KEYS[1], 'seq', 0, unpack(split(ARGV[4])))
+{_INDEX_LUA}
   status = redis.call('HGET', KEYS[1], 'status')
 end
 local applied = {{}}
@@ -309,6 +318,49 @@ class Store:
             for job_id in job_ids:
                 pipe.hget(keys.job_snapshot(job_id), "data")
             return await pipe.execute()
+
+    async def list_jobs(
+        self,
+        *,
+        status: Status | None = None,
+        function: str | None = None,
+        limit: int = 20,
+        before: int | None = None,
+    ) -> tuple[list[bytes], int | None]:
+        """Snapshots newest first, and the cursor of the next page (``None`` at the end).
+
+        Each call looks at no more than ``max(5 * limit, 100)`` jobs of the index, so its cost
+        is bounded whatever the filters; a page may then hold fewer than ``limit`` jobs and
+        still have a next one.
+        """
+        scan = max(5 * limit, 100)
+        top = f"({before}" if before is not None else "+inf"
+        entries = await self._redis.zrevrangebyscore(
+            keys.JOBS, top, "-inf", start=0, num=scan, withscores=True
+        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for member, _ in entries:
+                pipe.hmget(
+                    keys.job_snapshot(msgspec.json.decode(member)), ["status", "function", "data"]
+                )
+            rows = await pipe.execute()
+        wanted_status = _encode(status) if status is not None else None
+        wanted_function = _encode(function) if function is not None else None
+        found: list[bytes] = []
+        stale = []
+        cursor: int | None = None
+        for (member, score), (job_status, job_function, data) in zip(entries, rows, strict=True):
+            cursor = int(score)
+            if data is None:
+                stale.append(member)  # expired: prune it from the index
+            elif wanted_status in (None, job_status) and wanted_function in (None, job_function):
+                found.append(data)
+                if len(found) == limit:
+                    break
+        if stale:
+            await self._redis.zrem(keys.JOBS, *stale)
+        more = len(found) == limit or len(entries) == scan
+        return found, cursor if more and entries else None
 
     async def history(self, job_id: str) -> list[bytes]:
         """Every snapshot of the job still in its capped history, in seq order."""

@@ -224,3 +224,42 @@ async def test_history_lists_every_snapshot_in_seq_order(client: httpx.AsyncClie
     assert history[-1] == final
     missing = await client.get("/jobs/nope-nope/history")
     assert missing.status_code == 404
+
+
+async def test_listing_is_newest_first_filtered_and_cursor_paged(client: httpx.AsyncClient) -> None:
+    tag = secrets.token_hex(3)
+    started = [
+        (await start(client, "demo.count", steps=1, delay=0, note=tag))["job_id"] for _ in range(5)
+    ]
+    failed = (await start(client, "demo.fail", after=0, delay=0))["job_id"]
+    for job_id in [*started, failed]:
+        await wait_for(client, job_id)
+    first = (await client.get("/jobs", params={"limit": 3})).json()
+    assert first["jobs"][0]["job_id"] == failed  # newest first
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2, "function": "demo.count"} | ({"cursor": cursor} if cursor else {})
+        page = (await client.get("/jobs", params=params)).json()
+        seen += [s["job_id"] for s in page["jobs"]]
+        assert all(s["function"] == "demo.count" for s in page["jobs"])
+        cursor = page["next_cursor"]
+        if cursor is None or set(started) <= set(seen):
+            break
+    assert seen[: len(started)] == started[::-1]  # our five, newest first, no repeats
+    assert len(seen) == len(set(seen))
+    failures = (await client.get("/jobs", params={"status": "failed", "limit": 50})).json()["jobs"]
+    assert failed in [s["job_id"] for s in failures]
+    assert all(s["status"] == "failed" for s in failures)
+
+
+async def test_listing_rejects_bad_parameters(client: httpx.AsyncClient) -> None:
+    for params in (
+        {"status": "sleeping"},
+        {"limit": "0"},
+        {"limit": "101"},
+        {"limit": "x"},
+        {"cursor": "-1"},
+    ):
+        response = await client.get("/jobs", params=params)
+        assert response.status_code == 400, params
+        assert response.json()["error"]["type"] == "InvalidRequest"
