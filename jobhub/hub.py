@@ -72,11 +72,23 @@ class Watch:
 
     # A bare future rather than an asyncio.Event: an Event carries a deque of waiters, and
     # at thousands of streams every byte of a watch counts.
-    __slots__ = ("_beat", "_closed", "_hub", "_pending", "_seen", "_waiter", "job_ids", "last_sent")
+    __slots__ = (
+        "_beat", "_closed", "_everything", "_hub", "_pending", "_seen", "_waiter",
+        "channels", "job_ids", "last_sent",
+    )  # fmt: skip
 
-    def __init__(self, hub: Hub, job_ids: tuple[str, ...], seen: dict[str, int]) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        job_ids: tuple[str, ...],
+        seen: dict[str, int],
+        channels: tuple[bytes, ...],
+        everything: bool = False,
+    ) -> None:
         self._hub = hub
         self.job_ids = job_ids
+        self.channels = channels
+        self._everything = everything
         self._seen = {job_id: seen.get(job_id, 0) for job_id in job_ids}
         self._pending: dict[str, Frame] = {}
         self._waiter: asyncio.Future[None] | None = None
@@ -86,7 +98,8 @@ class Watch:
 
     def offer(self, frame: Frame) -> None:
         """Keep ``frame`` for delivery if it is newer than anything seen for its job."""
-        if frame.seq > self._seen.get(frame.job_id, frame.seq):
+        # A watch of every job takes any job's first snapshot; others only their own jobs'.
+        if frame.seq > self._seen.get(frame.job_id, 0 if self._everything else frame.seq):
             self._seen[frame.job_id] = frame.seq
             self._pending[frame.job_id] = frame
             self._wake()
@@ -134,9 +147,9 @@ class Watch:
 class _Channel:
     __slots__ = ("job_id", "name", "resync", "subscribed", "watches")
 
-    def __init__(self, job_id: str) -> None:
-        self.job_id = job_id
-        self.name = keys.job_channel(job_id).encode()
+    def __init__(self, name: bytes, job_id: str | None) -> None:
+        self.job_id = job_id  # None for the channel of every job, which has no one snapshot
+        self.name = name
         self.watches: set[Watch] = set()
         self.subscribed = asyncio.Event()
         self.resync = False
@@ -210,15 +223,23 @@ class Hub:
         ``seen`` maps a job to the highest ``seq`` the client already has: nothing at or
         below it is offered again.
         """
+        ids = tuple(dict.fromkeys(job_ids))
+        names = tuple(keys.job_channel(job_id).encode() for job_id in ids)
+        return await self._open(Watch(self, ids, seen or {}, names), ids)
+
+    async def watch_all(self) -> Watch:
+        """Open a watch on every job's snapshots (for dashboards), from now on."""
+        name = keys.EVENTS.encode()
+        return await self._open(Watch(self, (), {}, (name,), everything=True), (None,))
+
+    async def _open(self, watch: Watch, job_ids: tuple[str | None, ...]) -> Watch:
         if self._closed:
             raise ServiceUnavailable("the server is shutting down")
-        watch = Watch(self, tuple(dict.fromkeys(job_ids)), seen or {})
         channels = []
-        for job_id in watch.job_ids:
-            name = keys.job_channel(job_id).encode()
+        for name, job_id in zip(watch.channels, job_ids, strict=True):
             channel = self._channels.get(name)
             if channel is None:
-                channel = self._channels[name] = _Channel(job_id)
+                channel = self._channels[name] = _Channel(name, job_id)
                 if self._session is not None:
                     self._session.send("SUBSCRIBE", name)
             channel.watches.add(watch)
@@ -236,8 +257,7 @@ class Hub:
         return watch
 
     def _release(self, watch: Watch) -> None:
-        for job_id in watch.job_ids:
-            name = keys.job_channel(job_id).encode()
+        for name in watch.channels:
             channel = self._channels.get(name)
             if channel is None:
                 continue
@@ -329,6 +349,8 @@ class Hub:
                     task.add_done_callback(self._resyncs.discard)
 
     async def _resync(self, channel: _Channel) -> None:
+        if channel.job_id is None:
+            return  # every job's channel: a dashboard reloads its list on its own
         try:
             data = await self._read_snapshot(channel.job_id)
         except (RedisError, OSError):

@@ -4,7 +4,7 @@ POST /jobs                 {"function": "demo.count", "kwargs": {"steps": 5}}  -
 GET  /jobs?status=&function=&limit=&cursor=   newest first, cursor-paged
 GET  /jobs/{id}            the snapshot; ETag/If-None-Match make idle polls cheap
 GET  /jobs/{id}/events     text/event-stream of snapshots until the job ends
-GET  /events?jobs=a,b      one stream for several jobs
+GET  /events?jobs=a,b      one stream for several jobs; GET /events: every job's
 GET  /jobs/{id}/history    every snapshot so far, in seq order
 POST /jobs/{id}/cancel     cancel a queued or running job
 POST /jobs/{id}/pause      pause a running job at its next progress report; /resume
@@ -326,6 +326,10 @@ async def many_events(request: Request) -> Response:
     never one twice, and 204 once it holds the final snapshot of every job.
     """
     services = _services(request)
+    if "jobs" not in request.query_params:
+        # Every job's snapshots from now on, for a dashboard; the stream does not end.
+        watch = await services.hub.watch_all()
+        return EventStream(_stream_all(watch), watch, services.streams)
     job_ids = _job_list(request.query_params.get("jobs", ""))
     seen = _cursor(request.headers.get("last-event-id", ""), len(job_ids))
     watch = await services.hub.watch(job_ids, dict(zip(job_ids, seen, strict=True)))
@@ -388,6 +392,20 @@ async def _many_stream(
         watch.close()
 
 
+async def _stream_all(watch: Watch) -> AsyncIterator[bytes]:
+    try:
+        while True:
+            frames = await watch.next()
+            if not frames:
+                if watch.closed:
+                    return
+                yield HEARTBEAT
+            for frame in frames:
+                yield frame.event
+    finally:
+        watch.close()
+
+
 async def _stream(watch: Watch) -> AsyncIterator[bytes]:
     try:
         while True:
@@ -409,8 +427,13 @@ async def index(request: Request) -> Response:
     return FileResponse(f"{STATIC}/index.html")
 
 
+async def dashboard(request: Request) -> Response:
+    return FileResponse(f"{STATIC}/dashboard.html")
+
+
 routes = [
     Route("/", index, methods=["GET"]),
+    Route("/dashboard", dashboard, methods=["GET"]),
     Route("/jobs", create_job, methods=["POST"]),
     Route("/jobs", list_jobs, methods=["GET"]),
     Route("/jobs/{job_id}", get_job, methods=["GET"]),

@@ -192,3 +192,20 @@ def test_pause_and_resume_buttons(page: Page) -> None:
     expect(job).to_have_class("job running", timeout=10_000)
     job.locator("button.cancel").click()
     expect(job).to_have_class("job canceled", timeout=10_000)
+
+
+def test_dashboard_lists_recent_jobs_and_updates_them_in_place(page: Page) -> None:
+    page.goto("/dashboard")
+    expect(page.locator("#live")).to_have_text("● live", timeout=10_000)
+    body = '{"function": "demo.count", "kwargs": {"steps": 3, "delay": 0.2}}'
+    job_id = page.evaluate(
+        """(body) => fetch("/jobs", {
+                method: "POST", headers: {"content-type": "application/json"}, body,
+            }).then((r) => r.json()).then((snapshot) => snapshot.job_id)""",
+        body,
+    )
+    row = page.locator(f"#row-{job_id}")
+    expect(row).to_be_visible(timeout=10_000)  # a new job appears at the top
+    expect(row).to_have_class("finished", timeout=20_000)  # and updates in place
+    assert page.locator("#rows tr").first.get_attribute("id") == f"row-{job_id}"
+    assert row.locator("progress").evaluate("bar => bar.value") == 100

@@ -51,6 +51,11 @@ async def api(redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
             ).count("t.loop") == 0:
                 await asyncio.sleep(0.02)  # until the worker has announced t.loop
             yield client
+    # Let the worker finish what it is doing (tests cancel their jobs) before stopping it:
+    # ARQ's close() re-raises a job task that was cancelled under it.
+    async with asyncio.timeout(10):
+        while any(not task.done() for task in worker.tasks.values()):
+            await asyncio.sleep(0.02)
     running.cancel()
     await asyncio.gather(running, return_exceptions=True)
     await worker.close()
