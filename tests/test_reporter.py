@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
 import time
 from typing import Any
 
 import pytest
+import redis.asyncio
 from arq.connections import ArqRedis
 from arq.worker import Retry, create_worker
 
-from jobhub import JobContext, Settings, ThreadJobContext, job, worker_settings
+from jobhub import JobContext, Settings, ThreadJobContext, job, keys, worker_settings
 from jobhub.batch import WriteBatch
 from jobhub.exceptions import InvalidProgress, JobIsFinal
 from jobhub.snapshot import Snapshot, Status, decode
@@ -94,10 +96,11 @@ FUNCTIONS = [
 
 
 async def run_burst(
-    redis_url: str, store: Store, jobs: list[tuple[str, dict[str, Any]]]
+    redis_url: str, store: Store, jobs: list[tuple[str, dict[str, Any]]], **overrides: Any
 ) -> list[str]:
     """Enqueue ``jobs`` as the API does, run one burst worker over them, return their ids."""
-    settings = Settings(redis_url=redis_url, queue_name="test:" + secrets.token_hex(4))
+    queue = "test:" + secrets.token_hex(4)
+    settings = Settings(redis_url=redis_url, queue_name=queue, **overrides)
     arq = ArqRedis.from_url(redis_url)
     ids = []
     for function, kwargs in jobs:
@@ -263,3 +266,37 @@ async def test_blocking_function_reports_from_its_thread_while_async_jobs_go_on(
     # The async job ran start to end while the blocking one was at work (0.8 s in all).
     started = next(s for s in history if s.status is Status.STARTED)
     assert started.updated_at < quick_final.updated_at < slow_final.updated_at
+
+
+async def test_heartbeats_go_on_while_a_blocking_job_runs(redis_url: str, store: Store) -> None:
+    # Watched from a thread of its own, so that a blocked event loop could not hide it: a
+    # heartbeat that lapsed for 0.3 s would let the key expire, and it must never be missing.
+    client = redis.Redis.from_url(redis_url)
+    before = set(client.smembers(keys.WORKERS))
+    observed: list[bool] = []
+    stop = threading.Event()
+
+    def watch_heartbeat() -> None:
+        while not stop.wait(0.05):
+            for worker_id in set(client.smembers(keys.WORKERS)) - before:
+                observed.append(bool(client.exists(keys.worker_alive(worker_id.decode()))))
+
+    watcher = threading.Thread(target=watch_heartbeat)
+    watcher.start()
+    try:
+        [job_id] = await run_burst(
+            redis_url, store, [("t.crunch", {"steps": 12})],
+            worker_heartbeat_seconds=0.05, worker_lost_after_seconds=0.3,
+        )  # fmt: skip
+    finally:
+        stop.set()
+        watcher.join()
+        client.close()
+    final = await store.read(job_id)
+    assert final is not None and final.status is Status.FINISHED
+    assert len(observed) > 10 and all(observed)
+
+
+def test_arq_keeps_results_exactly_as_long_as_terminal_snapshots() -> None:
+    settings = Settings(result_ttl_seconds=7200)
+    assert worker_settings(FUNCTIONS, settings).keep_result == settings.result_ttl_seconds
