@@ -371,56 +371,58 @@ def _cursor(raw: str, count: int) -> list[int]:
     return [int(p) for p in parts]
 
 
-async def _many_stream(
-    watch: Watch, job_ids: list[str], seen: list[int], done: set[str]
-) -> AsyncIterator[bytes]:
-    position = {job_id: i for i, job_id in enumerate(job_ids)}
-    try:
-        while len(done) < len(job_ids):
-            frames = await watch.next()
-            if not frames:
-                if watch.closed:
-                    return  # shutting down: the client reconnects elsewhere with its cursor
-                yield HEARTBEAT
-                continue
-            for frame in frames:
-                seen[position[frame.job_id]] = frame.seq
-                if frame.terminal:
-                    done.add(frame.job_id)
-                yield frame.with_id(".".join(map(str, seen)))
-    finally:
-        watch.close()
-
-
-async def _stream_all(watch: Watch) -> AsyncIterator[bytes]:
-    try:
-        while True:
-            frames = await watch.next()
-            if not frames:
-                if watch.closed:
-                    return
-                yield HEARTBEAT
-            for frame in frames:
-                yield frame.event
-    finally:
-        watch.close()
+async def _updates(watch: Watch) -> AsyncIterator[list[Frame] | None]:
+    """A watch's news, batch by batch, with ``None`` when a heartbeat is due; it ends when
+    the watch is closed (the server shutting down: the client reconnects elsewhere).
+    ``EventStream`` closes the watch however the stream ends."""
+    while True:
+        frames = await watch.next()
+        if frames:
+            yield frames
+        elif watch.closed:
+            return
+        else:
+            yield None
 
 
 async def _stream(watch: Watch) -> AsyncIterator[bytes]:
-    try:
-        while True:
-            frames = await watch.next()
-            if not frames:
-                if watch.closed:
-                    return  # shutting down: the client reconnects elsewhere with Last-Event-ID
-                yield HEARTBEAT
-                continue
-            for frame in frames:
-                yield frame.event
-            if all(frame.terminal for frame in frames):
-                return
-    finally:
-        watch.close()
+    """One job's snapshots; ends after a terminal one."""
+    async for frames in _updates(watch):
+        if frames is None:
+            yield HEARTBEAT
+            continue
+        for frame in frames:
+            yield frame.event
+        if frames[-1].terminal:
+            return
+
+
+async def _many_stream(
+    watch: Watch, job_ids: list[str], seen: list[int], done: set[str]
+) -> AsyncIterator[bytes]:
+    """Several jobs' snapshots under cursor ids; ends once every job is terminal."""
+    position = {job_id: i for i, job_id in enumerate(job_ids)}
+    async for frames in _updates(watch):
+        if frames is None:
+            yield HEARTBEAT
+            continue
+        for frame in frames:
+            seen[position[frame.job_id]] = frame.seq
+            if frame.terminal:
+                done.add(frame.job_id)
+            yield frame.with_id(".".join(map(str, seen)))
+        if len(done) == len(job_ids):
+            return
+
+
+async def _stream_all(watch: Watch) -> AsyncIterator[bytes]:
+    """Every job's snapshots; never ends on its own."""
+    async for frames in _updates(watch):
+        if frames is None:
+            yield HEARTBEAT
+            continue
+        for frame in frames:
+            yield frame.event
 
 
 async def index(request: Request) -> Response:
