@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import msgspec
 from arq.connections import ArqRedis
 from redis.asyncio import BlockingConnectionPool
 from redis.exceptions import RedisError
@@ -17,9 +18,10 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from . import openapi
 from .exceptions import JobhubError
 from .hub import Hub
 from .routes import STATIC, Services, routes
@@ -70,8 +72,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await redis.aclose()
             await pool.disconnect()
 
+    spec = msgspec.json.encode(openapi.document())  # built once: it depends on no request
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(spec, media_type="application/json")
+
     return Starlette(
-        routes=[*routes, Mount("/static", StaticFiles(directory=STATIC), name="static")],
+        routes=[
+            *routes,
+            Route("/openapi.json", openapi_json, methods=["GET"]),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ],
         lifespan=lifespan,
         exception_handlers={
             JobhubError: _jobhub_error,

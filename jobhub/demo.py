@@ -12,6 +12,8 @@ __all__ = ["FUNCTIONS", "count", "fail", "noop"]
 @job("demo.count")
 async def count(job: JobContext, steps: int = 10, delay: float = 0.5) -> dict[str, int]:
     """Sleep ``delay`` seconds ``steps`` times, reporting ``step i/steps`` after each."""
+    if not (isinstance(steps, int) and steps <= 10_000 and 0 <= delay <= 60):
+        raise ValueError("demo.count takes at most 10000 steps of at most 60 s")
     for i in range(1, steps + 1):
         await asyncio.sleep(delay)
         await job.report(100 * i / steps, f"step {i}/{steps}")

@@ -117,6 +117,11 @@ async def create_job(request: Request) -> Response:
         raise InvalidRequest(f"invalid request body: {exc}") from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # msgspec decodes nesting recursively; ~1000 levels exhaust Python's stack.
+        raise InvalidRequest(f"request body nests deeper than {MAX_NESTING} levels") from None
+    if _too_deep([req.args, req.kwargs], MAX_NESTING):
+        raise InvalidRequest(f"args and kwargs may nest at most {MAX_NESTING} levels")
 
     store = services.store
     if not await store.is_known_function(req.function):
@@ -219,6 +224,22 @@ async def _conflict(store: Store, exc: JobIsFinal | WrongStatus) -> Response:
     return _json(msgspec.json.encode(body), 409)
 
 
+MAX_NESTING = 64
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether lists and dicts inside ``value`` nest more than ``limit`` levels."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, list | dict):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 async def _abandon(store: Store, job_id: str, detail: str) -> None:
     """Mark a job that never reached the queue as failed, so no one waits on it forever."""
     patch = {
@@ -248,15 +269,19 @@ async def get_job(request: Request) -> Response:
 async def list_jobs(request: Request) -> Response:
     """``GET /jobs?status=&function=&limit=&cursor=``: newest first, a page at a time."""
     query = request.query_params
-    status = query.get("status") or None
+    # A parameter given must be valid, even if empty: `?status=` is no way to ask for all.
+    status = query.get("status")
     if status is not None and status not in Status.__members__.values():
         raise InvalidRequest(f"unknown status {status!r}: one of {', '.join(Status)}")
     limit = _bounded_int(query.get("limit", "20"), "limit", 1, MAX_PAGE)
-    cursor = query.get("cursor") or None
-    before = _bounded_int(cursor, "cursor", 0, 2**62) if cursor is not None else None
-    function = query.get("function") or None
+    cursor = query.get("cursor")
+    before = _bounded_int(cursor, "cursor", 0, 10**18 - 1) if cursor is not None else None
+    function = query.get("function")
     jobs, after = await _services(request).store.list_jobs(
-        status=Status(status) if status else None, function=function, limit=limit, before=before
+        status=Status(status) if status is not None else None,
+        function=function,
+        limit=limit,
+        before=before,
     )
     next_cursor = b"null" if after is None else b'"%d"' % after
     return _json(b'{"jobs":[' + b",".join(jobs) + b'],"next_cursor":' + next_cursor + b"}")

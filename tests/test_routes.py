@@ -260,3 +260,36 @@ async def test_listing_rejects_bad_parameters(client: httpx.AsyncClient) -> None
         response = await client.get("/jobs", params=params)
         assert response.status_code == 400, params
         assert response.json()["error"]["type"] == "InvalidRequest"
+
+
+@pytest.mark.parametrize("depth", [66, 1_000, 100_000])
+async def test_deep_nesting_is_a_clear_400(client: httpx.AsyncClient, depth: int) -> None:
+    body = b'{"function": "demo.count", "args": [' + b"[" * depth + b"]" * depth + b"]}"
+    response = await client.post("/jobs", content=body)
+    assert response.status_code == 400
+    assert "nest" in response.json()["error"]["detail"]
+
+
+async def test_nesting_within_the_limit_is_accepted(client: httpx.AsyncClient) -> None:
+    body = b'{"function": "demo.noop", "kwargs": {}, "args": []}'
+    assert (await client.post("/jobs", content=body)).status_code == 202
+    nested = b'{"function": "demo.count", "kwargs": {"extra": ' + b"[" * 60 + b"]" * 60 + b"}}"
+    response = await client.post("/jobs", content=nested)
+    assert response.status_code == 202  # accepted; the job itself fails on the odd kwarg
+
+
+async def test_enormous_and_negative_numbers_are_handled(client: httpx.AsyncClient) -> None:
+    beyond = b'{"function": "demo.count", "kwargs": {"steps": ' + b"9" * 5000 + b"}}"
+    response = await client.post("/jobs", content=beyond)
+    assert response.status_code == 400
+    assert "out of range" in response.json()["error"]["detail"]
+    # A big but decodable number is the job's to judge: demo.count refuses it at once.
+    big = b'{"function": "demo.count", "kwargs": {"steps": ' + b"9" * 400 + b"}}"
+    accepted = await client.post("/jobs", content=big)
+    assert accepted.status_code == 202
+    failed = await wait_for(client, accepted.json()["job_id"])
+    assert failed["status"] == "failed" and failed["error"]["type"] == "ValueError"
+    negative = await client.post("/jobs", json={"function": "demo.count", "kwargs": {"steps": -5}})
+    assert negative.status_code == 202
+    final = await wait_for(client, negative.json()["job_id"])
+    assert final["status"] == "finished" and final["result"] == {"steps": -5}

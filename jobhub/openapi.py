@@ -1,0 +1,198 @@
+"""The OpenAPI document, served at ``/openapi.json``.
+
+Its schemas are generated from the msgspec models that validate requests (``EnqueueRequest``)
+and shape answers (``Snapshot``), so the document cannot drift from what the code checks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from .routes import JOB_ID_PATTERN, MAX_JOBS_PER_STREAM, MAX_PAGE, EnqueueRequest
+from .snapshot import Snapshot, Status
+
+__all__ = ["document"]
+
+
+class ErrorDetail(msgspec.Struct):
+    type: str
+    detail: str
+
+
+class Error(msgspec.Struct):
+    """Every error answer: ``{"error": {"type": ..., "detail": ...}}``."""
+
+    error: ErrorDetail
+
+
+class Conflict(msgspec.Struct):
+    """A 409: the error, and the job's snapshot as it is."""
+
+    error: ErrorDetail
+    snapshot: Snapshot | None
+
+
+class JobPage(msgspec.Struct):
+    jobs: list[Snapshot]
+    next_cursor: str | None
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(name: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+_STREAM = {
+    "description": "text/event-stream: `id: <seq>` and `data: <snapshot>` per event",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
+_BAD = _json("Error", "malformed request")
+_MISSING = _json("Error", "no such job")
+_UNAVAILABLE = _json("Error", "Redis cannot be reached")
+_JOB_ID = {
+    "name": "job_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": JOB_ID_PATTERN},
+}
+
+
+def _job_action(summary: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "parameters": [_JOB_ID],
+            "responses": {
+                "200": _json("Snapshot", "the job's snapshot after the change"),
+                "400": _BAD,
+                "404": _MISSING,
+                "409": _json("Conflict", "the job's status does not allow it"),
+                "503": _UNAVAILABLE,
+            },
+        }
+    }
+
+
+def document() -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document."""
+    _, components = msgspec.json.schema_components(
+        (EnqueueRequest, Snapshot, Error, Conflict, JobPage),
+        ref_template="#/components/schemas/{name}",
+    )
+    job_id_only = {"parameters": [_JOB_ID]}
+    paths: dict[str, Any] = {
+        "/jobs": {
+            "post": {
+                "summary": "Start a job",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("EnqueueRequest")}},
+                },
+                "responses": {
+                    "202": _json("Snapshot", "enqueued; Location names the job"),
+                    "200": _json("Snapshot", "a job with this job_id exists already"),
+                    "400": _BAD,
+                    "413": _json("Error", "body over JOBHUB_MAX_BODY_BYTES"),
+                    "422": _json("Error", "no worker runs this function"),
+                    "503": _UNAVAILABLE,
+                },
+            },
+            "get": {
+                "summary": "List jobs, newest first",
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"enum": [s.value for s in Status]},
+                    },
+                    {"name": "function", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                    },
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "schema": {"type": "string", "pattern": r"^\d{1,18}$"},
+                    },
+                ],
+                "responses": {"200": _json("JobPage", "a page of jobs"), "400": _BAD},
+            },
+        },
+        "/jobs/{job_id}": {
+            "get": {
+                **job_id_only,
+                "summary": "A job's snapshot (ETag from seq; If-None-Match answers 304)",
+                "responses": {
+                    "200": _json("Snapshot", "the snapshot"),
+                    "304": {"description": "unchanged since the ETag given"},
+                    "400": _BAD,
+                    "404": _MISSING,
+                },
+            }
+        },
+        "/jobs/{job_id}/events": {
+            "get": {
+                **job_id_only,
+                "summary": "Stream a job's snapshots until it ends",
+                "responses": {
+                    "200": _STREAM,
+                    "204": {"description": "the client (Last-Event-ID) holds the final state"},
+                    "400": _BAD,
+                    "404": _MISSING,
+                },
+            }
+        },
+        "/jobs/{job_id}/history": {
+            "get": {
+                **job_id_only,
+                "summary": "Every snapshot of a job, in seq order",
+                "responses": {
+                    "200": {
+                        "description": "the history",
+                        "content": {
+                            "application/json": {
+                                "schema": {"type": "array", "items": _ref("Snapshot")}
+                            }
+                        },
+                    },
+                    "400": _BAD,
+                    "404": _MISSING,
+                },
+            }
+        },
+        "/jobs/{job_id}/cancel": _job_action("Cancel a queued, running or paused job"),
+        "/jobs/{job_id}/pause": _job_action("Pause a running job at its next progress report"),
+        "/jobs/{job_id}/resume": _job_action("Resume a paused job"),
+        "/events": {
+            "get": {
+                "summary": "One stream for several jobs; without `jobs`, every job's snapshots",
+                "parameters": [
+                    {
+                        "name": "jobs",
+                        "in": "query",
+                        "description": f"comma-separated job ids, at most {MAX_JOBS_PER_STREAM}",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": _STREAM,
+                    "204": {"description": "the client's cursor holds every final state"},
+                    "400": _BAD,
+                    "404": _MISSING,
+                },
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "jobhub", "version": "0.1.0"},
+        "paths": paths,
+        "components": {"schemas": components},
+    }
