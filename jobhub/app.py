@@ -16,6 +16,8 @@ from redis.asyncio import BlockingConnectionPool
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -78,6 +80,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return Response(spec, media_type="application/json")
 
     return Starlette(
+        middleware=[
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_credentials=True,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "If-None-Match"],
+                expose_headers=["ETag", "Location"],
+            )
+        ],
         routes=[
             *routes,
             Route("/openapi.json", openapi_json, methods=["GET"]),

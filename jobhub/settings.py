@@ -58,6 +58,10 @@ class Settings:
     connection of the fan-out comes on top)."""
     redis_timeout_seconds: float = 5.0
     """``JOBHUB_REDIS_TIMEOUT``: longest wait for a pooled connection or a subscription."""
+    cors_origins: tuple[str, ...] = ()
+    """``JOBHUB_CORS_ORIGINS``: comma-separated origins whose pages may call the API from the
+    browser, with credentials (cookies); none by default. No wildcard: with credentials a
+    browser would refuse it, and it would hand job status to any site."""
     history_limit: int = 500
     """``JOBHUB_HISTORY_LIMIT``: snapshots kept in each job's history (the newest)."""
     gc_threshold: tuple[int, int, int] | None = (50_000, 50, 50)
@@ -102,6 +106,14 @@ class Settings:
             )
 
 
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if origin == "*" or not origin.startswith(("http://", "https://")):
+            raise ValueError(raw)
+    return origins
+
+
 def _gc_threshold(raw: str) -> tuple[int, int, int] | None:
     if raw.strip().lower() == "default":
         return None
@@ -124,6 +136,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_jobs": ("JOBHUB_MAX_JOBS", int),
     "redis_max_connections": ("JOBHUB_REDIS_MAX_CONNECTIONS", int),
     "redis_timeout_seconds": ("JOBHUB_REDIS_TIMEOUT", float),
+    "cors_origins": ("JOBHUB_CORS_ORIGINS", _origins),
     "history_limit": ("JOBHUB_HISTORY_LIMIT", int),
     "gc_threshold": ("JOBHUB_GC_THRESHOLD", _gc_threshold),
 }

@@ -226,3 +226,27 @@ async def test_idle_stream_gets_heartbeat_comments(redis_url: str, store: Store)
         assert b'"status":"finished"' in rest
         writer.close()
         assert web.call(lambda: len(web.app.state.services.streams)) <= 1
+
+
+async def test_cors_answers_allowed_origins_and_only_them(redis_url: str) -> None:
+    app = create_app(Settings(redis_url=redis_url, cors_origins=("https://app.example",)))
+    with ThreadedServer(app) as web:
+        async with httpx.AsyncClient(base_url=web.base_url) as client:
+            preflight = {
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            }
+            allowed = await client.options(
+                "/jobs", headers={"Origin": "https://app.example", **preflight}
+            )
+            assert allowed.status_code == 200
+            assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+            assert allowed.headers["access-control-allow-credentials"] == "true"
+            refused = await client.options(
+                "/jobs", headers={"Origin": "https://evil.example", **preflight}
+            )
+            assert refused.status_code == 400
+            assert "access-control-allow-origin" not in refused.headers
+            simple = await client.get("/jobs/nope", headers={"Origin": "https://app.example"})
+            assert simple.headers["access-control-allow-origin"] == "https://app.example"
+            assert "ETag" in simple.headers["access-control-expose-headers"]

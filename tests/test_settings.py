@@ -40,3 +40,13 @@ def test_bad_values_say_which_setting(env: dict[str, str]) -> None:
     assert next(iter(env)).lower().removeprefix("jobhub_") in str(
         info.value
     ).lower() or "REDIS_URL" in str(info.value)
+
+
+def test_cors_origins_are_a_list_without_wildcards() -> None:
+    settings = Settings.from_env(
+        {"JOBHUB_CORS_ORIGINS": "https://a.example, http://b.example:8080/"}
+    )
+    assert settings.cors_origins == ("https://a.example", "http://b.example:8080")
+    for bad in ("*", "a.example", "https://a.example,*"):
+        with pytest.raises(ConfigError):
+            Settings.from_env({"JOBHUB_CORS_ORIGINS": bad})
