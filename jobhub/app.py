@@ -26,7 +26,8 @@ from starlette.staticfiles import StaticFiles
 from . import openapi
 from .exceptions import JobhubError
 from .hub import Hub
-from .routes import STATIC, Services, routes
+from .routes import STATIC, routes
+from .services import Services
 from .settings import Settings
 from .sse import Streams
 from .store import Store

@@ -10,7 +10,9 @@ from typing import Any
 
 import msgspec
 
-from .routes import JOB_ID_PATTERN, MAX_JOBS_PER_STREAM, MAX_PAGE, EnqueueRequest
+from .events import MAX_JOBS_PER_STREAM
+from .routes import MAX_PAGE, EnqueueRequest
+from .services import JOB_ID_PATTERN
 from .snapshot import Snapshot, Status
 
 __all__ = ["document"]

@@ -1,0 +1,53 @@
+"""What the HTTP endpoints share: the services the app builds, and request helpers."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from arq.connections import ArqRedis
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .exceptions import InvalidRequest
+from .hub import Hub
+from .settings import Settings
+from .sse import Streams
+from .store import Store
+
+__all__ = ["JOB_ID_PATTERN", "Services", "job_id_of", "json_response", "services_of", "valid_id"]
+
+JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_JOB_ID = re.compile(JOB_ID_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the routes need, built once by the app's lifespan."""
+
+    settings: Settings
+    store: Store
+    hub: Hub
+    streams: Streams
+    arq: ArqRedis
+
+
+def services_of(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def job_id_of(request: Request) -> str:
+    return valid_id(request.path_params["job_id"])
+
+
+def valid_id(job_id: str) -> str:
+    if not _JOB_ID.match(job_id):
+        raise InvalidRequest(f"invalid job id {job_id!r}: expected {JOB_ID_PATTERN}")
+    return job_id
+
+
+def json_response(
+    data: bytes, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(data, status_code, headers, media_type="application/json")
