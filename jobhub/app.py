@@ -24,9 +24,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from . import openapi
+from .auth import Gate, RedactTokens, Tokens
 from .exceptions import JobhubError
 from .hub import Hub
-from .routes import STATIC, routes
+from .routes import STATIC, TOKEN_HEADER, routes
 from .services import Services
 from .settings import Settings
 from .sse import Streams
@@ -60,9 +61,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
         streams = Streams(
             send_timeout=settings.send_timeout_seconds, heartbeat=settings.heartbeat_seconds
         )
+        tokens = None
+        if settings.token_secret:
+            tokens = Tokens(settings.token_secret, ttl_seconds=settings.token_ttl_seconds)
+        gate = Gate(settings.api_keys, tokens)
+        if gate.open:
+            logger.warning("no JOBHUB_API_KEYS set: anyone who can reach this app can use it")
+        redact = RedactTokens()
+        access_log = logging.getLogger("uvicorn.access")
+        access_log.addFilter(redact)
         await hub.start()
         await streams.start()
-        app.state.services = Services(settings, store, hub, streams, redis)
+        app.state.services = Services(settings, gate, store, hub, streams, redis)
         previous_gc = gc.get_threshold()
         if settings.gc_threshold is not None:
             gc.set_threshold(*settings.gc_threshold)
@@ -70,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             gc.set_threshold(*previous_gc)
+            access_log.removeFilter(redact)
             await streams.aclose()
             await hub.aclose()
             await redis.aclose()
@@ -88,7 +99,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 allow_credentials=True,
                 allow_methods=["GET", "POST"],
                 allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "If-None-Match"],
-                expose_headers=["ETag", "Location"],
+                expose_headers=["ETag", "Location", TOKEN_HEADER],
             )
         ],
         routes=[

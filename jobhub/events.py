@@ -28,6 +28,7 @@ def _last_event_id(request: Request) -> int:
 async def job_events(request: Request) -> Response:
     services = services_of(request)
     job_id = job_id_of(request)
+    services.gate.job(request, job_id)
     seen = _last_event_id(request)
     # Subscribe first, then read: a snapshot published in between is caught by the
     # subscription, and one published before is in what we read.
@@ -61,9 +62,11 @@ async def many_events(request: Request) -> Response:
     services = services_of(request)
     if "jobs" not in request.query_params:
         # Every job's snapshots from now on, for a dashboard; the stream does not end.
+        services.gate.key(request)
         watch = await services.hub.watch_all()
         return EventStream(_stream_all(watch), watch, services.streams)
     job_ids = _job_list(request.query_params.get("jobs", ""))
+    services.gate.jobs(request, job_ids)
     seen = _cursor(request.headers.get("last-event-id", ""), len(job_ids))
     watch = await services.hub.watch(job_ids, dict(zip(job_ids, seen, strict=True)))
     try:

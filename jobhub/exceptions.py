@@ -9,6 +9,8 @@ The tree:
     ├── InvalidRequest               400 malformed JSON, wrong types, bad ids
     │   ├── UnknownFunction          422 no worker has registered that function
     │   └── PayloadTooLarge          413 body over JOBHUB_MAX_BODY_BYTES
+    ├── Unauthorized                 401 no credentials, or an unknown API key
+    ├── Forbidden                    403 a token for another job, expired or forged
     ├── JobNotFound                  404
     ├── JobIsFinal                   409 the job is terminal; nothing may change it
     ├── WrongStatus                  409 the change needs the job in another status
@@ -23,6 +25,7 @@ from typing import Any
 
 __all__ = [
     "ConfigError",
+    "Forbidden",
     "InvalidProgress",
     "InvalidRequest",
     "JobIsFinal",
@@ -31,6 +34,7 @@ __all__ = [
     "PayloadTooLarge",
     "RetriesExhausted",
     "ServiceUnavailable",
+    "Unauthorized",
     "UnknownFunction",
     "WrongStatus",
 ]
@@ -77,6 +81,14 @@ class UnknownFunction(InvalidRequest):
 
 class PayloadTooLarge(InvalidRequest):
     status_code = 413
+
+
+class Unauthorized(JobhubError):
+    status_code = 401
+
+
+class Forbidden(JobhubError):
+    status_code = 403
 
 
 class JobNotFound(JobhubError):

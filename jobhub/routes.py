@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
+from .auth import COOKIE
 from .events import job_events, many_events
 from .exceptions import (
     InvalidRequest,
@@ -38,7 +39,7 @@ from .services import JOB_ID_PATTERN, job_id_of, json_response, services_of
 from .snapshot import JobError, Snapshot, Status, decode
 from .store import Store
 
-__all__ = ["MAX_NESTING", "MAX_PAGE", "EnqueueRequest", "routes"]
+__all__ = ["MAX_NESTING", "MAX_PAGE", "TOKEN_HEADER", "EnqueueRequest", "routes"]
 
 logger = logging.getLogger("jobhub.web")
 
@@ -73,6 +74,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 async def create_job(request: Request) -> Response:
     services = services_of(request)
+    services.gate.key(request)
     body = await _read_body(request, services.settings.max_body_bytes)
     try:
         req = msgspec.json.decode(body, type=EnqueueRequest)
@@ -98,7 +100,7 @@ async def create_job(request: Request) -> Response:
         if existing.function != req.function:
             raise InvalidRequest(f"job id {job_id!r} is already used by another function")
         logger.info("job %s exists (seq %d); not enqueued again", job_id, existing.seq)
-        return json_response(data, 200, location)
+        return _with_token(request, json_response(data, 200, location), job_id)
 
     try:
         enqueued = await services.arq.enqueue_job(
@@ -115,7 +117,29 @@ async def create_job(request: Request) -> Response:
         # ARQ still holds a job or result under this id, from before our snapshot expired.
         await _abandon(store, job_id, "ARQ already holds a job with this id")
         raise InvalidRequest(f"job id {job_id!r} is still held by the queue; use another")
-    return json_response(data, 202, location)
+    return _with_token(request, json_response(data, 202, location), job_id)
+
+
+TOKEN_HEADER = "Jobhub-Token"
+
+
+def _with_token(request: Request, response: Response, job_id: str) -> Response:
+    """Hand out the job's token: in a header for API clients, and as an HttpOnly cookie
+    scoped to the job's path, which the browser then sends to its status and stream."""
+    tokens = services_of(request).gate.tokens
+    if tokens is not None:
+        token = tokens.issue(job_id)
+        response.headers[TOKEN_HEADER] = token
+        response.set_cookie(
+            COOKIE,
+            token,
+            max_age=tokens.ttl_seconds,
+            path=f"/jobs/{job_id}",
+            httponly=True,
+            secure=request.url.scheme == "https",
+            samesite="lax",
+        )
+    return response
 
 
 async def cancel_job(request: Request) -> Response:
@@ -124,6 +148,7 @@ async def cancel_job(request: Request) -> Response:
     blocks run). A job that already ended answers 409 with its snapshot."""
     services = services_of(request)
     job_id = job_id_of(request)
+    services.gate.job(request, job_id)
     try:
         data = await services.store.write(
             job_id, {"status": Status.CANCELED, "message": "canceled"}
@@ -170,6 +195,7 @@ async def _guarded(
 ) -> Response:
     store = services_of(request).store
     job_id = job_id_of(request)
+    services_of(request).gate.job(request, job_id)
     try:
         return json_response(await store.write(job_id, patch, only_from=[only_from]))
     except JobIsFinal as exc:
@@ -218,6 +244,7 @@ async def _abandon(store: Store, job_id: str, detail: str) -> None:
 
 async def get_job(request: Request) -> Response:
     job_id = job_id_of(request)
+    services_of(request).gate.job(request, job_id)
     found = await services_of(request).store.get_versioned(job_id)
     if found is None:
         raise JobNotFound(job_id)
@@ -231,6 +258,7 @@ async def get_job(request: Request) -> Response:
 
 async def list_jobs(request: Request) -> Response:
     """``GET /jobs?status=&function=&limit=&cursor=``: newest first, a page at a time."""
+    services_of(request).gate.key(request)
     query = request.query_params
     # A parameter given must be valid, even if empty: `?status=` is no way to ask for all.
     status = query.get("status")
@@ -261,6 +289,7 @@ def _bounded_int(raw: str, name: str, low: int, high: int) -> int:
 
 async def job_history(request: Request) -> Response:
     job_id = job_id_of(request)
+    services_of(request).gate.job(request, job_id)
     store = services_of(request).store
     entries = await store.history(job_id)
     if not entries and await store.get(job_id) is None:

@@ -9,6 +9,7 @@ from arq.connections import ArqRedis
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .auth import Gate
 from .exceptions import InvalidRequest
 from .hub import Hub
 from .settings import Settings
@@ -26,6 +27,7 @@ class Services:
     """What the routes need, built once by the app's lifespan."""
 
     settings: Settings
+    gate: Gate
     store: Store
     hub: Hub
     streams: Streams

@@ -58,6 +58,13 @@ class Settings:
     connection of the fan-out comes on top)."""
     redis_timeout_seconds: float = 5.0
     """``JOBHUB_REDIS_TIMEOUT``: longest wait for a pooled connection or a subscription."""
+    api_keys: tuple[str, ...] = ()
+    """``JOBHUB_API_KEYS``: comma-separated keys; with none the API is open to anyone."""
+    token_secret: str | None = None
+    """``JOBHUB_TOKEN_SECRET``: signs job-scoped tokens; needed when there are API keys, and
+    the same in every web process."""
+    token_ttl_seconds: int = 24 * 3600
+    """``JOBHUB_TOKEN_TTL``: how long a job-scoped token is valid."""
     cors_origins: tuple[str, ...] = ()
     """``JOBHUB_CORS_ORIGINS``: comma-separated origins whose pages may call the API from the
     browser, with credentials (cookies); none by default. No wildcard: with credentials a
@@ -100,10 +107,16 @@ class Settings:
             raise ConfigError(
                 f"gc_threshold must be three positive integers, got {self.gc_threshold}"
             )
+        if self.api_keys and not self.token_secret:
+            raise ConfigError("JOBHUB_TOKEN_SECRET is needed when JOBHUB_API_KEYS is set")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(
                 f"REDIS_URL must be a redis://, rediss:// or unix:// URL, got {self.redis_url!r}"
             )
+
+
+def _keys(raw: str) -> tuple[str, ...]:
+    return tuple(key.strip() for key in raw.split(",") if key.strip())
 
 
 def _origins(raw: str) -> tuple[str, ...]:
@@ -136,6 +149,9 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_jobs": ("JOBHUB_MAX_JOBS", int),
     "redis_max_connections": ("JOBHUB_REDIS_MAX_CONNECTIONS", int),
     "redis_timeout_seconds": ("JOBHUB_REDIS_TIMEOUT", float),
+    "api_keys": ("JOBHUB_API_KEYS", _keys),
+    "token_secret": ("JOBHUB_TOKEN_SECRET", str),
+    "token_ttl_seconds": ("JOBHUB_TOKEN_TTL", int),
     "cors_origins": ("JOBHUB_CORS_ORIGINS", _origins),
     "history_limit": ("JOBHUB_HISTORY_LIMIT", int),
     "gc_threshold": ("JOBHUB_GC_THRESHOLD", _gc_threshold),

@@ -69,12 +69,12 @@ class ThreadedServer:
     Tests reach the server's own event loop through ``call`` to look inside the hub.
     """
 
-    def __init__(self, app: Starlette) -> None:
+    def __init__(self, app: Starlette, log_level: str = "warning") -> None:
         self.app = app
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            app, port=self.port, log_level="warning", timeout_graceful_shutdown=2
+            app, port=self.port, log_level=log_level, timeout_graceful_shutdown=2
         )
         self.server = uvicorn.Server(config)
         self.loop = asyncio.new_event_loop()

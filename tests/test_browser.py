@@ -13,6 +13,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
+from jobhub import Settings, create_app
+
+from .conftest import ThreadedServer
+
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu",
@@ -35,6 +39,14 @@ def browser() -> Iterator[Browser]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def secured(redis_url: str, base_url: str) -> Iterator[str]:
+    """The app with an API key and job tokens; the session stack's worker runs the jobs."""
+    settings = Settings(redis_url=redis_url, api_keys=("page-key",), token_secret="s3cret")
+    with ThreadedServer(create_app(settings)) as web:
+        yield web.base_url
 
 
 @pytest.fixture
@@ -209,3 +221,27 @@ def test_dashboard_lists_recent_jobs_and_updates_them_in_place(page: Page) -> No
     expect(row).to_have_class("finished", timeout=20_000)  # and updates in place
     assert page.locator("#rows tr").first.get_attribute("id") == f"row-{job_id}"
     assert row.locator("progress").evaluate("bar => bar.value") == 100
+
+
+def test_client_follows_jobs_with_their_tokens_where_auth_is_on(
+    browser: Browser, secured: str
+) -> None:
+    context = browser.new_context(base_url=secured)
+    page = context.new_page()
+    streams: list[str] = []
+    polls: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if "/events?" in r.url else None)
+    page.on("request", lambda r: polls.append(r.url) if "/jobs/" in r.url else None)
+    page.goto("/static/jobhub.js")  # any page of the origin will do
+    page.add_script_tag(url="/static/jobhub.js")
+    finals = page.evaluate(
+        """async () => {
+            const jobs = await Promise.all([1, 2].map(() => jobhub.start("demo.count",
+                { kwargs: { steps: 2, delay: 0.1 }, apiKey: "page-key" })));
+            return Promise.all(jobs.map((job) => jobhub.watch(job.job_id)));
+        }"""
+    )
+    context.close()
+    assert [f["status"] for f in finals] == ["finished", "finished"]
+    assert streams and all("tokens=" in url for url in streams)  # the one stream, authorised
+    assert polls == []  # it was not polling that got them there

@@ -29,17 +29,31 @@
     return error;
   }
 
-  /** POST /jobs; resolves with the job's first snapshot. */
+  // Job-scoped tokens handed out by POST /jobs (header Jobhub-Token), by job id. The server
+  // also sets an HttpOnly cookie for the job's own paths; the stream of many jobs and other
+  // origins need the token itself.
+  var tokens = {};
+
+  function authorization(jobId) {
+    return tokens[jobId] ? { Authorization: "Bearer " + tokens[jobId] } : {};
+  }
+
+  /** POST /jobs; resolves with the job's first snapshot. options.apiKey, where the API
+   *  needs one, belongs only in trusted code (a browser page would give it away). */
   function start(fn, options) {
     options = options || {};
     var body = { function: fn, args: options.args || [], kwargs: options.kwargs || {} };
     if (options.jobId) body.job_id = options.jobId;
+    var headers = { "content-type": "application/json" };
+    if (options.apiKey) headers.Authorization = "Bearer " + options.apiKey;
     return fetch((options.baseUrl || "") + "/jobs", {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: headers,
       body: JSON.stringify(body),
     }).then(function (response) {
       return response.json().then(function (data) {
+        var token = response.headers.get("Jobhub-Token");
+        if (token && data.job_id) tokens[data.job_id] = token;
         if (!response.ok) {
           var detail = data && data.error ? data.error.detail : "HTTP " + response.status;
           var error = jobError("RequestError", detail);
@@ -90,7 +104,10 @@
     });
     ids = ids.slice(0, MAX_STREAMED);
     if (ids.length === 0) return;
-    var source = new EventSource(self.baseUrl + "/events?jobs=" + ids.map(encodeURIComponent).join(","));
+    var url = self.baseUrl + "/events?jobs=" + ids.map(encodeURIComponent).join(",");
+    var held = ids.map(function (id) { return tokens[id] || ""; });
+    if (held.every(Boolean)) url += "&tokens=" + held.map(encodeURIComponent).join(",");
+    var source = new EventSource(url);
     self.source = source;
     var received = false;
     source.onmessage = function (event) {
@@ -126,7 +143,8 @@
    * with an Error whose .snapshot is the last one seen when it fails or is canceled, or
    * when options.timeout (ms) passes (error.name "TimeoutError").
    * options: onUpdate(snapshot), timeout, maxAttempts (failed polls in a row before giving
-   * up, default 10), baseUrl, transport ("auto" or "poll").
+   * up, default 10), baseUrl, transport ("auto" or "poll"), token (the job's token, when it
+   * was not started by this page).
    */
   function watch(jobId, options) {
     options = options || {};
@@ -134,6 +152,7 @@
     var onUpdate = options.onUpdate || function () {};
     var maxAttempts = options.maxAttempts || 10;
     var usePolling = options.transport === "poll" || typeof EventSource === "undefined";
+    if (options.token) tokens[jobId] = options.token;
 
     return new Promise(function (resolve, reject) {
       var last = null;
@@ -175,7 +194,8 @@
 
       function poll() {
         if (done) return;
-        var headers = etag ? { "If-None-Match": etag } : {};
+        var headers = authorization(jobId);
+        if (etag) headers["If-None-Match"] = etag;
         fetch(baseUrl + "/jobs/" + encodeURIComponent(jobId), { headers: headers, cache: "no-store" })
           .then(function (response) {
             if (response.status === 304) return null;
