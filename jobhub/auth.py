@@ -52,7 +52,9 @@ class Tokens:
         if len(parts) != 3 or not parts[1].isdigit():
             raise Forbidden("malformed job token")
         token_job, expiry, signature = parts
-        if not hmac.compare_digest(signature, self._sign(f"{token_job}.{expiry}")):
+        # As bytes: compare_digest refuses str with non-ASCII characters (a crafted token).
+        expected = self._sign(f"{token_job}.{expiry}").encode()
+        if not hmac.compare_digest(signature.encode(), expected):
             raise Forbidden("invalid job token")
         if token_job != job_id:
             raise Forbidden(f"this token is for another job, not {job_id!r}")

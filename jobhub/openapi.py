@@ -62,14 +62,25 @@ _JOB_ID = {
     "required": True,
     "schema": {"type": "string", "pattern": JOB_ID_PATTERN},
 }
+_TOKEN = {
+    "name": "token",
+    "in": "query",
+    "description": "the job's token, where no Authorization header can be sent (EventSource)",
+    "schema": {"type": "string"},
+}
+_DENIED = {
+    "401": _json("Error", "no credentials, or an unknown API key"),
+    "403": _json("Error", "a token for another job, expired or forged"),
+}
 
 
 def _job_action(summary: str) -> dict[str, Any]:
     return {
         "post": {
             "summary": summary,
-            "parameters": [_JOB_ID],
+            "parameters": [_JOB_ID, _TOKEN],
             "responses": {
+                **_DENIED,
                 "200": _json("Snapshot", "the job's snapshot after the change"),
                 "400": _BAD,
                 "404": _MISSING,
@@ -86,7 +97,7 @@ def document() -> dict[str, Any]:
         (EnqueueRequest, Snapshot, Error, Conflict, JobPage),
         ref_template="#/components/schemas/{name}",
     )
-    job_id_only = {"parameters": [_JOB_ID]}
+    job_id_only = {"parameters": [_JOB_ID, _TOKEN]}
     paths: dict[str, Any] = {
         "/jobs": {
             "post": {
@@ -96,6 +107,7 @@ def document() -> dict[str, Any]:
                     "content": {"application/json": {"schema": _ref("EnqueueRequest")}},
                 },
                 "responses": {
+                    **_DENIED,
                     "202": _json("Snapshot", "enqueued; Location names the job"),
                     "200": _json("Snapshot", "a job with this job_id exists already"),
                     "400": _BAD,
@@ -124,7 +136,7 @@ def document() -> dict[str, Any]:
                         "schema": {"type": "string", "pattern": r"^\d{1,18}$"},
                     },
                 ],
-                "responses": {"200": _json("JobPage", "a page of jobs"), "400": _BAD},
+                "responses": {**_DENIED, "200": _json("JobPage", "a page of jobs"), "400": _BAD},
             },
         },
         "/jobs/{job_id}": {
@@ -132,6 +144,7 @@ def document() -> dict[str, Any]:
                 **job_id_only,
                 "summary": "A job's snapshot (ETag from seq; If-None-Match answers 304)",
                 "responses": {
+                    **_DENIED,
                     "200": _json("Snapshot", "the snapshot"),
                     "304": {"description": "unchanged since the ETag given"},
                     "400": _BAD,
@@ -144,6 +157,7 @@ def document() -> dict[str, Any]:
                 **job_id_only,
                 "summary": "Stream a job's snapshots until it ends",
                 "responses": {
+                    **_DENIED,
                     "200": _STREAM,
                     "204": {"description": "the client (Last-Event-ID) holds the final state"},
                     "400": _BAD,
@@ -156,6 +170,7 @@ def document() -> dict[str, Any]:
                 **job_id_only,
                 "summary": "Every snapshot of a job, in seq order",
                 "responses": {
+                    **_DENIED,
                     "200": {
                         "description": "the history",
                         "content": {
@@ -181,9 +196,16 @@ def document() -> dict[str, Any]:
                         "in": "query",
                         "description": f"comma-separated job ids, at most {MAX_JOBS_PER_STREAM}",
                         "schema": {"type": "string"},
-                    }
+                    },
+                    {
+                        "name": "tokens",
+                        "in": "query",
+                        "description": "one job token per listed job, in order, comma-separated",
+                        "schema": {"type": "string"},
+                    },
                 ],
                 "responses": {
+                    **_DENIED,
                     "200": _STREAM,
                     "204": {"description": "the client's cursor holds every final state"},
                     "400": _BAD,
@@ -196,5 +218,11 @@ def document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "jobhub", "version": "0.1.0"},
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "an API key"},
+                "jobToken": {"type": "http", "scheme": "bearer", "description": "a job's token"},
+            },
+        },
     }
