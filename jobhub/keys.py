@@ -11,6 +11,7 @@ __all__ = [
     "FUNCTIONS",
     "JOBS",
     "PREFIX",
+    "WEBHOOKS",
     "WORKERS",
     "job_channel",
     "job_history",
@@ -24,6 +25,9 @@ PREFIX = "jobhub:"
 JOBS = PREFIX + "jobs"
 """Sorted set of every job, scored by creation time (µs), for listing newest first. Its
 members are the ``job_id`` as JSON strings; entries of expired jobs are pruned on reading."""
+
+WEBHOOKS = PREFIX + "webhooks"
+"""Sorted set of jobs whose webhook is to be delivered, scored by when (ms)."""
 
 EVENTS = PREFIX + "events"
 """Pub/sub channel on which every snapshot of every job is published too (dashboards)."""

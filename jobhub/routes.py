@@ -38,6 +38,7 @@ from .exceptions import (
 from .services import JOB_ID_PATTERN, job_id_of, json_response, services_of
 from .snapshot import JobError, Snapshot, Status, decode
 from .store import Store
+from .webhooks import check_target
 
 __all__ = ["MAX_NESTING", "MAX_PAGE", "TOKEN_HEADER", "EnqueueRequest", "routes"]
 
@@ -58,6 +59,8 @@ class EnqueueRequest(msgspec.Struct, forbid_unknown_fields=True):
     kwargs: dict[KwargName, Any] = {}
     job_id: Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN)] | None = None
     """A client-chosen id is an idempotency key: sending it again returns the same job."""
+    callback_url: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+    """Where to POST the job's final snapshot, signed (see jobhub.webhooks)."""
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -89,11 +92,17 @@ async def create_job(request: Request) -> Response:
         raise InvalidRequest(f"args and kwargs may nest at most {MAX_NESTING} levels")
 
     store = services.store
+    if req.callback_url is not None:
+        if not services.settings.webhook_secret:
+            raise InvalidRequest("webhooks are not enabled here (JOBHUB_WEBHOOK_SECRET)")
+        allow_private = services.settings.webhook_allow_private
+        await check_target(req.callback_url, allow_private=allow_private)
     if not await store.is_known_function(req.function):
         raise UnknownFunction(req.function, await store.known_functions())
     # 128 random bits in the id's own alphabet: unguessable, and valid as a client id too.
     job_id = req.job_id or secrets.token_urlsafe(16)
-    created, data = await store.create(Snapshot.queued(job_id, req.function))
+    queued = Snapshot.queued(job_id, req.function)
+    created, data = await store.create(queued, callback_url=req.callback_url)
     location = {"Location": f"/jobs/{job_id}"}
     if not created:
         existing = decode(data)

@@ -65,6 +65,16 @@ class Settings:
     the same in every web process."""
     token_ttl_seconds: int = 24 * 3600
     """``JOBHUB_TOKEN_TTL``: how long a job-scoped token is valid."""
+    webhook_secret: str | None = None
+    """``JOBHUB_WEBHOOK_SECRET``: signs webhook deliveries; jobs may have a ``callback_url``
+    only when it is set (on the web processes and the workers)."""
+    webhook_allow_private: bool = False
+    """``JOBHUB_WEBHOOK_ALLOW_PRIVATE``: allow callback URLs on private, loopback or
+    link-local addresses (refused by default: they would let callers reach internal hosts)."""
+    webhook_max_attempts: int = 5
+    """``JOBHUB_WEBHOOK_MAX_ATTEMPTS``: deliveries tried before a webhook is given up."""
+    webhook_backoff_seconds: float = 1.0
+    """``JOBHUB_WEBHOOK_BACKOFF``: wait before the second try, doubling for each after."""
     cors_origins: tuple[str, ...] = ()
     """``JOBHUB_CORS_ORIGINS``: comma-separated origins whose pages may call the API from the
     browser, with credentials (cookies); none by default. No wildcard: with credentials a
@@ -115,6 +125,13 @@ class Settings:
             )
 
 
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in {"1", "true", "yes", "0", "false", "no"}:
+        raise ValueError(raw)
+    return value in {"1", "true", "yes"}
+
+
 def _keys(raw: str) -> tuple[str, ...]:
     return tuple(key.strip() for key in raw.split(",") if key.strip())
 
@@ -152,6 +169,10 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "api_keys": ("JOBHUB_API_KEYS", _keys),
     "token_secret": ("JOBHUB_TOKEN_SECRET", str),
     "token_ttl_seconds": ("JOBHUB_TOKEN_TTL", int),
+    "webhook_secret": ("JOBHUB_WEBHOOK_SECRET", str),
+    "webhook_allow_private": ("JOBHUB_WEBHOOK_ALLOW_PRIVATE", _flag),
+    "webhook_max_attempts": ("JOBHUB_WEBHOOK_MAX_ATTEMPTS", int),
+    "webhook_backoff_seconds": ("JOBHUB_WEBHOOK_BACKOFF", float),
     "cors_origins": ("JOBHUB_CORS_ORIGINS", _origins),
     "history_limit": ("JOBHUB_HISTORY_LIMIT", int),
     "gc_threshold": ("JOBHUB_GC_THRESHOLD", _gc_threshold),

@@ -137,6 +137,12 @@ end
 if terminal[status] then
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   redis.call('EXPIRE', KEYS[2], ARGV[2])
+  if redis.call('HEXISTS', KEYS[1], 'callback') == 1 then
+    -- Its webhook is due now: queued in the same step that ends the job.
+    local now = redis.call('TIME')
+    local due = now[1] * 1000 + math.floor(now[2] / 1000)
+    redis.call('ZADD', '{keys.WEBHOOKS}', due, redis.call('HGET', KEYS[1], 'job_id'))
+  end
 end
 if KEYS[3] then
   -- Written by a worker: the job counts as that worker's while it is at work, so that it is
@@ -175,16 +181,21 @@ class Store:
         self._create = redis.register_script(_CREATE)
         self._write_sha = redis.register_script(_WRITE).sha
 
-    async def create(self, snapshot: Snapshot) -> tuple[bool, bytes]:
+    async def create(
+        self, snapshot: Snapshot, *, callback_url: str | None = None
+    ) -> tuple[bool, bytes]:
         """Store and publish a job's first snapshot unless the job exists.
 
         Returns ``(True, data)`` if it was created, ``(False, existing data)`` if not: a
-        client-chosen job id is an idempotency key.
+        client-chosen job id is an idempotency key. With ``callback_url``, the job's final
+        snapshot will be delivered there (jobhub/webhooks.py).
         """
         job_id = snapshot.job_id
         args: list[Any] = [keys.job_channel(job_id), self._history]
         for name in _FIELDS:
             args += [name, _encode(getattr(snapshot, name))]
+        if callback_url is not None:
+            args += ["callback", _encode(callback_url)]
         job_keys = [keys.job_snapshot(job_id), keys.job_history(job_id)]
         created, data = await self._create(keys=job_keys, args=args)
         return created == 1, cast(bytes, data)

@@ -19,8 +19,12 @@ from .recovery import Recovery, new_worker_id
 from .reporter import WRITER, JobFunction, lifecycle
 from .settings import Settings
 from .store import Store
+from .webhooks import Deliveries
 
-__all__ = ["RECOVERY", "worker_settings"]
+__all__ = ["DELIVERIES", "RECOVERY", "worker_settings"]
+
+DELIVERIES = "jobhub.webhooks"
+"""Key of the worker's webhook ``Deliveries`` in ARQ's ``ctx``."""
 
 RECOVERY = "jobhub.recovery"
 """Key of the worker's ``Recovery`` (heartbeat and reaper) in ARQ's ``ctx``."""
@@ -53,11 +57,21 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
             lost_after=settings.worker_lost_after_seconds,
         )
         await ctx[RECOVERY].start()
+        if settings.webhook_secret:
+            ctx[DELIVERIES] = Deliveries(
+                ctx["redis"],
+                secret=settings.webhook_secret,
+                allow_private=settings.webhook_allow_private,
+                max_attempts=settings.webhook_max_attempts,
+                backoff=settings.webhook_backoff_seconds,
+            )
+            await ctx[DELIVERIES].start()
         await store.announce_functions(names)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
-        if RECOVERY in ctx:
-            await ctx[RECOVERY].aclose()
+        for service in (RECOVERY, DELIVERIES):
+            if service in ctx:
+                await ctx[service].aclose()
 
     return type(
         "WorkerSettings",

@@ -27,6 +27,7 @@ from jobhub.store import Store
 T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
+WEBHOOK_SECRET = "test-webhook-secret"
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +42,15 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def base_url(redis_url: str) -> Iterator[str]:
     """The real thing, as documented: the `arq` CLI worker and uvicorn, as subprocesses."""
-    with Stack(redis_url, cwd=str(ROOT), env={**os.environ, "PYTHONUNBUFFERED": "1"}) as stack:
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        # Webhooks on, to a receiver in the test process (on loopback), retried quickly.
+        "JOBHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "JOBHUB_WEBHOOK_ALLOW_PRIVATE": "true",
+        "JOBHUB_WEBHOOK_BACKOFF": "0.1",
+    }
+    with Stack(redis_url, cwd=str(ROOT), env=env) as stack:
         yield stack.base_url
 
 

@@ -42,6 +42,10 @@ schema = schemathesis.openapi.from_dict(document())
 @schema.exclude(path="/events").parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_input_gets_a_server_error_or_an_undocumented_answer(case: Any, base_url: str) -> None:
+    if isinstance(case.body, dict):
+        # A generated callback_url would send the worker's webhook to arbitrary hosts; this
+        # suite sends traffic to this machine only. tests/test_webhooks.py covers the field.
+        case.body.pop("callback_url", None)
     response = case.call_and_validate(
         base_url=base_url,
         checks=[
