@@ -5,10 +5,14 @@ Write a job (see ``jobhub.demo``), list it in ``worker_settings.py``, run
 """
 
 from .app import create_app
+from .client import AsyncClient, Client
 from .exceptions import (
+    ApiError,
     ConfigError,
     InvalidProgress,
     InvalidRequest,
+    JobCanceled,
+    JobFailed,
     JobhubError,
     JobIsFinal,
     JobNotFound,
@@ -16,6 +20,7 @@ from .exceptions import (
     RetriesExhausted,
     ServiceUnavailable,
     UnknownFunction,
+    WaitTimeout,
     WrongStatus,
 )
 from .reporter import JobContext, JobFunction, ThreadJobContext, job
@@ -25,11 +30,16 @@ from .worker import worker_settings
 
 __all__ = (
     "TERMINAL",
+    "ApiError",
+    "AsyncClient",
+    "Client",
     "ConfigError",
     "InvalidProgress",
     "InvalidRequest",
+    "JobCanceled",
     "JobContext",
     "JobError",
+    "JobFailed",
     "JobFunction",
     "JobIsFinal",
     "JobNotFound",
@@ -42,6 +52,7 @@ __all__ = (
     "Status",
     "ThreadJobContext",
     "UnknownFunction",
+    "WaitTimeout",
     "WrongStatus",
     "create_app",
     "job",

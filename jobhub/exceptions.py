@@ -16,7 +16,12 @@ The tree:
     ├── WrongStatus                  409 the change needs the job in another status
     ├── InvalidProgress              a job reported a percent outside 0..100 (also a ValueError)
     ├── RetriesExhausted             a job asked for a retry after its last try
-    └── ServiceUnavailable           503 Redis cannot be reached in time
+    ├── ServiceUnavailable           503 Redis cannot be reached in time
+    ├── ApiError                     (client) the API answered with an error
+    └── JobEnded                     (client) a job waited for did not finish
+        ├── JobFailed                its status is failed; .snapshot says why
+        ├── JobCanceled              its status is canceled
+        └── WaitTimeout              the wait ran out first
 """
 
 from __future__ import annotations
@@ -24,10 +29,14 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ApiError",
     "ConfigError",
     "Forbidden",
     "InvalidProgress",
     "InvalidRequest",
+    "JobCanceled",
+    "JobEnded",
+    "JobFailed",
     "JobIsFinal",
     "JobNotFound",
     "JobhubError",
@@ -36,6 +45,7 @@ __all__ = [
     "ServiceUnavailable",
     "Unauthorized",
     "UnknownFunction",
+    "WaitTimeout",
     "WrongStatus",
 ]
 
@@ -130,3 +140,33 @@ class RetriesExhausted(JobhubError):
 
 class ServiceUnavailable(JobhubError):
     status_code = 503
+
+
+class ApiError(JobhubError):
+    """Raised by ``jobhub.client`` for an error answer: ``status_code`` and ``error_type``
+    are the server's (``JobNotFound``, ``Forbidden``, …)."""
+
+    def __init__(self, status_code: int, error_type: str, detail: str) -> None:
+        super().__init__(f"{error_type}: {detail}")
+        self.status_code = status_code
+        self.error_type = error_type
+
+
+class JobEnded(JobhubError):
+    """Raised by ``jobhub.client`` when a job it waits for ends otherwise than finished."""
+
+    def __init__(self, detail: str, snapshot: Any) -> None:
+        super().__init__(detail)
+        self.snapshot = snapshot
+
+
+class JobFailed(JobEnded):
+    pass
+
+
+class JobCanceled(JobEnded):
+    pass
+
+
+class WaitTimeout(JobEnded):
+    pass
