@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import Any, NoReturn, Self
@@ -205,13 +206,17 @@ class Client:
         snapshot: Snapshot = self._portal.call(wait)
         return snapshot
 
-    def events(self, job_id: str) -> Iterator[Snapshot]:
+    def events(self, job_id: str, *, timeout: float | None = None) -> Iterator[Snapshot]:
+        """Like ``AsyncClient.events``; stops (without error) when ``timeout`` passes."""
         iterator = self._client.events(job_id).__aiter__()
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0)
             try:
-                yield self._portal.call(iterator.__anext__)
-            except StopAsyncIteration:
+                snapshot: Snapshot = self._portal.call(asyncio.wait_for, iterator.__anext__(), left)
+            except (StopAsyncIteration, TimeoutError):
                 return
+            yield snapshot
 
 
 async def _make_client(base_url: str, options: dict[str, Any]) -> AsyncClient:
