@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 import msgspec
 from arq.connections import ArqRedis
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import BlockingConnectionPool
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
@@ -27,6 +28,7 @@ from . import openapi
 from .auth import Gate, RedactTokens, Tokens
 from .exceptions import JobhubError
 from .hub import Hub
+from .metrics import WebMetrics
 from .routes import STATIC, TOKEN_HEADER, routes
 from .services import Services
 from .settings import Settings
@@ -70,9 +72,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         redact = RedactTokens()
         access_log = logging.getLogger("uvicorn.access")
         access_log.addFilter(redact)
+        metrics = WebMetrics(lambda: len(streams), lambda: hub.subscribed_jobs)
+        streams.delivered = metrics.delivered.inc
         await hub.start()
         await streams.start()
-        app.state.services = Services(settings, gate, store, hub, streams, redis)
+        app.state.services = Services(settings, metrics, gate, store, hub, streams, redis)
         previous_gc = gc.get_threshold()
         if settings.gc_threshold is not None:
             gc.set_threshold(*settings.gc_threshold)
@@ -91,6 +95,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def openapi_json(request: Request) -> Response:
         return Response(spec, media_type="application/json")
 
+    async def metrics(request: Request) -> Response:
+        registry = request.app.state.services.metrics.registry
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
     return Starlette(
         middleware=[
             Middleware(
@@ -105,6 +113,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=[
             *routes,
             Route("/openapi.json", openapi_json, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         lifespan=lifespan,

@@ -15,9 +15,11 @@ time, in the order the writes were made.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from .metrics import WorkerMetrics
 from .snapshot import Status
 from .store import PreparedWrite, Store
 
@@ -25,9 +27,12 @@ __all__ = ["WriteBatch"]
 
 
 class WriteBatch:
-    def __init__(self, store: Store, owner: str | None = None) -> None:
+    def __init__(
+        self, store: Store, owner: str | None = None, metrics: WorkerMetrics | None = None
+    ) -> None:
         self.store = store
         self.owner = owner
+        self.metrics = metrics
         self._pending: list[tuple[PreparedWrite, asyncio.Future[bytes]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -65,7 +70,10 @@ class WriteBatch:
             while self._pending:
                 batch, self._pending = self._pending, []
                 try:
+                    began = time.perf_counter()
                     results = await self.store.write_many([w for w, _ in batch])
+                    if self.metrics is not None:
+                        self.metrics.write_seconds.observe(time.perf_counter() - began)
                 except Exception as exc:
                     for _, future in batch:
                         if not future.done():

@@ -28,7 +28,7 @@ from arq.worker import Function, Retry, func
 
 from .batch import WriteBatch
 from .exceptions import InvalidProgress, JobIsFinal, JobNotFound, RetriesExhausted, WrongStatus
-from .snapshot import JobError, Status
+from .snapshot import JobError, Status, decode
 
 __all__ = [
     "PAUSE_POLL_SECONDS",
@@ -268,7 +268,10 @@ def _error(exc: BaseException) -> JobError:
 
 async def _end(writer: WriteBatch, job_id: str, patch: dict[str, Any]) -> None:
     try:
-        await writer.write(job_id, patch)
+        data = await writer.write(job_id, patch)
+        if writer.metrics is not None:
+            ended = decode(data)
+            writer.metrics.ended.labels(ended.function, ended.status.value).inc()
     except JobIsFinal as exc:
         logger.info(
             "job %s ended as %s before it could be marked %s", job_id, exc.status, patch["status"]

@@ -126,6 +126,7 @@ async def create_job(request: Request) -> Response:
         # ARQ still holds a job or result under this id, from before our snapshot expired.
         await _abandon(store, job_id, "ARQ already holds a job with this id")
         raise InvalidRequest(f"job id {job_id!r} is still held by the queue; use another")
+    services.metrics.enqueued.labels(req.function).inc()
     return _with_token(request, json_response(data, 202, location), job_id)
 
 

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from .auth import Gate
 from .exceptions import InvalidRequest
 from .hub import Hub
+from .metrics import WebMetrics
 from .settings import Settings
 from .sse import Streams
 from .store import Store
@@ -27,6 +28,7 @@ class Services:
     """What the routes need, built once by the app's lifespan."""
 
     settings: Settings
+    metrics: WebMetrics
     gate: Gate
     store: Store
     hub: Hub

@@ -51,6 +51,9 @@ class Settings:
     worker_lost_after_seconds: float = 5.0
     """``JOBHUB_WORKER_LOST_AFTER``: a worker silent this long is lost; its jobs are
     re-queued or failed (so within this plus one heartbeat)."""
+    worker_metrics_port: int | None = None
+    """``JOBHUB_WORKER_METRICS_PORT``: where a worker serves Prometheus metrics (off if
+    unset; give each worker on a host its own port)."""
     max_jobs: int = 10
     """``JOBHUB_MAX_JOBS``: jobs one worker process runs at once."""
     redis_max_connections: int = 2
@@ -163,6 +166,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "max_tries": ("JOBHUB_MAX_TRIES", int),
     "worker_heartbeat_seconds": ("JOBHUB_WORKER_HEARTBEAT", float),
     "worker_lost_after_seconds": ("JOBHUB_WORKER_LOST_AFTER", float),
+    "worker_metrics_port": ("JOBHUB_WORKER_METRICS_PORT", int),
     "max_jobs": ("JOBHUB_MAX_JOBS", int),
     "redis_max_connections": ("JOBHUB_REDIS_MAX_CONNECTIONS", int),
     "redis_timeout_seconds": ("JOBHUB_REDIS_TIMEOUT", float),

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
@@ -52,6 +52,7 @@ class EventStream(EventSourceResponse):
         self.sending_since = time.monotonic()
         await send(message)
         self.sending_since = None
+        self._streams.delivered()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._task = asyncio.current_task()
@@ -82,6 +83,8 @@ class Streams:
         self.heartbeat = heartbeat
         self._open: set[EventStream] = set()
         self._task: asyncio.Task[None] | None = None
+        self.delivered: Callable[[], None] = lambda: None
+        """Called for every event sent (the app counts them in its metrics)."""
 
     def __len__(self) -> int:
         return len(self._open)

@@ -13,15 +13,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from arq.connections import RedisSettings
+from prometheus_client import start_http_server
 
 from .batch import WriteBatch
+from .metrics import WorkerMetrics
 from .recovery import Recovery, new_worker_id
 from .reporter import WRITER, JobFunction, lifecycle
 from .settings import Settings
 from .store import Store
 from .webhooks import Deliveries
 
-__all__ = ["DELIVERIES", "RECOVERY", "worker_settings"]
+__all__ = ["DELIVERIES", "METRICS_SERVER", "RECOVERY", "worker_settings"]
+
+METRICS_SERVER = "jobhub.metrics"
+"""Key of the worker's metrics HTTP server in ARQ's ``ctx`` (if a port is set)."""
 
 DELIVERIES = "jobhub.webhooks"
 """Key of the worker's webhook ``Deliveries`` in ARQ's ``ctx``."""
@@ -45,7 +50,12 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
             history_limit=settings.history_limit,
         )
         worker_id = new_worker_id()
-        ctx[WRITER] = WriteBatch(store, owner=worker_id)
+        metrics = WorkerMetrics()
+        ctx[WRITER] = WriteBatch(store, owner=worker_id, metrics=metrics)
+        if settings.worker_metrics_port is not None:
+            ctx[METRICS_SERVER], _ = start_http_server(
+                settings.worker_metrics_port, registry=metrics.registry
+            )
         ctx[RECOVERY] = Recovery(
             ctx["redis"],
             store,
@@ -72,6 +82,8 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
         for service in (RECOVERY, DELIVERIES):
             if service in ctx:
                 await ctx[service].aclose()
+        if METRICS_SERVER in ctx:
+            ctx[METRICS_SERVER].shutdown()
 
     return type(
         "WorkerSettings",

@@ -28,6 +28,7 @@ T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOK_SECRET = "test-webhook-secret"
+WORKER_METRICS_PORT = free_port()
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +50,7 @@ def base_url(redis_url: str) -> Iterator[str]:
         "JOBHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "JOBHUB_WEBHOOK_ALLOW_PRIVATE": "true",
         "JOBHUB_WEBHOOK_BACKOFF": "0.1",
+        "JOBHUB_WORKER_METRICS_PORT": str(WORKER_METRICS_PORT),
     }
     with Stack(redis_url, cwd=str(ROOT), env=env) as stack:
         yield stack.base_url
