@@ -28,6 +28,7 @@ from . import openapi
 from .auth import Gate, RedactTokens, Tokens
 from .exceptions import JobhubError
 from .hub import Hub
+from .logs import configure as configure_logs
 from .metrics import WebMetrics
 from .routes import STATIC, TOKEN_HEADER, routes
 from .services import Services
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         streams = Streams(
             send_timeout=settings.send_timeout_seconds, heartbeat=settings.heartbeat_seconds
         )
+        undo_logs = configure_logs(settings.log_format)
         tokens = None
         if settings.token_secret:
             tokens = Tokens(settings.token_secret, ttl_seconds=settings.token_ttl_seconds)
@@ -85,6 +87,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             gc.set_threshold(*previous_gc)
             access_log.removeFilter(redact)
+            undo_logs()
             await streams.aclose()
             await hub.aclose()
             await redis.aclose()

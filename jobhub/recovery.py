@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 
 from . import keys
 from .exceptions import JobhubError
+from .logs import job
 from .snapshot import AT_WORK, JobError, Status
 from .store import Store
 
@@ -141,7 +142,7 @@ class Recovery:
                     pipe.delete(in_progress_key_prefix + job_id, job_key_prefix + job_id)
                     await pipe.execute()
         except JobhubError as exc:
-            logger.info("job %s changed while being recovered: %s", job_id, exc)
+            logger.info("job %s changed while being recovered: %s", job_id, exc, extra=job(job_id))
             return 0
-        logger.warning("job %s recovered from lost worker %s", job_id, worker_id)
+        logger.warning("job %s recovered from lost worker %s", job_id, worker_id, extra=job(job_id))
         return 1

@@ -28,6 +28,7 @@ from arq.worker import Function, Retry, func
 
 from .batch import WriteBatch
 from .exceptions import InvalidProgress, JobIsFinal, JobNotFound, RetriesExhausted, WrongStatus
+from .logs import job as log_job
 from .snapshot import JobError, Status, decode
 
 __all__ = [
@@ -259,7 +260,9 @@ async def _settle(started: asyncio.Future[bytes], job_id: str) -> None:
         await started
     except JobIsFinal as exc:
         # Ended (canceled) before it started; its own writes were refused the same way.
-        logger.info("job %s was already %s when it started", job_id, exc.status)
+        logger.info(
+            "job %s was already %s when it started", job_id, exc.status, extra=log_job(job_id)
+        )
 
 
 def _error(exc: BaseException) -> JobError:
@@ -274,5 +277,9 @@ async def _end(writer: WriteBatch, job_id: str, patch: dict[str, Any]) -> None:
             writer.metrics.ended.labels(ended.function, ended.status.value).inc()
     except JobIsFinal as exc:
         logger.info(
-            "job %s ended as %s before it could be marked %s", job_id, exc.status, patch["status"]
+            "job %s ended as %s before it could be marked %s",
+            job_id,
+            exc.status,
+            patch["status"],
+            extra=log_job(job_id),
         )

@@ -35,6 +35,7 @@ from .exceptions import (
     UnknownFunction,
     WrongStatus,
 )
+from .logs import job
 from .services import JOB_ID_PATTERN, job_id_of, json_response, services_of
 from .snapshot import JobError, Snapshot, Status, decode
 from .store import Store
@@ -108,7 +109,9 @@ async def create_job(request: Request) -> Response:
         existing = decode(data)
         if existing.function != req.function:
             raise InvalidRequest(f"job id {job_id!r} is already used by another function")
-        logger.info("job %s exists (seq %d); not enqueued again", job_id, existing.seq)
+        logger.info(
+            "job %s exists (seq %d); not enqueued again", job_id, existing.seq, extra=job(job_id)
+        )
         return _with_token(request, json_response(data, 200, location), job_id)
 
     try:
@@ -249,7 +252,7 @@ async def _abandon(store: Store, job_id: str, detail: str) -> None:
     try:
         await store.write(job_id, patch)
     except (RedisError, JobIsFinal, JobNotFound):
-        logger.exception("could not mark job %s as failed", job_id)
+        logger.exception("could not mark job %s as failed", job_id, extra=job(job_id))
 
 
 async def get_job(request: Request) -> Response:

@@ -84,6 +84,8 @@ class Settings:
     browser would refuse it, and it would hand job status to any site."""
     history_limit: int = 500
     """``JOBHUB_HISTORY_LIMIT``: snapshots kept in each job's history (the newest)."""
+    log_format: str = "text"
+    """``JOBHUB_LOG_FORMAT``: ``text`` or ``json`` for jobhub's own log lines."""
     gc_threshold: tuple[int, int, int] | None = (50_000, 50, 50)
     """``JOBHUB_GC_THRESHOLD``: the web process's ``gc.set_threshold`` while the app runs
     (``default`` keeps Python's 700,10,10). Thousands of open streams are a large live
@@ -120,6 +122,8 @@ class Settings:
             raise ConfigError(
                 f"gc_threshold must be three positive integers, got {self.gc_threshold}"
             )
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"JOBHUB_LOG_FORMAT must be text or json, got {self.log_format!r}")
         if self.api_keys and not self.token_secret:
             raise ConfigError("JOBHUB_TOKEN_SECRET is needed when JOBHUB_API_KEYS is set")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -179,5 +183,6 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "webhook_backoff_seconds": ("JOBHUB_WEBHOOK_BACKOFF", float),
     "cors_origins": ("JOBHUB_CORS_ORIGINS", _origins),
     "history_limit": ("JOBHUB_HISTORY_LIMIT", int),
+    "log_format": ("JOBHUB_LOG_FORMAT", str),
     "gc_threshold": ("JOBHUB_GC_THRESHOLD", _gc_threshold),
 }

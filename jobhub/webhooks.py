@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 
 from . import keys
 from .exceptions import InvalidRequest
+from .logs import job as log_job
 from .snapshot import utcnow
 
 __all__ = ["SIGNATURE_HEADER", "Deliveries", "check_target", "sign", "verify"]
@@ -147,7 +148,7 @@ class Deliveries:
             await self._attempt(job_id, member)
         except (RedisError, OSError) as exc:
             # Still claimed; once the lease ends another round takes it up again.
-            logger.warning("webhook of job %s interrupted (%s)", job_id, exc)
+            logger.warning("webhook of job %s interrupted (%s)", job_id, exc, extra=log_job(job_id))
 
     async def _attempt(self, job_id: str, member: bytes) -> None:
         job = keys.job_snapshot(job_id)
@@ -176,7 +177,12 @@ class Deliveries:
         if error is None or attempt >= self._max_attempts:
             await self._redis.zrem(keys.WEBHOOKS, member)
             if error is not None:
-                logger.warning("webhook of job %s given up after %d attempts", job_id, attempt)
+                logger.warning(
+                    "webhook of job %s given up after %d attempts",
+                    job_id,
+                    attempt,
+                    extra=log_job(job_id),
+                )
         else:
             retry_at = time.time() + self._backoff * 2 ** (attempt - 1)
             await self._redis.zadd(keys.WEBHOOKS, {member: retry_at * 1000})

@@ -16,6 +16,7 @@ from arq.connections import RedisSettings
 from prometheus_client import start_http_server
 
 from .batch import WriteBatch
+from .logs import configure as configure_logs
 from .metrics import WorkerMetrics
 from .recovery import Recovery, new_worker_id
 from .reporter import WRITER, JobFunction, lifecycle
@@ -23,7 +24,9 @@ from .settings import Settings
 from .store import Store
 from .webhooks import Deliveries
 
-__all__ = ["DELIVERIES", "METRICS_SERVER", "RECOVERY", "worker_settings"]
+__all__ = ["DELIVERIES", "METRICS_SERVER", "RECOVERY", "UNDO_LOGS", "worker_settings"]
+
+UNDO_LOGS = "jobhub.logs"
 
 METRICS_SERVER = "jobhub.metrics"
 """Key of the worker's metrics HTTP server in ARQ's ``ctx`` (if a port is set)."""
@@ -44,6 +47,7 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
     tries = {f.name: f.max_tries or settings.max_tries for f in functions}
 
     async def on_startup(ctx: dict[str, Any]) -> None:
+        ctx[UNDO_LOGS] = configure_logs(settings.log_format)
         store = Store(
             ctx["redis"],
             result_ttl_seconds=settings.result_ttl_seconds,
@@ -84,6 +88,8 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
                 await ctx[service].aclose()
         if METRICS_SERVER in ctx:
             ctx[METRICS_SERVER].shutdown()
+        if UNDO_LOGS in ctx:
+            ctx[UNDO_LOGS]()
 
     return type(
         "WorkerSettings",

@@ -50,3 +50,9 @@ def test_cors_origins_are_a_list_without_wildcards() -> None:
     for bad in ("*", "a.example", "https://a.example,*"):
         with pytest.raises(ConfigError):
             Settings.from_env({"JOBHUB_CORS_ORIGINS": bad})
+
+
+def test_log_format_is_text_or_json() -> None:
+    assert Settings.from_env({"JOBHUB_LOG_FORMAT": "json"}).log_format == "json"
+    with pytest.raises(ConfigError):
+        Settings.from_env({"JOBHUB_LOG_FORMAT": "xml"})
