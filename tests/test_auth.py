@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from jobhub import ConfigError, Settings, create_app
+from jobhub import ApiError, AsyncClient, ConfigError, Settings, create_app
 from jobhub.auth import Tokens
 
 from .conftest import ThreadedServer
@@ -170,3 +170,16 @@ async def test_open_mode_warns_at_startup(redis_url: str, caplog: pytest.LogCapt
     ):
         pass
     assert any("no JOBHUB_API_KEYS" in r.getMessage() for r in caplog.records)
+
+
+async def test_python_client_uses_the_api_key_and_then_the_job_token(
+    secured: ThreadedServer,
+) -> None:
+    async with AsyncClient(secured.base_url, api_key=KEY) as hub:
+        job = await hub.submit("demo.count", steps=2, delay=0.05)
+        final = await hub.wait(job.job_id, timeout=20)  # its stream, opened with the job token
+        assert final.result == {"steps": 2}
+    async with AsyncClient(secured.base_url) as anonymous:
+        with pytest.raises(ApiError) as refused:
+            await anonymous.submit("demo.count")
+        assert refused.value.status_code == 401
