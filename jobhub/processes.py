@@ -55,6 +55,9 @@ def spawn(
         stderr=out,
         stdin=subprocess.DEVNULL,
         preexec_fn=_die_with_parent,
+        # Out of the terminal's process group: Ctrl-C reaches only the parent, which stops
+        # its children in order (the web app and workers before the Redis they use).
+        start_new_session=True,
     )
 
 
