@@ -2,31 +2,40 @@
 
 Write a job (see ``jobhub.demo``), list it in ``worker_settings.py``, run
 ``arq worker_settings.WorkerSettings`` and ``uvicorn --factory jobhub.app:create_app``.
+
+Each name below is imported from its module when it is first used (PEP 562), so that
+``from jobhub import Client`` loads the HTTP client only, not the server stack (Starlette,
+uvicorn, sse-starlette, ARQ): a script that only follows jobs stays light.
 """
 
-from .app import create_app
-from .client import AsyncClient, Client
-from .exceptions import (
-    ApiError,
-    ConfigError,
-    InvalidProgress,
-    InvalidRequest,
-    JobCanceled,
-    JobFailed,
-    JobhubError,
-    JobIsFinal,
-    JobNotFound,
-    PayloadTooLarge,
-    RetriesExhausted,
-    ServiceUnavailable,
-    UnknownFunction,
-    WaitTimeout,
-    WrongStatus,
-)
-from .reporter import JobContext, JobFunction, ThreadJobContext, job
-from .settings import Settings
-from .snapshot import TERMINAL, JobError, Snapshot, Status
-from .worker import worker_settings
+# Only private names besides __all__'s: the namespace is the public API (tests/test_public_api.py).
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ below
+    from .app import create_app
+    from .client import AsyncClient, Client
+    from .exceptions import (
+        ApiError,
+        ConfigError,
+        InvalidProgress,
+        InvalidRequest,
+        JobCanceled,
+        JobFailed,
+        JobhubError,
+        JobIsFinal,
+        JobNotFound,
+        PayloadTooLarge,
+        RetriesExhausted,
+        ServiceUnavailable,
+        UnknownFunction,
+        WaitTimeout,
+        WrongStatus,
+    )
+    from .reporter import JobContext, JobFunction, ThreadJobContext, job
+    from .settings import Settings
+    from .snapshot import TERMINAL, JobError, Snapshot, Status
+    from .worker import worker_settings
 
 __all__ = (
     "TERMINAL",
@@ -58,3 +67,45 @@ __all__ = (
     "job",
     "worker_settings",
 )
+
+_MODULES = {
+    "app": ("create_app",),
+    "client": ("AsyncClient", "Client"),
+    "exceptions": (
+        "ApiError",
+        "ConfigError",
+        "InvalidProgress",
+        "InvalidRequest",
+        "JobCanceled",
+        "JobFailed",
+        "JobhubError",
+        "JobIsFinal",
+        "JobNotFound",
+        "PayloadTooLarge",
+        "RetriesExhausted",
+        "ServiceUnavailable",
+        "UnknownFunction",
+        "WaitTimeout",
+        "WrongStatus",
+    ),
+    "reporter": ("JobContext", "JobFunction", "ThreadJobContext", "job"),
+    "settings": ("Settings",),
+    "snapshot": ("TERMINAL", "JobError", "Snapshot", "Status"),
+    "worker": ("worker_settings",),
+}
+_HOME = {name: module for module, names in _MODULES.items() for name in names}
+
+
+if not _typing.TYPE_CHECKING:  # hidden from mypy, which would then accept any name
+
+    def __getattr__(name: str) -> object:
+        module = _HOME.get(name)
+        if module is None:
+            raise AttributeError(f"module 'jobhub' has no attribute {name!r}")
+        value = getattr(_importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value  # the next lookup is an ordinary attribute, not this call
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

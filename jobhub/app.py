@@ -11,30 +11,36 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import msgspec
-from arq.connections import ArqRedis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.asyncio import BlockingConnectionPool
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from . import openapi
-from .auth import Gate, RedactTokens, Tokens
+from .auth import CSRF_HEADER, Gate, RedactTokens, Tokens
+from .connections import web_client, web_pool
+from .cors import CORS
 from .exceptions import JobhubError
+from .guard import RequireUtf8
+from .health import healthz
 from .hub import Hub
+from .lifecycle import Lifecycle
 from .logs import configure as configure_logs
 from .metrics import WebMetrics
+from .operator import routes as operator_routes
+from .registry import Registry
 from .routes import STATIC, TOKEN_HEADER, routes
 from .services import Services
+from .session import routes as session_routes
 from .settings import Settings
 from .sse import Streams
 from .store import Store
+from .webhooks import DeliveryLog
 
 __all__ = ["create_app"]
 
@@ -47,20 +53,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # A bounded pool that waits rather than grows: a burst of requests queues for a
-        # connection instead of opening hundreds of them to Redis.
-        pool = BlockingConnectionPool.from_url(
-            settings.redis_url,
-            max_connections=settings.redis_max_connections,
-            timeout=settings.redis_timeout_seconds,
-        )
-        redis = ArqRedis(pool, default_queue_name=settings.queue_name)
+        pool = web_pool(settings)
+        redis = web_client(pool)
         store = Store(
             redis,
             result_ttl_seconds=settings.result_ttl_seconds,
             history_limit=settings.history_limit,
+            output_limit=settings.output_limit,
+            wait_replicas=settings.wait_replicas,
+            wait_timeout_ms=int(settings.redis_wait_timeout_seconds * 1000),
         )
-        hub = Hub(pool.make_connection, store.get, subscribe_timeout=settings.redis_timeout_seconds)
+        hub = Hub(
+            pool.make_connection,
+            store.get_many,
+            read_outputs=store.output_many,
+            read_recent=store.newest,
+            subscribe_timeout=settings.redis_timeout_seconds,
+        )
         streams = Streams(
             send_timeout=settings.send_timeout_seconds, heartbeat=settings.heartbeat_seconds
         )
@@ -78,7 +87,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
         streams.delivered = metrics.delivered.inc
         await hub.start()
         await streams.start()
-        app.state.services = Services(settings, metrics, gate, store, hub, streams, redis)
+        lifecycle = Lifecycle(redis, store, queue_name=settings.queue_name)
+        registry = Registry(redis, lost_after=settings.worker_lost_after_seconds)
+        app.state.services = Services(
+            settings,
+            metrics,
+            gate,
+            store,
+            hub,
+            streams,
+            lifecycle,
+            registry,
+            deliveries=DeliveryLog(redis),
+        )
         previous_gc = gc.get_threshold()
         if settings.gc_threshold is not None:
             gc.set_threshold(*settings.gc_threshold)
@@ -105,18 +126,29 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return Starlette(
         middleware=[
             Middleware(
-                CORSMiddleware,
+                CORS,
                 allow_origins=list(settings.cors_origins),
                 allow_credentials=True,
-                allow_methods=["GET", "POST"],
-                allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "If-None-Match"],
+                allow_methods=["GET", "POST", "DELETE"],
+                allow_headers=[
+                    "Authorization",
+                    "Content-Type",
+                    "Last-Event-ID",
+                    "If-None-Match",
+                    CSRF_HEADER,
+                ],
                 expose_headers=["ETag", "Location", TOKEN_HEADER],
-            )
+            ),
+            # Inside CORS, so that a browser's page can read the 400 it answers.
+            Middleware(RequireUtf8),
         ],
         routes=[
             *routes,
+            *operator_routes,
+            *session_routes,
             Route("/openapi.json", openapi_json, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         lifespan=lifespan,
@@ -129,13 +161,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
 
 
-def _error(status_code: int, type_: str, detail: str) -> Response:
-    return JSONResponse({"error": {"type": type_, "detail": detail}}, status_code)
+# A 503 means Redis stayed out of reach for JOBHUB_REDIS_TIMEOUT (or the process is stopping).
+# The hub tries Redis again at least every 2 s, so a client back after that finds a Redis
+# that has returned already in use.
+_RETRY_AFTER = {"Retry-After": "2"}
+
+
+def _error(
+    status_code: int, type_: str, detail: str, headers: dict[str, str] | None = None
+) -> Response:
+    return JSONResponse({"error": {"type": type_, "detail": detail}}, status_code, headers)
 
 
 async def _jobhub_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, JobhubError)
-    return JSONResponse(exc.to_body(), exc.status_code)
+    headers = _RETRY_AFTER if exc.status_code == 503 else None
+    return JSONResponse(exc.to_body(), exc.status_code, headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -146,7 +187,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _redis_error(request: Request, exc: Exception) -> Response:
     logger.warning("Redis error on %s %s: %s", request.method, request.url.path, exc)
-    return _error(503, "ServiceUnavailable", f"Redis is unavailable: {exc}")
+    return _error(503, "ServiceUnavailable", f"Redis is unavailable: {exc}", _RETRY_AFTER)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

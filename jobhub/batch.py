@@ -43,15 +43,38 @@ class WriteBatch:
         *,
         function: str | None = None,
         only_from: Collection[Status] = (),
+        run: str | None = None,
+        hidden: Mapping[str, str] | None = None,
     ) -> asyncio.Future[bytes]:
         """Queue a write and return at once; the future holds its snapshot JSON or error.
 
-        Encoding happens here, so a value JSON cannot carry raises ``TypeError`` to the
-        caller. ``function`` and ``only_from`` are as for ``Store.prepare``.
+        Encoding happens here, so a value JSON cannot carry raises ``TypeError`` (or
+        ``ValueError``) to the caller. The options are as for ``Store.prepare``.
         """
         prepared = self.store.prepare(
-            job_id, patch, function=function, only_from=only_from, owner=self.owner
+            job_id,
+            patch,
+            function=function,
+            only_from=only_from,
+            owner=self.owner,
+            run=run,
+            hidden=hidden,
         )
+        return self._queue(prepared)
+
+    def append(
+        self, job_id: str, entry: Mapping[str, Any], *, run: str | None = None
+    ) -> asyncio.Future[bytes]:
+        """Queue an output entry (see ``Store.prepare_entry``); the future holds its stream
+        id. It is ordered with the snapshot writes around it."""
+        return self._queue(self.store.prepare_entry(job_id, entry, run=run, owner=self.owner))
+
+    @property
+    def backlog(self) -> int:
+        """Writes queued and not yet sent."""
+        return len(self._pending)
+
+    def _queue(self, prepared: PreparedWrite) -> asyncio.Future[bytes]:
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._pending.append((prepared, future))
         if self._flusher is None:

@@ -10,9 +10,11 @@
         print(hub.wait(hub.submit("demo.count", steps=5).job_id).result)
 
 ``events()`` follows the job's SSE stream; when the connection drops it reconnects with
-``Last-Event-ID`` (so it never repeats a snapshot), and if the stream keeps failing it falls
-back to polling ``GET /jobs/{id}``. Job tokens handed out by ``submit`` are used for that
-job's calls; ``api_key`` for the rest.
+``Last-Event-ID`` (so it never repeats a snapshot or an entry), and if the stream keeps
+failing it falls back to polling ``GET /jobs/{id}`` (and ``GET /jobs/{id}/output``).
+``events(job_id, output=True)`` yields the job's log lines (``LogEntry``) and chunks of
+output (``OutputChunk``) too, each once and in order, among its snapshots. Job tokens
+handed out by ``submit`` are used for that job's calls; ``api_key`` for the rest.
 """
 
 from __future__ import annotations
@@ -20,22 +22,121 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from types import TracebackType
-from typing import Any, NoReturn, Self
+from typing import Any, Literal, NoReturn, Self, TypeAlias, overload
 
 import anyio.from_thread
 import httpx
-from httpx_sse import aconnect_sse
+import msgspec
+from httpx_sse import ServerSentEvent, aconnect_sse
 
 from .exceptions import ApiError, JobCanceled, JobFailed, WaitTimeout
 from .snapshot import Snapshot, Status, decode
 
-__all__ = ["AsyncClient", "Client"]
+__all__ = ["AsyncClient", "Client", "JobEvent", "LogEntry", "OutputChunk"]
 
 STREAM_FAILURES = 3
 """Stream failures in a row before ``events()`` polls instead."""
+
+STREAM_IDLE_TIMEOUT = 60.0
+"""Longest silence on an event stream before it counts as dropped. A quiet job's stream
+carries only heartbeats (every 15 s by default), so the client's per-request ``timeout``
+would cut it and reconnect over and over; four heartbeats missed means the link is gone."""
+
+OUTPUT_PAGE = 1000
+"""Entries asked for per ``GET /jobs/{id}/output`` while polling: the most the API gives."""
+
+
+class LogEntry(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="log"):
+    """A line the job logged (``await job.log(message, level)``). A failed job's traceback
+    arrives as one, with level ``error``."""
+
+    id: str
+    """Its place in the job's output, a Redis stream id (``1700000000000-3``)."""
+    level: str
+    """``debug``, ``info``, ``warning`` or ``error``."""
+    message: str
+    at: str
+    """When the job wrote it (ISO 8601, UTC)."""
+
+
+class OutputChunk(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="output"):
+    """A chunk of the job's partial result (``await job.output(data)``), as the job gave it."""
+
+    id: str
+    """Its place in the job's output, a Redis stream id (``1700000000000-3``)."""
+    data: Any = None
+    """Any JSON value: a token of text, a row, an object."""
+    at: str
+    """When the job wrote it (ISO 8601, UTC)."""
+
+
+JobEvent: TypeAlias = Snapshot | LogEntry | OutputChunk
+"""What ``events(job_id, output=True)`` yields."""
+
+_ENTRY: msgspec.json.Decoder[LogEntry | OutputChunk] = msgspec.json.Decoder(LogEntry | OutputChunk)
+_ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+
+
+class _Page(msgspec.Struct):
+    entries: list[LogEntry | OutputChunk]
+    next: str
+
+
+_PAGE = msgspec.json.Decoder(_Page)
+
+
+def _entry_key(entry_id: str) -> tuple[int, int]:
+    # Stream ids order by their two numbers, not as text ("9-0" < "10-0"). jobhub.frames has
+    # the same, but importing it would load the server stack (sse-starlette).
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq)
+
+
+class _Place:
+    """What ``events()`` has yielded of a job: the newest snapshot and the last entry of the
+    job's output. It is the stream's position (``<seq>:<entry id>``, sent back as
+    ``Last-Event-ID``) and the polls' cursor, so no switch between them repeats or loses
+    anything."""
+
+    __slots__ = ("done", "entry", "seq")
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self.entry: str | None = None
+        self.done = False
+
+    def event_id(self) -> str:
+        return f"{self.seq}:{self.entry}" if self.entry else str(self.seq)
+
+    def take(self, event: JobEvent) -> bool:
+        """Whether ``event`` is new here; if so, the place moves past it."""
+        if isinstance(event, Snapshot):
+            if event.seq <= self.seq:
+                return False
+            self.seq = event.seq
+            self.done = event.is_terminal
+            return True
+        if self.entry is not None and _entry_key(event.id) <= _entry_key(self.entry):
+            return False
+        self.entry = event.id
+        return True
+
+
+def _event(sse: ServerSentEvent) -> JobEvent | None:
+    """A snapshot, a log line or a chunk from the stream; None for anything else."""
+    if sse.event == "message" and sse.data:
+        return decode(sse.data)
+    if sse.event in ("log", "output"):
+        # The event's id is the position after it, <seq>:<entry id>; the data leaves the
+        # entry's id out, so it goes in front, as GET /jobs/{id}/output has it.
+        entry_id = sse.id.partition(":")[2]
+        if _ENTRY_ID.fullmatch(entry_id) and sse.data.startswith("{"):
+            return _ENTRY.decode(f'{{"id":"{entry_id}",{sse.data[1:]}')
+    return None
 
 
 class AsyncClient:
@@ -48,6 +149,7 @@ class AsyncClient:
         poll_interval: float = 1.0,
     ) -> None:
         self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+        self._stream_timeout = httpx.Timeout(timeout, read=max(timeout, STREAM_IDLE_TIMEOUT))
         self._api_key = api_key
         self._tokens: dict[str, str] = {}
         self._poll_interval = poll_interval
@@ -98,61 +200,138 @@ class AsyncClient:
         path = f"/jobs/{job_id}/cancel"
         return _snapshot(await self._http.post(path, headers=self._auth(job_id)))
 
-    async def events(self, job_id: str) -> AsyncIterator[Snapshot]:
-        """Every new snapshot of the job, in seq order, until it ends."""
-        last: Snapshot | None = None
+    @overload
+    def events(self, job_id: str, *, output: Literal[False] = ...) -> AsyncIterator[Snapshot]: ...
+    @overload
+    def events(self, job_id: str, *, output: bool) -> AsyncIterator[JobEvent]: ...
+
+    async def events(self, job_id: str, *, output: bool = False) -> AsyncIterator[JobEvent]:
+        """Every new snapshot of the job, in seq order, until it ends. With ``output=True``,
+        also every entry of the job's output (``LogEntry``, ``OutputChunk``), once each and
+        in the order the job wrote them; a new call starts from the job's first entry.
+
+            async for event in hub.events(job_id, output=True):
+                if isinstance(event, OutputChunk):
+                    print(event.data, end="", flush=True)
+        """
+        place = _Place()
         failures = 0
         while failures < STREAM_FAILURES:
-            headers = self._auth(job_id)
-            if last is not None:
-                headers["Last-Event-ID"] = str(last.seq)
             try:
-                async with aconnect_sse(
-                    self._http, "GET", f"/jobs/{job_id}/events", headers=headers
-                ) as source:
-                    status = source.response.status_code
-                    if status == 204:
-                        return  # we hold the final snapshot already
-                    if 400 <= status < 500:
-                        await source.response.aread()
-                        _raise(source.response)  # not found, not allowed: no use retrying
-                    if status != 200:
-                        raise httpx.RemoteProtocolError(f"the stream answered {status}")
-                    async for event in source.aiter_sse():
+                # aclosing: a consumer that stops early closes the connection now, not
+                # whenever the garbage collector finalizes the inner generator.
+                async with contextlib.aclosing(self._stream(job_id, place)) as stream:
+                    async for event in stream:
                         failures = 0
-                        snapshot = decode(event.data)
-                        if last is None or snapshot.seq > last.seq:
-                            last = snapshot
-                            yield snapshot
-                        if snapshot.is_terminal:
-                            return
+                        if output or isinstance(event, Snapshot):
+                            yield event
             except (httpx.TransportError, httpx.RemoteProtocolError):
-                pass  # a dropped connection: resume from the last seq
-            if last is not None and last.is_terminal:
+                pass  # a dropped connection: resume from the place held
+            if place.done:
                 return
             failures += 1
             await asyncio.sleep(min(0.1 * 2**failures, 2.0))
-        async for snapshot in self._poll(job_id, last):
-            yield snapshot
+        async with contextlib.aclosing(self._poll(job_id, place, output)) as polls:
+            async for event in polls:
+                yield event
 
-    async def _poll(self, job_id: str, last: Snapshot | None) -> AsyncIterator[Snapshot]:
+    async def _stream(self, job_id: str, place: _Place) -> AsyncGenerator[JobEvent]:
+        """The new events of one connection to the job's stream, from ``place`` on."""
+        headers = self._auth(job_id)
+        if place.seq or place.entry:
+            headers["Last-Event-ID"] = place.event_id()
+        async with aconnect_sse(
+            self._http,
+            "GET",
+            f"/jobs/{job_id}/events",
+            headers=headers,
+            timeout=self._stream_timeout,
+        ) as source:
+            status = source.response.status_code
+            if status == 204:
+                place.done = True  # we hold the final snapshot (and all output before it)
+                return
+            if 400 <= status < 500:
+                await source.response.aread()
+                _raise(source.response)  # not found, not allowed: no use retrying
+            if status != 200:
+                raise httpx.RemoteProtocolError(f"the stream answered {status}")
+            async for sse in source.aiter_sse():
+                if sse.event == "error":  # the job is gone: the API's error body
+                    _raise(httpx.Response(404, content=sse.data.encode()))
+                event = _event(sse)
+                if event is not None and place.take(event):
+                    yield event
+                if place.done:
+                    return
+
+    async def _poll(self, job_id: str, place: _Place, output: bool) -> AsyncGenerator[JobEvent]:
         while True:
+            # The snapshot first, then the output: everything written before that snapshot
+            # (all of it, for a final one) is then yielded before it.
             snapshot = await self.get(job_id)
-            if last is None or snapshot.seq > last.seq:
-                last = snapshot
+            if output:
+                async with contextlib.aclosing(self._output(job_id, place.entry)) as entries:
+                    async for entry in entries:
+                        if place.take(entry):
+                            yield entry
+            if place.take(snapshot):
                 yield snapshot
-            if snapshot.is_terminal:
+            if place.done:
                 return
             await asyncio.sleep(self._poll_interval)
 
-    async def wait(self, job_id: str, *, timeout: float | None = None) -> Snapshot:  # noqa: ASYNC109 - the API's own deadline, turned into WaitTimeout
+    async def _output(
+        self, job_id: str, after: str | None
+    ) -> AsyncGenerator[LogEntry | OutputChunk]:
+        """The job's entries after ``after`` (all, for None), a page at a time."""
+        cursor = after or "0"
+        while True:
+            response = await self._http.get(
+                f"/jobs/{job_id}/output",
+                params={"after": cursor, "limit": OUTPUT_PAGE},
+                headers=self._auth(job_id),
+            )
+            if response.is_error:
+                _raise(response)
+            page = _PAGE.decode(response.content)
+            for entry in page.entries:
+                yield entry
+            if len(page.entries) < OUTPUT_PAGE:
+                return
+            cursor = page.next
+
+    async def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the API's own deadline, as WaitTimeout
+        on_log: Callable[[LogEntry], object] | None = None,
+        on_output: Callable[[Any], object] | None = None,
+    ) -> Snapshot:
         """The final snapshot of a finished job; raises ``JobFailed``, ``JobCanceled``, or
-        ``WaitTimeout`` (with the last snapshot seen) when ``timeout`` passes first."""
+        ``WaitTimeout`` (with the last snapshot seen) when ``timeout`` passes first.
+
+        ``on_output`` is called with each chunk of the job's output and ``on_log`` with each
+        log line, in order, from the job's first, as they come; what they were given stays
+        given when the wait raises:
+
+            chunks = []
+            final = await hub.wait(job_id, on_output=chunks.append)
+            text = "".join(chunks)
+        """
         last: Snapshot | None = None
+        output = on_log is not None or on_output is not None
         try:
             async with asyncio.timeout(timeout):
-                async for snapshot in self.events(job_id):
-                    last = snapshot
+                async for event in self.events(job_id, output=output):
+                    if isinstance(event, Snapshot):
+                        last = event
+                    elif isinstance(event, LogEntry):
+                        if on_log is not None:
+                            on_log(event)
+                    elif on_output is not None:
+                        on_output(event.data)
         except TimeoutError:
             raise WaitTimeout(f"job {job_id!r} did not end within {timeout} s", last) from None
         if last is None:
@@ -166,7 +345,8 @@ class AsyncClient:
 
 
 class Client:
-    """The same API for code without an event loop: each call runs on a private loop thread."""
+    """The same API for code without an event loop: each call runs on a private loop thread
+    (where ``wait``'s ``on_log`` and ``on_output`` are called too)."""
 
     def __init__(self, base_url: str, **options: Any) -> None:
         self._exit = contextlib.ExitStack()
@@ -201,22 +381,42 @@ class Client:
         snapshot: Snapshot = self._portal.call(self._client.cancel, job_id)
         return snapshot
 
-    def wait(self, job_id: str, *, timeout: float | None = None) -> Snapshot:
-        wait = functools.partial(self._client.wait, job_id, timeout=timeout)
+    def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,
+        on_log: Callable[[LogEntry], object] | None = None,
+        on_output: Callable[[Any], object] | None = None,
+    ) -> Snapshot:
+        wait = functools.partial(
+            self._client.wait, job_id, timeout=timeout, on_log=on_log, on_output=on_output
+        )
         snapshot: Snapshot = self._portal.call(wait)
         return snapshot
 
-    def events(self, job_id: str, *, timeout: float | None = None) -> Iterator[Snapshot]:
+    @overload
+    def events(
+        self, job_id: str, *, timeout: float | None = ..., output: Literal[False] = ...
+    ) -> Iterator[Snapshot]: ...
+    @overload
+    def events(
+        self, job_id: str, *, timeout: float | None = ..., output: bool
+    ) -> Iterator[JobEvent]: ...
+
+    def events(
+        self, job_id: str, *, timeout: float | None = None, output: bool = False
+    ) -> Iterator[JobEvent]:
         """Like ``AsyncClient.events``; stops (without error) when ``timeout`` passes."""
-        iterator = self._client.events(job_id).__aiter__()
+        iterator = self._client.events(job_id, output=output).__aiter__()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else max(deadline - time.monotonic(), 0)
             try:
-                snapshot: Snapshot = self._portal.call(asyncio.wait_for, iterator.__anext__(), left)
+                event: JobEvent = self._portal.call(asyncio.wait_for, iterator.__anext__(), left)
             except (StopAsyncIteration, TimeoutError):
                 return
-            yield snapshot
+            yield event
 
 
 async def _make_client(base_url: str, options: dict[str, Any]) -> AsyncClient:

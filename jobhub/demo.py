@@ -6,7 +6,7 @@ import asyncio
 
 from .reporter import JobContext, job
 
-__all__ = ["FUNCTIONS", "count", "fail", "noop"]
+__all__ = ["FUNCTIONS", "count", "fail", "noop", "tokens"]
 
 
 @job("demo.count")
@@ -34,4 +34,22 @@ async def noop(job: JobContext) -> None:
     """Do nothing: the cost of a job is then jobhub's and ARQ's own."""
 
 
-FUNCTIONS = [count, fail, noop]
+@job("demo.tokens")
+async def tokens(job: JobContext, count: int = 50, delay: float = 0.05) -> str:
+    """Type out ``count`` words as output chunks, ``"w0 "``, ``"w1 "``, …, like a language
+    model's answer; a log line every 10 words; returns the whole text."""
+    if not (isinstance(count, int) and 0 <= count <= 100_000 and 0 <= delay <= 60):
+        raise ValueError("demo.tokens takes at most 100000 words of at most 60 s each")
+    words = []
+    for i in range(count):
+        if delay:
+            await asyncio.sleep(delay)
+        words.append(f"w{i} ")
+        await job.output(words[-1])
+        if (i + 1) % 10 == 0:
+            await job.log(f"{i + 1} words so far")
+            await job.report(100 * (i + 1) / count, f"{i + 1}/{count} words")
+    return "".join(words)
+
+
+FUNCTIONS = [count, fail, noop, tokens]

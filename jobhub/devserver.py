@@ -10,24 +10,40 @@ workers and the web app against a Redis and waits until they are ready.
 
 from __future__ import annotations
 
+import errno
+import importlib.machinery
+import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-import redis
-
-from . import keys
 from .exceptions import ConfigError
 from .processes import spawn, stop, web_argv, worker_argv
 
-__all__ = ["RedisServer", "Stack", "find_redis_server", "free_port", "tcp_connections"]
+__all__ = [
+    "INSTANCE_HEADER",
+    "RedisServer",
+    "Stack",
+    "check_port_free",
+    "check_worker_settings",
+    "find_redis_server",
+    "free_port",
+    "tcp_connections",
+]
+
+INSTANCE_HEADER = "X-Jobhub-Instance"
+"""Sent by the web app a ``Stack`` starts, with a value of that run's own: its readiness
+probe then knows it reached its own server, not another one on the same port."""
 
 INSTALL_HINT = (
     "no redis-server found: install one (Debian/Ubuntu: `apt-get install redis-server`, "
@@ -52,6 +68,48 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def check_port_free(host: str, port: int) -> None:
+    """``ConfigError`` naming the port if something already listens on ``host:port``.
+
+    Binds as uvicorn will (``SO_REUSEADDR``, so a port left in TIME_WAIT by a server that
+    just stopped counts as free) and lets go at once.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot bind the web app to {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {port} on {host} is already in use by another program: stop it, "
+                    f"or choose another port with --port or PORT (e.g. --port {port + 1})"
+                ) from None
+            raise ConfigError(f"cannot bind the web app to {host}:{port}: {exc}") from None
+
+
+def check_worker_settings(settings: str, directory: str) -> None:
+    """``ConfigError`` saying what to do if the module of ``settings`` (``module.Name``)
+    cannot be found from ``directory``, where the workers will import it.
+
+    Only looked up, not imported: importing the user's code is the worker's business.
+    """
+    module, _, name = settings.rpartition(".")
+    if not module or not name:
+        raise ConfigError(f"--worker-settings {settings!r} is not of the form module.Name")
+    top = module.split(".")[0]
+    if importlib.machinery.PathFinder.find_spec(top, [directory, *sys.path]) is None:
+        raise ConfigError(
+            f"no module {top!r} in {directory} for the workers' settings ({settings}): run "
+            "jobhub dev from the directory that holds it (the repository root has "
+            "worker_settings.py), or name yours with --worker-settings module.WorkerSettings"
+        )
 
 
 class RedisServer:
@@ -132,7 +190,7 @@ class Stack:
         with Stack(redis_url, port=8000) as stack:
             print(stack.base_url)
 
-    Run from the repository root (the worker imports ``worker_settings``).
+    The workers run ``worker_settings`` (``module.Name``), imported from ``cwd``.
     """
 
     def __init__(
@@ -142,56 +200,102 @@ class Stack:
         host: str = "127.0.0.1",
         port: int | None = None,
         workers: int = 1,
+        worker_settings: str = "worker_settings.WorkerSettings",
+        web_processes: int = 1,
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         quiet: bool = False,
     ) -> None:
         self.redis_url = redis_url
+        self._web_processes = web_processes
         self.port = port or free_port()
         self.base_url = f"http://{host}:{self.port}"
         self._host = host
         self._workers = workers
+        self._worker_settings = worker_settings
         self._env = {**(os.environ if env is None else env), "REDIS_URL": redis_url}
         self._cwd = cwd
         self._quiet = quiet
+        self._instance = secrets.token_hex(8)
         self.processes: list[subprocess.Popen[bytes]] = []
+        self._names: dict[int, str] = {}
+        self._web: subprocess.Popen[bytes] | None = None
+        self._waiting_for = "the web app to answer"
 
     def start(self, timeout: float = 30.0) -> Stack:
-        begun = time.time()
         try:
             for _ in range(self._workers):
-                self.processes.append(self._spawn(worker_argv()))
-            self.processes.append(self._spawn(web_argv(self._host, self.port)))
+                self._spawn(
+                    worker_argv(self._worker_settings), f"a worker ({self._worker_settings})"
+                )
+            header = f"{INSTANCE_HEADER}:{self._instance}"
+            web = web_argv(self._host, self.port, "--header", header)
+            if self._web_processes > 1:
+                # uvicorn forks them, all on one listening socket: each connection goes to
+                # one of them, and each has its own pub/sub connection to Redis.
+                web += ["--workers", str(self._web_processes)]
+            self._web = self._spawn(web, f"the web app (uvicorn on {self._host}:{self.port})")
             deadline = time.monotonic() + timeout
-            while not (self._serving() and self._workers_announced(begun)):
-                exited = [p.args for p in self.processes if p.poll() is not None]
+            while not self._ready():
+                exited = self.exited()
                 if exited:
-                    raise ConfigError(f"exited while starting: {exited}")
+                    raise ConfigError(f"{exited} while starting{self._why()}")
                 if time.monotonic() > deadline:
-                    raise ConfigError(f"the stack was not ready within {timeout}s")
+                    raise ConfigError(
+                        f"the stack was not ready within {timeout} s: "
+                        f"still waiting for {self._waiting_for}"
+                    )
                 time.sleep(0.05)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _spawn(self, argv: list[str]) -> subprocess.Popen[bytes]:
-        return spawn(argv, env=self._env, cwd=self._cwd, quiet=self._quiet)
+    def exited(self) -> str | None:
+        """Which process of the stack has exited and how, or None while all run."""
+        for proc in self.processes:
+            if proc.poll() is not None:
+                return f"{self._names[proc.pid]} exited with code {proc.returncode}"
+        return None
 
-    def _serving(self) -> bool:
+    def _why(self) -> str:
+        # The commonest reason a web app dies at once: its port was taken after
+        # check_port_free saw it free, or no check was made (a Stack used directly).
+        if self._web is not None and self._web.poll() is not None:
+            try:
+                check_port_free(self._host, self.port)
+            except ConfigError as exc:
+                return f": {exc}"
+        return " (its output is above)" if not self._quiet else ""
+
+    def _spawn(self, argv: list[str], name: str) -> subprocess.Popen[bytes]:
+        proc = spawn(argv, env=self._env, cwd=self._cwd, quiet=self._quiet)
+        self.processes.append(proc)
+        self._names[proc.pid] = name
+        return proc
+
+    def _ready(self) -> bool:
+        """Our web app answers, reaches Redis, and (if we started any) a worker is up.
+
+        Asked over HTTP, with this run's instance header: another server on the port would
+        answer too (a 404 or some page), but never with that header.
+        """
+        request = urllib.request.Request(self.base_url + "/healthz")
         try:
-            with urllib.request.urlopen(self.base_url + "/", timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
+            with urllib.request.urlopen(request, timeout=1) as response:
+                if response.headers.get(INSTANCE_HEADER) != self._instance:
+                    self._waiting_for = f"our web app: another server answers on {self.port}"
+                    return False
+                health = json.loads(response.read())
+        except urllib.error.HTTPError as exc:  # 503: it cannot reach Redis (yet)
+            self._waiting_for = f"the web app to reach Redis ({exc.read().decode()[:200]})"
             return False
-
-    def _workers_announced(self, since: float) -> bool:
-        # A worker announces its functions once it is connected and about to poll.
-        if self._workers == 0:
-            return True
-        with redis.Redis.from_url(self.redis_url) as client:
-            stamps = client.hvals(keys.FUNCTIONS)
-        return any(float(stamp) >= since for stamp in stamps)
+        except (OSError, ValueError):  # not answering yet, or not JSON
+            return False
+        if self._workers and int(health.get("functions", 0)) == 0:
+            self._waiting_for = f"a worker to start ({self._worker_settings})"
+            return False
+        return True
 
     def stop(self) -> None:
         stop(self.processes)

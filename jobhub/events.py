@@ -1,53 +1,93 @@
-"""The event-stream endpoints: one job's snapshots, several jobs', or every job's.
+"""The event-stream endpoints: one job's snapshots and output, several jobs', or every job's.
 
-GET /jobs/{id}/events      a job's snapshots until it ends
+GET /jobs/{id}/events      a job's snapshots and output until it ends
 GET /events?jobs=a,b       several jobs on one connection, under cursor ids
-GET /events                every job's snapshots, for dashboards
+GET /events                every job's snapshots (no output), for dashboards
+
+On a job's stream, snapshots are unnamed events (``onmessage``); its output entries are
+events named ``log`` and ``output``, in the order the job wrote them among its snapshots. A
+new stream first replays the job's stored output, then its current snapshot, then goes
+live. Each event's id is the client's position: ``<seq>`` (the snapshot it holds) while it
+has received no output, then ``<seq>:<entry id>`` (and the entry of the job's output it
+has last received). ``Last-Event-ID`` resumes from there: no entry lost, none repeated,
+snapshots never backwards. On ``/events?jobs=``, the id joins every job's position with
+``.`` in the order listed (``4.12:1700000000000-3``).
+
+Each stream's first event carries a ``retry`` field, the browser's reconnection delay,
+drawn per stream from ``RETRY_MS``. A stream whose job no longer exists (Redis came back
+without its data) ends with an ``error`` event holding the API's JobNotFound body, and a
+reconnect then answers 404; a stream of several jobs ends once each is final or gone.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import random
+from collections.abc import AsyncIterator, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from .exceptions import InvalidRequest, JobNotFound
-from .hub import Frame, Watch
+from .frames import HEARTBEAT, Entry, Frame, is_entry_id, job_gone, retry_field
+from .hub import OUTPUT_PAGE, Hub
+from .parsing import ascii_int
 from .services import job_id_of, services_of, valid_id
-from .sse import HEARTBEAT, EventStream
+from .sse import EventStream
+from .watch import Behind, Update, Vanished, Watch
 
-__all__ = ["MAX_JOBS_PER_STREAM", "job_events", "many_events"]
+__all__ = ["MAX_JOBS_PER_STREAM", "RETRY_MS", "Position", "job_events", "many_events"]
+
+RETRY_MS = (1000, 4000)
+"""Bounds of the reconnection delay each stream gives its client. Drawn per stream because
+EventSource adds no jitter of its own: when a web process goes away, its thousands of
+clients then come back spread over three seconds, not in one instant."""
 
 
-def _last_event_id(request: Request) -> int:
-    raw = request.headers.get("last-event-id", "").strip()
-    return int(raw) if raw.isdigit() and len(raw) < 19 else 0
+def _retry() -> bytes:
+    return retry_field(random.randint(*RETRY_MS))
+
+
+class Position:
+    """What a client holds of one job: its snapshot's ``seq``, and its place in the job's
+    output (the id of the last entry it received, or None)."""
+
+    __slots__ = ("entry", "seq")
+
+    def __init__(self, seq: int = 0, entry: str | None = None) -> None:
+        self.seq = seq
+        self.entry = entry
+
+    @classmethod
+    def parse(cls, raw: str) -> Position | None:
+        """``<seq>`` or ``<seq>:<entry id>``, ASCII digits only; None for anything else."""
+        seq_part, colon, entry = raw.partition(":")
+        seq = ascii_int(seq_part)
+        if seq is None or (colon and not is_entry_id(entry)):
+            return None
+        return cls(seq, entry if colon else None)
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.entry}" if self.entry else str(self.seq)
 
 
 async def job_events(request: Request) -> Response:
     services = services_of(request)
     job_id = job_id_of(request)
     services.gate.job(request, job_id)
-    seen = _last_event_id(request)
-    # Subscribe first, then read: a snapshot published in between is caught by the
-    # subscription, and one published before is in what we read.
-    watch = await services.hub.watch([job_id], {job_id: seen})
-    try:
-        data = await services.store.get(job_id)
-    except BaseException:
-        watch.close()
-        raise
-    if data is None:
+    # Anything but a position of ours is no cursor, never an error.
+    held = Position.parse(request.headers.get("last-event-id", "").strip()) or Position()
+    watch, [frame] = await services.hub.watch(
+        [job_id], {job_id: held.seq}, entries={job_id: held.entry or "0"}
+    )
+    if frame is None:
         watch.close()
         raise JobNotFound(job_id)
-    frame = Frame(data)
-    if frame.terminal and frame.seq <= seen:
-        # The client has the final state; 204 tells EventSource to stop reconnecting.
+    if frame.terminal and frame.seq <= held.seq:
+        # The client has the final state (and so all output before it); 204 tells
+        # EventSource to stop reconnecting.
         watch.close()
         return Response(status_code=204)
-    watch.offer(frame)
-    return EventStream(_stream(watch), watch, services.streams)
+    return EventStream(_stream(watch, services.hub, held), watch, services.streams)
 
 
 async def many_events(request: Request) -> Response:
@@ -67,25 +107,23 @@ async def many_events(request: Request) -> Response:
         return EventStream(_stream_all(watch), watch, services.streams)
     job_ids = _job_list(request.query_params.get("jobs", ""))
     services.gate.jobs(request, job_ids)
-    seen = _cursor(request.headers.get("last-event-id", ""), len(job_ids))
-    watch = await services.hub.watch(job_ids, dict(zip(job_ids, seen, strict=True)))
-    try:
-        datas = await services.store.get_many(job_ids)
-    except BaseException:
-        watch.close()
-        raise
-    missing = [job_id for job_id, data in zip(job_ids, datas, strict=True) if data is None]
+    held = _cursor(request.headers.get("last-event-id", ""), len(job_ids))
+    watch, found = await services.hub.watch(
+        job_ids,
+        {job_id: p.seq for job_id, p in zip(job_ids, held, strict=True)},
+        entries={job_id: p.entry or "0" for job_id, p in zip(job_ids, held, strict=True)},
+    )
+    missing = [job_id for job_id, frame in zip(job_ids, found, strict=True) if frame is None]
     if missing:
         watch.close()
         raise JobNotFound(", ".join(missing))
-    frames = [Frame(data) for data in datas if data is not None]
-    done = {f.job_id for f, held in zip(frames, seen, strict=True) if f.terminal and f.seq <= held}
+    frames = [frame for frame in found if frame is not None]
+    done = {f.job_id for f, p in zip(frames, held, strict=True) if f.terminal and f.seq <= p.seq}
     if len(done) == len(job_ids):
         watch.close()
         return Response(status_code=204)
-    for frame in frames:
-        watch.offer(frame)
-    return EventStream(_many_stream(watch, job_ids, seen, done), watch, services.streams)
+    stream = _many_stream(watch, services.hub, job_ids, held, done)
+    return EventStream(stream, watch, services.streams)
 
 
 MAX_JOBS_PER_STREAM = 100
@@ -100,62 +138,132 @@ def _job_list(raw: str) -> list[str]:
     return [valid_id(job_id) for job_id in job_ids]
 
 
-def _cursor(raw: str, count: int) -> list[int]:
-    parts = raw.strip().split(".")
-    if len(parts) != count or not all(p.isdigit() and len(p) < 19 for p in parts):
-        return [0] * count  # no cursor, or not one of this stream: start from scratch
-    return [int(p) for p in parts]
+def _cursor(raw: str, count: int) -> list[Position]:
+    held = [Position.parse(part) for part in raw.strip().split(".")]
+    if len(held) != count or None in held:
+        # No cursor, or not one of this stream: start from scratch.
+        return [Position() for _ in range(count)]
+    return [p for p in held if p is not None]
 
 
-async def _updates(watch: Watch) -> AsyncIterator[list[Frame] | None]:
+async def _catch_up(
+    watch: Watch, hub: Hub, job_id: str, held: Position, ids: Callable[[], str]
+) -> AsyncIterator[bytes]:
+    """The job's output from Redis, from the client's place on, a page per chunk, until the
+    watch has caught up with what was published meanwhile."""
+    while True:
+        page = await hub.output(job_id, held.entry or "0")
+        chunk = []
+        for entry_id, data in page:
+            held.entry = entry_id
+            chunk.append(Entry(job_id, entry_id, data).event(ids()))
+        if chunk:
+            yield b"".join(chunk)
+        if len(page) < OUTPUT_PAGE and watch.caught_up(job_id, held.entry or "0-0"):
+            return
+
+
+async def _updates(watch: Watch) -> AsyncIterator[list[Update] | None]:
     """A watch's news, batch by batch, with ``None`` when a heartbeat is due; it ends when
     the watch is closed (the server shutting down: the client reconnects elsewhere).
     ``EventStream`` closes the watch however the stream ends."""
     while True:
-        frames = await watch.next()
-        if frames:
-            yield frames
+        updates = await watch.next()
+        if updates:
+            yield updates
         elif watch.closed:
             return
         else:
             yield None
 
 
-async def _stream(watch: Watch) -> AsyncIterator[bytes]:
-    """One job's snapshots; ends after a terminal one."""
-    async for frames in _updates(watch):
-        if frames is None:
+async def _stream(watch: Watch, hub: Hub, held: Position) -> AsyncIterator[bytes]:
+    """One job's snapshots and output; ends after a terminal snapshot, or when the job is
+    gone."""
+    retry = _retry()
+    ids = held.__str__
+    async for updates in _updates(watch):
+        if updates is None:
             yield HEARTBEAT
             continue
-        for frame in frames:
-            yield frame.event
-        if frames[-1].terminal:
-            return
+        out = [retry]
+        for update in updates:
+            if isinstance(update, Behind):
+                async for page in _catch_up(watch, hub, update.job_id, held, ids):
+                    out.append(page)
+                    yield b"".join(out)  # a page at a time: a long replay streams out
+                    out = [b""]
+            elif isinstance(update, Entry):
+                held.entry = update.id
+                out.append(update.event(ids()))
+            elif isinstance(update, Vanished):
+                yield b"".join(out) + job_gone(update.job_id)
+                return
+            else:
+                held.seq = update.seq
+                out.append(update.with_id(ids()) if held.entry else update.event)
+                if update.terminal:
+                    yield b"".join(out)
+                    return
+        if len(out) > 1:
+            yield b"".join(out)
+            retry = b""
+        elif not out[0]:
+            retry = b""  # a catch-up page carried it
 
 
 async def _many_stream(
-    watch: Watch, job_ids: list[str], seen: list[int], done: set[str]
+    watch: Watch, hub: Hub, job_ids: list[str], held: list[Position], done: set[str]
 ) -> AsyncIterator[bytes]:
-    """Several jobs' snapshots under cursor ids; ends once every job is terminal."""
-    position = {job_id: i for i, job_id in enumerate(job_ids)}
-    async for frames in _updates(watch):
-        if frames is None:
+    """Several jobs' snapshots and output under cursor ids; ends once every job is final or
+    gone."""
+    place = dict(zip(job_ids, held, strict=True))
+    retry = _retry()
+
+    def ids() -> str:
+        return ".".join(map(str, held))
+
+    async for updates in _updates(watch):
+        if updates is None:
             yield HEARTBEAT
             continue
-        for frame in frames:
-            seen[position[frame.job_id]] = frame.seq
-            if frame.terminal:
-                done.add(frame.job_id)
-            yield frame.with_id(".".join(map(str, seen)))
+        chunks = [retry]
+        for update in updates:
+            job_id = update.job_id
+            if job_id in done:
+                continue  # gone after its final state: the client has all there was
+            if isinstance(update, Behind):
+                async for page in _catch_up(watch, hub, job_id, place[job_id], ids):
+                    chunks.append(page)
+                    yield b"".join(chunks)
+                    chunks = [b""]
+            elif isinstance(update, Entry):
+                place[job_id].entry = update.id
+                chunks.append(update.event(ids()))
+            elif isinstance(update, Vanished):
+                done.add(job_id)
+                chunks.append(job_gone(job_id))
+            else:
+                place[job_id].seq = update.seq
+                if update.terminal:
+                    done.add(job_id)
+                chunks.append(update.with_id(ids()))
+        if len(chunks) > 1:
+            yield b"".join(chunks)  # one send for the batch
+            retry = b""
+        elif not chunks[0]:
+            retry = b""
         if len(done) == len(job_ids):
             return
 
 
 async def _stream_all(watch: Watch) -> AsyncIterator[bytes]:
     """Every job's snapshots; never ends on its own."""
-    async for frames in _updates(watch):
-        if frames is None:
+    retry = _retry()
+    async for updates in _updates(watch):
+        if updates is None:
             yield HEARTBEAT
             continue
-        for frame in frames:
-            yield frame.event
+        # Only frames: the channel of every job is never resynced, so nothing vanishes.
+        yield retry + b"".join(u.event for u in updates if isinstance(u, Frame))
+        retry = b""

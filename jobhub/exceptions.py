@@ -1,4 +1,5 @@
-"""jobhub's errors. Every one renders to the JSON body the HTTP API returns:
+"""jobhub's errors. Every one renders to the JSON body the HTTP API returns, and survives
+pickling (ARQ stores a failed job's exception pickled, and unpickles it to read a result):
 
     {"error": {"type": "JobNotFound", "detail": "no job 'abc'"}}
 
@@ -14,6 +15,8 @@ The tree:
     ├── JobNotFound                  404
     ├── JobIsFinal                   409 the job is terminal; nothing may change it
     ├── WrongStatus                  409 the change needs the job in another status
+    ├── RunSuperseded                409 a write of a run that is no longer the job's newest
+    ├── QueueHoldsId                 409 the queue still holds a job under the requested id
     ├── InvalidProgress              a job reported a percent outside 0..100 (also a ValueError)
     ├── RetriesExhausted             a job asked for a retry after its last try
     ├── ServiceUnavailable           503 Redis cannot be reached in time
@@ -41,7 +44,9 @@ __all__ = [
     "JobNotFound",
     "JobhubError",
     "PayloadTooLarge",
+    "QueueHoldsId",
     "RetriesExhausted",
+    "RunSuperseded",
     "ServiceUnavailable",
     "Unauthorized",
     "UnknownFunction",
@@ -59,12 +64,24 @@ class JobhubError(Exception):
         super().__init__(detail)
         self.detail = detail
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle would rebuild an exception as ``cls(*self.args)``, and ``args`` holds only
+        # the message, not what each subclass's ``__init__`` takes: restore the state as is.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
     @property
     def type(self) -> str:
         return type(self).__name__
 
     def to_body(self) -> dict[str, Any]:
         return {"error": {"type": self.type, "detail": self.detail}}
+
+
+def _rebuild(cls: type[JobhubError], args: tuple[Any, ...], state: dict[str, Any]) -> JobhubError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class ConfigError(JobhubError):
@@ -128,6 +145,26 @@ class WrongStatus(JobhubError):
         super().__init__(detail or f"job {job_id!r} is {status}")
         self.job_id = job_id
         self.status = status
+
+
+class RunSuperseded(JobhubError):
+    """A write of a run that is no longer the job's newest (it was declared lost, or a newer
+    run started); it was not stored, and the run should stop."""
+
+    status_code = 409
+
+    def __init__(self, job_id: str, run: str) -> None:
+        super().__init__(f"run {run!r} of job {job_id!r} was superseded; its write is refused")
+        self.job_id = job_id
+        self.run = run
+
+
+class QueueHoldsId(JobhubError):
+    status_code = 409
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job id {job_id!r} is still held by the queue; use another")
+        self.job_id = job_id
 
 
 class InvalidProgress(JobhubError, ValueError):

@@ -2,21 +2,29 @@
 
 Each open stream holds a ``Watch``. The hub subscribes a job's channel when the first watch
 of that job opens and unsubscribes it when the last one closes, so Redis sees one
-connection per web process however many browsers look. A published snapshot is turned into
-its SSE bytes once (a ``Frame``) and offered to every watch of that job; a watch keeps only
-the newest frame it has not delivered (snapshots are full state), so a slow reader skips
+connection per web process however many browsers look. A published snapshot becomes a
+``Frame`` once and is offered to every watch of that job; a watch keeps only the newest
+frame it has not delivered (snapshots are full state), so a slow reader skips
 intermediate states instead of queueing them, and never holds up anyone else.
 
-    watch = await hub.watch(["job-1"])     # returns once Redis confirmed the subscription
+    watch, [frame] = await hub.watch(["job-1"])   # subscribed, then the snapshot read
     try:
-        ...read the snapshot, offer it, then: for frame in await watch.next(): ...
+        ...if frame is None: no such job; else: for update in await watch.next(): ...
     finally:
         watch.close()
 
+Opening waits; it does not time out while Redis is up. A subscription Redis has not
+confirmed yet is only busy, however long a burst makes it take: an open fails (with
+``ServiceUnavailable``) only when the pub/sub connection is down and does not come back
+within ``subscribe_timeout``. The snapshot reads of watches that open together go to
+Redis in one round trip (``jobhub/reads.py``).
+
 Redis restarts: the reader reconnects with backoff and subscribes every open channel again;
-once Redis confirms, it re-reads each job's snapshot (pub/sub drops what was published
-while the connection was down) and offers it, and since a watch accepts only a higher
-``seq`` than it has seen, no stream ever repeats a snapshot or goes backwards.
+once Redis confirms, it re-reads the snapshots of those jobs (pub/sub drops what was
+published while the connection was down) and offers them, and since a watch accepts only
+a higher ``seq`` than it has seen, no stream ever repeats a snapshot or goes backwards. A
+job whose snapshot is gone (Redis came back without its data) is offered as ``Vanished``,
+so that its streams end instead of waiting for news that will never come.
 """
 
 from __future__ import annotations
@@ -24,134 +32,46 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
+import msgspec
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
-from sse_starlette import ServerSentEvent
 
 from . import keys
 from .exceptions import ServiceUnavailable
-from .snapshot import decode_head
+from .frames import Entry, Frame
+from .reads import Reads
+from .watch import Vanished, Watch
 
-__all__ = ["Frame", "Hub", "Watch"]
+__all__ = ["OUTPUT_PAGE", "Hub", "ReadOutputs"]
+
+OUTPUT_PAGE = 500
+"""Entries a stream catching up reads from Redis at a time."""
+
+ReadOutputs = Callable[[Sequence[tuple[str, str]], int], Awaitable[list[list[tuple[str, bytes]]]]]
+"""Reads, in one round trip, a page of each job's output after an entry id:
+``[(job id, after)], limit -> [[(entry id, JSON)]]`` (``Store.output_many``)."""
 
 logger = logging.getLogger("jobhub.hub")
-
-_SEP = ServerSentEvent.DEFAULT_SEPARATOR.encode()
 
 # Backoff between reconnect attempts: quick for a blip, at most a few seconds for an outage.
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 2.0
 
 
-class Frame:
-    """One published snapshot, encoded as an SSE event once for all of its viewers."""
-
-    __slots__ = ("_data_lines", "event", "job_id", "seq", "terminal")
-
-    def __init__(self, data: bytes) -> None:
-        head = decode_head(data)
-        self.job_id = head.job_id
-        self.seq = head.seq
-        self.terminal = head.is_terminal
-        # No event name: the browser's EventSource.onmessage receives unnamed events only.
-        self.event = ServerSentEvent(data=data.decode(), id=str(head.seq)).encode()
-        # What follows the id line: the data line(s) and the blank line that ends the event.
-        self._data_lines = self.event[self.event.index(_SEP) + len(_SEP) :]
-
-    def with_id(self, event_id: str) -> bytes:
-        """The same event under another id (a many-job stream's cursor), without encoding
-        the snapshot again."""
-        return b"id: " + event_id.encode() + _SEP + self._data_lines
-
-
-class Watch:
-    """One stream's view of one or more jobs: the newest undelivered frame of each."""
-
-    # A bare future rather than an asyncio.Event: an Event carries a deque of waiters, and
-    # at thousands of streams every byte of a watch counts.
-    __slots__ = (
-        "_beat", "_closed", "_everything", "_hub", "_pending", "_seen", "_waiter",
-        "channels", "job_ids", "last_sent",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        hub: Hub,
-        job_ids: tuple[str, ...],
-        seen: dict[str, int],
-        channels: tuple[bytes, ...],
-        everything: bool = False,
-    ) -> None:
-        self._hub = hub
-        self.job_ids = job_ids
-        self.channels = channels
-        self._everything = everything
-        self._seen = {job_id: seen.get(job_id, 0) for job_id in job_ids}
-        self._pending: dict[str, Frame] = {}
-        self._waiter: asyncio.Future[None] | None = None
-        self._closed = False
-        self._beat = False
-        self.last_sent = time.monotonic()
-
-    def offer(self, frame: Frame) -> None:
-        """Keep ``frame`` for delivery if it is newer than anything seen for its job."""
-        # A watch of every job takes any job's first snapshot; others only their own jobs'.
-        if frame.seq > self._seen.get(frame.job_id, 0 if self._everything else frame.seq):
-            self._seen[frame.job_id] = frame.seq
-            self._pending[frame.job_id] = frame
-            self._wake()
-
-    async def next(self) -> list[Frame]:
-        """Wait for news; returns the newest frame of each job that changed.
-
-        Returns ``[]`` when a heartbeat is due (the hub says so when the stream has sent
-        nothing for a while) or once the watch is closed (``closed``: the hub shut down; the
-        client will reconnect elsewhere).
-        """
-        if not self._pending and not self._closed and not self._beat:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        self._beat = False
-        self.last_sent = time.monotonic()
-        frames = list(self._pending.values())
-        self._pending.clear()
-        return frames
-
-    def beat(self) -> None:
-        """Make ``next`` return ``[]`` if it has nothing else: time for a heartbeat."""
-        self._beat = True
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def close(self) -> None:
-        """Release the subscriptions; safe to call more than once."""
-        if not self._closed:
-            self._closed = True
-            self._wake()
-            self._hub._release(self)
-
-
 class _Channel:
-    __slots__ = ("job_id", "name", "resync", "subscribed", "watches")
+    __slots__ = ("confirmed", "job_id", "name", "ready", "resync", "watches")
 
     def __init__(self, name: bytes, job_id: str | None) -> None:
         self.job_id = job_id  # None for the channel of every job, which has no one snapshot
         self.name = name
         self.watches: set[Watch] = set()
-        self.subscribed = asyncio.Event()
+        self.confirmed = False  # Redis confirmed the subscription on the live connection
+        # Set when ``confirmed`` becomes true, or when the connection that was to confirm
+        # it died (then replaced by a fresh one): what opening watches wait on.
+        self.ready = asyncio.Event()
         self.resync = False
 
 
@@ -178,24 +98,37 @@ class _Session:
 
 
 class Hub:
-    """Fan-out of published snapshots to the watches of this process."""
+    """Fan-out of published snapshots to the watches of this process.
+
+    ``read_many`` reads the snapshot JSON of several jobs in one round trip
+    (``Store.get_many``); ``subscribe_timeout`` is how long an open waits for a pub/sub
+    connection that is down to come back before it answers 503.
+    """
 
     def __init__(
         self,
         connect: Callable[[], AbstractConnection],
-        read_snapshot: Callable[[str], Awaitable[bytes | None]],
+        read_many: Callable[[Sequence[str]], Awaitable[list[bytes | None]]],
         *,
+        read_outputs: ReadOutputs | None = None,
+        read_recent: Callable[[], Awaitable[list[bytes]]] | None = None,
         subscribe_timeout: float = 5.0,
         keepalive: float = 10.0,
     ) -> None:
         self._connect = connect
-        self._read_snapshot = read_snapshot
+        self._read_many = read_many
+        self._reads: Reads[Frame | None] = Reads(self._read_frames, self.until_up)
+        self._read_outputs = read_outputs
+        self._read_recent = read_recent
+        self._outputs: Reads[list[tuple[str, bytes]]] = Reads(self._output_pages, self.until_up)
         self._subscribe_timeout = subscribe_timeout
         self._keepalive = keepalive
         self._channels: dict[bytes, _Channel] = {}
         self._session: _Session | None = None
+        self._up = asyncio.Event()  # set while a session is live
         self._task: asyncio.Task[None] | None = None
-        self._resyncs: set[asyncio.Task[None]] = set()
+        self._stale: list[_Channel] = []  # resubscribed channels whose snapshot is to re-read
+        self._resync_task: asyncio.Task[None] | None = None
         self._closed = False
 
     @property
@@ -209,28 +142,73 @@ class Hub:
     async def aclose(self) -> None:
         """Stop the reader and wake every watch so that its stream ends."""
         self._closed = True
-        tasks = [t for t in (self._task, *self._resyncs) if t is not None]
+        tasks = [t for t in (self._task, self._resync_task) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._reads.aclose()
+        await self._outputs.aclose()
+        self._up.set()  # wakes opens waiting for a connection; they find the hub closed
         for channel in list(self._channels.values()):
+            channel.ready.set()
             for watch in list(channel.watches):
                 watch.close()
 
-    async def watch(self, job_ids: Iterable[str], seen: dict[str, int] | None = None) -> Watch:
-        """Open a watch on ``job_ids``; returns once every channel is subscribed.
+    async def until_up(self) -> None:
+        """Return while the pub/sub connection is up, or once it is back; raise
+        ``ServiceUnavailable`` if it stays down for ``subscribe_timeout``."""
+        if not self._up.is_set():
+            try:
+                async with asyncio.timeout(self._subscribe_timeout):
+                    await self._up.wait()
+            except TimeoutError:
+                raise ServiceUnavailable("Redis is unreachable; try again shortly") from None
+        if self._closed:
+            raise ServiceUnavailable("the server is shutting down")
+
+    async def watch(
+        self,
+        job_ids: Iterable[str],
+        seen: dict[str, int] | None = None,
+        *,
+        entries: dict[str, str] | None = None,
+    ) -> tuple[Watch, list[Frame | None]]:
+        """Open a watch on ``job_ids``: once every channel is subscribed, the jobs' current
+        snapshots are read and offered to it. Returns the watch and those snapshots, in
+        order (``None`` where there is no such job).
 
         ``seen`` maps a job to the highest ``seq`` the client already has: nothing at or
-        below it is offered again.
+        below it is offered again. With ``entries`` (a job's output position the client
+        holds, ``"0"`` for none) the watch takes output too: first what is stored after that
+        position, then what is published.
         """
         ids = tuple(dict.fromkeys(job_ids))
         names = tuple(keys.job_channel(job_id).encode() for job_id in ids)
-        return await self._open(Watch(self, ids, seen or {}, names), ids)
+        watch = Watch(self._release, ids, seen or {}, names, entries=entries)
+        watch = await self._open(watch, ids)
+        # Subscribed first, read second: a snapshot published in between reaches the watch
+        # through the subscription, and one published before is in what is read.
+        try:
+            frames = await self._reads.get_many(ids)
+        except BaseException:
+            watch.close()
+            raise
+        for frame in frames:
+            if frame is not None:
+                watch.offer(frame)
+        return watch, frames
+
+    async def output(self, job_id: str, after: str) -> list[tuple[str, bytes]]:
+        """A page (``OUTPUT_PAGE`` entries at most) of the job's output after entry id
+        ``after``, as ``(id, JSON)``: what a stream catching up reads. Pages asked for in the
+        same moment share one round trip, and streams at the same place share one read."""
+        [page] = await self._outputs.get_many([f"{job_id} {after}"])
+        return page
 
     async def watch_all(self) -> Watch:
         """Open a watch on every job's snapshots (for dashboards), from now on."""
         name = keys.EVENTS.encode()
-        return await self._open(Watch(self, (), {}, (name,), everything=True), (None,))
+        return await self._open(Watch(self._release, (), {}, (name,), everything=True), (None,))
 
     async def _open(self, watch: Watch, job_ids: tuple[str | None, ...]) -> Watch:
         if self._closed:
@@ -245,12 +223,14 @@ class Hub:
             channel.watches.add(watch)
             channels.append(channel)
         try:
-            async with asyncio.timeout(self._subscribe_timeout):
-                for channel in channels:
-                    await channel.subscribed.wait()
-        except TimeoutError:
-            watch.close()
-            raise ServiceUnavailable("Redis did not confirm the subscription in time") from None
+            for channel in channels:
+                while not channel.confirmed:
+                    ready = channel.ready
+                    await self.until_up()
+                    if not channel.confirmed and channel.ready is ready:
+                        await ready.wait()
+                if self._closed:
+                    raise ServiceUnavailable("the server is shutting down")
         except BaseException:
             watch.close()
             raise
@@ -267,6 +247,16 @@ class Hub:
                 if self._session is not None:
                     self._session.send("UNSUBSCRIBE", name)
 
+    async def _output_pages(self, wanted: Sequence[str]) -> list[list[tuple[str, bytes]]]:
+        if self._read_outputs is None:
+            return [[] for _ in wanted]
+        places = [(job_id, after) for job_id, _, after in (w.partition(" ") for w in wanted)]
+        return await self._read_outputs(places, OUTPUT_PAGE)
+
+    async def _read_frames(self, job_ids: Sequence[str]) -> list[Frame | None]:
+        # Decoded here, once per job per round trip, however many watches opened on it.
+        return [None if data is None else Frame(data) for data in await self._read_many(job_ids)]
+
     async def _run(self) -> None:
         backoff = _BACKOFF_FIRST
         while True:
@@ -276,11 +266,7 @@ class Hub:
             try:
                 await conn.connect()  # type: ignore[no-untyped-call]
                 self._session = session
-                for channel in self._channels.values():
-                    # Everything already open was subscribed on an earlier connection and
-                    # may have missed snapshots while it was down.
-                    channel.subscribed.clear()
-                    channel.resync = True
+                self._up.set()
                 if self._channels:
                     session.send("SUBSCRIBE", *self._channels)
                 writer = asyncio.create_task(self._write(session), name="jobhub-hub-writer")
@@ -295,11 +281,23 @@ class Hub:
                 session.alive = False
                 if self._session is session:
                     self._session = None
+                    self._up.clear()
+                    self._unconfirm()
                 if writer is not None:
                     writer.cancel()
                 await conn.disconnect(nowait=True)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, _BACKOFF_MAX)
+
+    def _unconfirm(self) -> None:
+        """The connection died: every channel is to be subscribed again, and re-read once
+        it is (it may have missed snapshots meanwhile); opens waiting on it look again."""
+        for channel in self._channels.values():
+            if channel.confirmed:
+                channel.confirmed = False
+                channel.resync = True
+            channel.ready.set()
+            channel.ready = asyncio.Event()
 
     async def _write(self, session: _Session) -> None:
         """Write queued commands in order; PING when idle so a dead link is noticed."""
@@ -309,11 +307,14 @@ class Hub:
                 async with asyncio.timeout(self._keepalive):
                     await session.wakeup.wait()
             except TimeoutError:
-                if time.monotonic() - session.last_reply > 3 * self._keepalive:
-                    logger.warning("pub/sub connection silent; dropping it")
-                    await conn.disconnect(nowait=True)
-                    return
                 session.outbox.extend(conn.pack_command("PING"))
+            # Checked on every round, not only when idle: commands going out do not mean
+            # that anything comes back (Redis stopped, a link silently dropped), and an
+            # idle connection hears a PONG every ``keepalive`` seconds.
+            if time.monotonic() - session.last_reply > 3 * self._keepalive:
+                logger.warning("pub/sub connection silent; dropping it")
+                await conn.disconnect(nowait=True)
+                return
             session.wakeup.clear()
             batch, session.outbox = session.outbox, []
             # Checked right before the send: redis-py would silently reconnect a closed
@@ -328,10 +329,25 @@ class Hub:
         kind = reply[0]
         if kind == b"message":
             channel = self._channels.get(reply[1])
-            if channel is not None and channel.watches:
-                frame = Frame(reply[2])
-                for watch in channel.watches:
-                    watch.offer(frame)
+            if channel is None or not channel.watches:
+                return
+            data = reply[2]
+            if data.startswith(b">"):
+                # A job's output entry (``><stream id> <JSON>``, jobhub/scripts.py): it shares
+                # the job's channel to keep its order with the snapshots.
+                if channel.job_id is not None:
+                    entry = Entry.published(channel.job_id, data)
+                    for watch in channel.watches:
+                        watch.offer(entry)
+                return
+            try:
+                frame = Frame(data)
+            except msgspec.DecodeError:
+                # Whatever a channel carries, the one reader of every stream must go on.
+                logger.warning("skipped a message that is not a snapshot on %r", reply[1])
+                return
+            for watch in channel.watches:
+                watch.offer(frame)
         elif kind == b"subscribe":
             name = reply[1]
             left = session.unconfirmed.get(name, 0) - 1
@@ -341,21 +357,52 @@ class Hub:
             session.unconfirmed.pop(name, None)
             channel = self._channels.get(name)
             if channel is not None:
-                channel.subscribed.set()
+                channel.confirmed = True
+                channel.ready.set()
                 if channel.resync:
                     channel.resync = False
-                    task = asyncio.create_task(self._resync(channel))
-                    self._resyncs.add(task)
-                    task.add_done_callback(self._resyncs.discard)
+                    self._stale.append(channel)
+                    if self._resync_task is None:
+                        self._resync_task = asyncio.create_task(
+                            self._resync(), name="jobhub-hub-resync"
+                        )
 
-    async def _resync(self, channel: _Channel) -> None:
-        if channel.job_id is None:
-            return  # every job's channel: a dashboard reloads its list on its own
+    async def _resync_everything(self, channels: list[_Channel]) -> None:
+        """The channel of every job has no one snapshot to re-read: its watches (dashboards)
+        get the newest jobs' snapshots again, which covers what changed while the
+        connection was down for all but the busiest of dashboards."""
+        read = self._read_recent
+        if read is None:
+            return
         try:
-            data = await self._read_snapshot(channel.job_id)
-        except (RedisError, OSError):
-            return  # the connection is down again; the next reconnect resyncs
-        if data is not None:
-            frame = Frame(data)
+            frames = [Frame(data) for data in await read()]
+        except (RedisError, OSError) as exc:
+            logger.info("could not resync the stream of every job (%s)", exc)
+            return
+        for channel in channels:
             for watch in list(channel.watches):
-                watch.offer(frame)
+                for frame in frames:
+                    watch.offer(frame)
+
+    async def _resync(self) -> None:
+        """Re-read the snapshots of resubscribed channels, all in one round trip."""
+        try:
+            while self._stale:
+                everything = [c for c in self._stale if c.job_id is None and c.watches]
+                stale = [(c, c.job_id) for c in self._stale if c.job_id is not None and c.watches]
+                self._stale = []
+                if everything:
+                    await self._resync_everything(everything)
+                if not stale:
+                    continue
+                try:
+                    frames = await self._reads.get_many([job_id for _, job_id in stale])
+                except ServiceUnavailable:
+                    return  # down again: the next connection resyncs every channel
+                for (channel, job_id), frame in zip(stale, frames, strict=True):
+                    update = frame if frame is not None else Vanished(job_id)
+                    for watch in list(channel.watches):
+                        watch.offer(update)
+        finally:
+            self._stale = []
+            self._resync_task = None

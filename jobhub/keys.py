@@ -7,15 +7,23 @@ them under their own prefix so that one ``SCAN jobhub:*`` shows all of jobhub's 
 from __future__ import annotations
 
 __all__ = [
+    "ACTIVE",
+    "COUNTS",
+    "ENDED",
     "EVENTS",
     "FUNCTIONS",
     "JOBS",
     "PREFIX",
+    "RECONCILER",
     "WEBHOOKS",
     "WORKERS",
+    "ended_in",
     "job_channel",
+    "job_deliveries",
     "job_history",
+    "job_output",
     "job_snapshot",
+    "outbox",
     "worker_alive",
     "worker_jobs",
 ]
@@ -32,8 +40,29 @@ WEBHOOKS = PREFIX + "webhooks"
 EVENTS = PREFIX + "events"
 """Pub/sub channel on which every snapshot of every job is published too (dashboards)."""
 
-FUNCTIONS = PREFIX + "functions"
-"""Hash: function name -> when a worker last announced it. The web app accepts only these."""
+FUNCTIONS = PREFIX + "offered"
+"""Sorted set: function name -> when (ms, Redis clock) the last worker offering it will count
+as lost unless it beats again. The web app accepts only functions whose score is ahead."""
+
+ACTIVE = PREFIX + "active"
+"""Sorted set of the jobs not yet ended, scored by creation (ms): what the reconciler walks.
+Its members, like those of ``JOBS``, are the ``job_id`` as JSON strings."""
+
+COUNTS = PREFIX + "counts"
+"""Hash: each status not final (as its JSON fragment, ``"queued"``) -> how many jobs have it
+now; kept by the write scripts at every change of status."""
+
+ENDED = PREFIX + "ended:"
+"""Prefix of ``jobhub:ended:<minute>``: hash of final status -> jobs that ended in that
+minute (Unix time // 60), kept two hours: the console's jobs-per-minute chart."""
+
+
+def ended_in(minute: int) -> str:
+    return f"{ENDED}{minute}"
+
+
+RECONCILER = PREFIX + "reconciler"
+"""Lease held by the one worker reconciling at a time."""
 
 
 def job_snapshot(job_id: str) -> str:
@@ -44,6 +73,24 @@ def job_snapshot(job_id: str) -> str:
 def job_history(job_id: str) -> str:
     """List of every snapshot the job had, oldest first, capped (``JOBHUB_HISTORY_LIMIT``)."""
     return f"{PREFIX}job:{job_id}:history"
+
+
+def job_deliveries(job_id: str) -> str:
+    """List of the job's webhook delivery attempts, oldest first, capped
+    (``JOBHUB_WEBHOOK_MAX_ATTEMPTS``); it expires with the job's hash."""
+    return f"{PREFIX}job:{job_id}:deliveries"
+
+
+def outbox(token: str) -> str:
+    """List of what one round trip of writes publishes once a replica has it (used when
+    writes wait for replicas: ``JOBHUB_REDIS_WAIT_REPLICAS``)."""
+    return f"{PREFIX}outbox:{token}"
+
+
+def job_output(job_id: str) -> str:
+    """Stream of the job's output: its log lines and partial results, in the order written,
+    capped (``JOBHUB_OUTPUT_LIMIT``), expiring with the job."""
+    return f"{PREFIX}job:{job_id}:output"
 
 
 def job_channel(job_id: str) -> str:

@@ -11,9 +11,12 @@ from typing import Any
 import msgspec
 
 from .events import MAX_JOBS_PER_STREAM
+from .operator import MAX_OUTPUT_PAGE, Detail, OutputPage, Stats
 from .routes import MAX_PAGE, EnqueueRequest
 from .services import JOB_ID_PATTERN
+from .session import SessionState, SignIn
 from .snapshot import Snapshot, Status
+from .webhooks import Delivery
 
 __all__ = ["document"]
 
@@ -94,7 +97,19 @@ def _job_action(summary: str) -> dict[str, Any]:
 def document() -> dict[str, Any]:
     """The whole OpenAPI 3.1 document."""
     _, components = msgspec.json.schema_components(
-        (EnqueueRequest, Snapshot, Error, Conflict, JobPage),
+        (
+            EnqueueRequest,
+            Snapshot,
+            Error,
+            Conflict,
+            JobPage,
+            Delivery,
+            Detail,
+            OutputPage,
+            Stats,
+            SignIn,
+            SessionState,
+        ),
         ref_template="#/components/schemas/{name}",
     )
     job_id_only = {"parameters": [_JOB_ID, _TOKEN]}
@@ -140,6 +155,17 @@ def document() -> dict[str, Any]:
             },
         },
         "/jobs/{job_id}": {
+            "delete": {
+                **job_id_only,
+                "summary": "Delete an ended job and everything kept of it",
+                "responses": {
+                    **_DENIED,
+                    "204": {"description": "deleted"},
+                    "400": _BAD,
+                    "404": _MISSING,
+                    "409": _json("Conflict", "the job has not ended: cancel it first"),
+                },
+            },
             "get": {
                 **job_id_only,
                 "summary": "A job's snapshot (ETag from seq; If-None-Match answers 304)",
@@ -150,7 +176,7 @@ def document() -> dict[str, Any]:
                     "400": _BAD,
                     "404": _MISSING,
                 },
-            }
+            },
         },
         "/jobs/{job_id}/events": {
             "get": {
@@ -183,6 +209,106 @@ def document() -> dict[str, Any]:
                     "404": _MISSING,
                 },
             }
+        },
+        "/jobs/{job_id}/deliveries": {
+            "get": {
+                **job_id_only,
+                "summary": "Every attempt to deliver the job's webhook, oldest first",
+                "responses": {
+                    **_DENIED,
+                    "200": {
+                        "description": "the attempts (none yet, or no callback_url: empty)",
+                        "content": {
+                            "application/json": {
+                                "schema": {"type": "array", "items": _ref("Delivery")}
+                            }
+                        },
+                    },
+                    "400": _BAD,
+                    "404": _MISSING,
+                },
+            }
+        },
+        "/jobs/{job_id}/output": {
+            "get": {
+                "summary": "A page of the job's output: log lines and chunks, oldest first",
+                "parameters": [
+                    _JOB_ID,
+                    _TOKEN,
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "description": "an entry id (a page's `next`); 0 for the start",
+                        "schema": {"type": "string", "pattern": r"^(0|[0-9]{1,20}-[0-9]{1,20})$"},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_OUTPUT_PAGE},
+                    },
+                    {"name": "kind", "in": "query", "schema": {"enum": ["log", "output"]}},
+                ],
+                "responses": {
+                    **_DENIED,
+                    "200": _json("OutputPage", "entries and the cursor of the next page"),
+                    "400": _BAD,
+                    "404": _MISSING,
+                },
+            }
+        },
+        "/jobs/{job_id}/detail": {
+            "get": {
+                **job_id_only,
+                "summary": "A job's arguments, timings and worker, beside its snapshot",
+                "responses": {
+                    **_DENIED,
+                    "200": _json("Detail", "the detail"),
+                    "400": _BAD,
+                    "404": _MISSING,
+                },
+            }
+        },
+        "/jobs/{job_id}/retry": {
+            "post": {
+                "summary": "Run an ended job again, as a new job with the same arguments",
+                "parameters": [_JOB_ID],
+                "responses": {
+                    **_DENIED,
+                    "202": _json("Snapshot", "the new job; Location names it"),
+                    "400": _BAD,
+                    "404": _MISSING,
+                    "409": _json("Conflict", "the job has not ended"),
+                    "422": _json("Error", "no live worker runs its function"),
+                },
+            }
+        },
+        "/stats": {
+            "get": {
+                "summary": "Counts by status, queue depth, live workers, jobs ended per minute",
+                "responses": {**_DENIED, "200": _json("Stats", "the figures now")},
+            }
+        },
+        "/session": {
+            "get": {
+                "summary": "Whether the API is secured, and this browser signed in",
+                "responses": {"200": _json("SessionState", "the state, with the CSRF token")},
+            },
+            "post": {
+                "summary": "Sign a browser in with an API key: an HttpOnly session cookie",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("SignIn")}},
+                },
+                "responses": {
+                    "200": _json("SessionState", "signed in (or the API is open)"),
+                    "400": _BAD,
+                    "401": _json("Error", "unknown API key"),
+                },
+            },
+            "delete": {
+                "summary": "Sign out: the session cookie is cleared",
+                "responses": {"204": {"description": "signed out"}},
+            },
         },
         "/jobs/{job_id}/cancel": _job_action("Cancel a queued, running or paused job"),
         "/jobs/{job_id}/pause": _job_action("Pause a running job at its next progress report"),

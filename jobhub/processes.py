@@ -21,9 +21,9 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def worker_argv() -> list[str]:
-    """The ARQ CLI on jobhub's worker settings; run it from the repository root."""
-    return [sys.executable, "-m", "arq", "worker_settings.WorkerSettings"]
+def worker_argv(settings: str = "worker_settings.WorkerSettings") -> list[str]:
+    """The ARQ CLI on ``settings`` (``module.Name``), imported from the working directory."""
+    return [sys.executable, "-m", "arq", settings]
 
 
 def web_argv(host: str, port: int, *extra: str) -> list[str]:
@@ -31,9 +31,12 @@ def web_argv(host: str, port: int, *extra: str) -> list[str]:
 
     On SIGTERM uvicorn waits for open responses to finish, and an SSE stream never does on
     its own; the graceful-shutdown timeout bounds that wait whatever ends the streams.
+    ``jobhub.protocol:HttpProtocol`` is httptools with a limit on request heads (httptools
+    has none, and a huge header stalls the whole process).
     """
     return [
         sys.executable, "-m", "uvicorn", "--factory", "jobhub.app:create_app",
+        "--http", "jobhub.protocol:HttpProtocol",
         "--host", host, "--port", str(port), "--timeout-graceful-shutdown", "3", *extra,
     ]  # fmt: skip
 

@@ -1,21 +1,26 @@
-"""Worker heartbeats, and recovery of the jobs of a worker that stopped beating.
+"""A worker's watch over itself and the others: heartbeats, lost workers, superseded runs.
 
 ARQ alone re-runs the job of a killed worker only once its in-progress key expires, after
 the job's whole timeout, and meanwhile the job's snapshot would say ``running`` forever.
-Here every worker renews ``jobhub:worker:<id>`` every ``heartbeat`` seconds (it expires
-after ``lost_after``), the snapshot writes keep each job in its worker's set while it is at
-work, and every worker looks each heartbeat for workers whose key has expired. Each job of
-such a worker is claimed by exactly one survivor (SREM) and then:
+Here, every ``heartbeat`` seconds, each worker:
 
-- re-queued, if it has tries left: its snapshot says ``queued`` with ``attempt`` + 1, and
-  ARQ's in-progress key is deleted so that ARQ runs it again at once (ARQ's own
-  at-least-once retry, only sooner);
-- else ``failed`` with error type ``WorkerLost``, and removed from ARQ's queue.
+1. beats (jobhub/registry.py): renews its alive key (it expires after ``lost_after``),
+   joins the set of workers again and stamps its functions, so that neither a worker once
+   declared lost nor Redis losing its data leaves anyone unwatched or any function refused;
+2. stops its own runs that were declared lost meanwhile (a worker stalled past the window,
+   by SIGSTOP or by blocking CPU in an ``async def`` job, wakes up to find its jobs claimed
+   and running elsewhere): their writes are fenced off already, and now their tasks end;
+   and settles jobs it holds whose run ended without a word;
+3. recovers every job of every worker whose alive key expired: each is claimed by exactly
+   one survivor and, through ``Lifecycle.lose``, re-queued if it has tries left (attempt + 1)
+   or failed with ``WorkerLost``;
+4. reconciles, if it holds the reconciler lease (jobhub/reconciler.py).
 
 So a lost job is recovered within ``lost_after`` + ``heartbeat`` seconds (6 s by default),
-plus the queue poll; this needs at least one live worker.
+plus the queue poll; this needs at least one live worker. Redis errors are logged and the
+next beat tries again: the loop never ends while the worker runs.
 
-    recovery = Recovery(redis, store, worker_id, tries={"demo.count": 5}, queue_name=...)
+    recovery = Recovery(lifecycle, registry, reconciler, runs, worker_id, functions=...)
     await recovery.start()
 """
 
@@ -23,126 +28,127 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
-import socket
+from collections.abc import Mapping, Sequence
 
-import msgspec
-from arq.constants import in_progress_key_prefix, job_key_prefix
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from . import keys
-from .exceptions import JobhubError
+from .lifecycle import Lifecycle
 from .logs import job
-from .snapshot import AT_WORK, JobError, Status
-from .store import Store
+from .reconciler import Reconciler
+from .registry import Registry
+from .reporter import Runs
 
-__all__ = ["Recovery", "new_worker_id"]
+__all__ = ["Recovery"]
 
 logger = logging.getLogger("jobhub.recovery")
-
-
-def new_worker_id() -> str:
-    """Unique per worker process, and readable in logs: host, pid and a random tag."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class Recovery:
     def __init__(
         self,
-        redis: Redis,
-        store: Store,
+        lifecycle: Lifecycle,
+        registry: Registry,
+        reconciler: Reconciler,
+        runs: Runs,
         worker_id: str,
         *,
-        tries: dict[str, int],
+        functions: Sequence[str],
+        tries: Mapping[str, int],
         default_tries: int,
-        queue_name: str,
         heartbeat: float = 1.0,
         lost_after: float = 5.0,
     ) -> None:
-        self._redis = redis
-        self._store = store
+        self._lifecycle = lifecycle
+        self._registry = registry
+        self._reconciler = reconciler
+        self._runs = runs
         self.worker_id = worker_id
+        self._functions = list(functions)
         self._tries = tries
         self._default_tries = default_tries
-        self._queue = queue_name
         self._heartbeat = heartbeat
         self._lost_after = lost_after
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self._beat()
-        await self._redis.sadd(keys.WORKERS, self.worker_id)  # type: ignore[misc]
+        await self._registry.beat(self.worker_id, self._functions)
         self._task = asyncio.create_task(self._run(), name="jobhub-recovery")
 
     async def aclose(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _beat(self) -> None:
-        alive = keys.worker_alive(self.worker_id)
-        await self._redis.set(alive, "1", px=int(self._lost_after * 1000))
+        try:
+            await self._registry.leave(self.worker_id)
+        except (RedisError, OSError) as exc:
+            logger.warning("could not say this worker leaves (%s)", exc)
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._heartbeat)
             try:
-                await self._beat()
-                await self.recover_lost()
+                await self.tick()
             except (RedisError, OSError) as exc:
                 logger.warning("heartbeat or recovery failed (%s); trying again", exc)
+            except Exception:
+                # Whatever went wrong, the heartbeat must go on: a worker that stops beating
+                # is declared lost, and its jobs are taken from it.
+                logger.exception("heartbeat or recovery failed; trying again")
+
+    async def tick(self) -> int:
+        """One heartbeat's work; returns how many jobs of lost workers it recovered."""
+        held = await self._registry.beat(self.worker_id, self._functions)
+        await self._check_own(held)
+        recovered = await self.recover_lost()
+        await self._reconciler.run_once()
+        return recovered
+
+    async def _check_own(self, held: set[str]) -> None:
+        store = self._lifecycle.store
+        for job_id in self._runs.job_ids() - held:
+            entry = self._runs.get(job_id)
+            if entry is None:
+                continue
+            [run] = await store.hidden(job_id, "run")
+            if run is not None and run != entry.run.token:
+                # Not this run's any more: recovered elsewhere while this worker was silent.
+                snapshot = await store.read(job_id)
+                if snapshot is not None and snapshot.is_terminal:
+                    continue  # ended (canceled): ARQ's abort stops the run
+                entry.supersede()
+        for job_id in held - self._runs.job_ids():
+            # This worker holds the job, but no run of it is under way here: the run ended
+            # without its final write (Redis was unreachable, or the task was cancelled).
+            if await self._lifecycle.lose(
+                job_id,
+                self.worker_id,
+                tries=await self._tries_of(job_id),
+                reason=f"its run on worker {self.worker_id} ended without storing its end",
+            ):
+                logger.warning("job %s: its run here ended silently; recovered", job_id,
+                               extra=job(job_id))  # fmt: skip
 
     async def recover_lost(self) -> int:
         """Recover the jobs of every worker whose heartbeat expired; returns how many."""
         recovered = 0
-        workers = await self._redis.smembers(keys.WORKERS)  # type: ignore[misc]
-        for raw in workers:
-            worker_id = raw.decode()
-            if worker_id == self.worker_id or await self._redis.exists(
-                keys.worker_alive(worker_id)
-            ):
-                continue
-            held = keys.worker_jobs(worker_id)
-            for member in await self._redis.smembers(held):  # type: ignore[misc]
-                if await self._redis.srem(held, member):  # type: ignore[misc]
-                    # Claimed: no other worker recovers this one.
-                    recovered += await self._recover(msgspec.json.decode(member), worker_id)
-            if not await self._redis.scard(held):  # type: ignore[misc]
-                await self._redis.srem(keys.WORKERS, worker_id)  # type: ignore[misc]
+        for worker_id in await self._registry.lost_workers(self.worker_id):
+            for job_id in await self._registry.claim(worker_id):
+                lost = f"its worker {worker_id} stopped (no heartbeat for {self._lost_after:g} s)"
+                if await self._lifecycle.lose(
+                    job_id,
+                    worker_id,
+                    tries=await self._tries_of(job_id),
+                    reason=lost,
+                ):
+                    recovered += 1
+                    logger.warning(
+                        "job %s recovered from lost worker %s", job_id, worker_id, extra=job(job_id)
+                    )
+            await self._registry.drop(worker_id)
         return recovered
 
-    async def _recover(self, job_id: str, worker_id: str) -> int:
-        snapshot = await self._store.read(job_id)
-        if snapshot is None or snapshot.status not in AT_WORK:
-            return 0  # it ended, or is queued, meanwhile: nothing to recover
-        tries = self._tries.get(snapshot.function, self._default_tries)
-        lost = f"its worker {worker_id} stopped (no heartbeat for {self._lost_after:g} s)"
-        try:
-            if snapshot.attempt < tries:
-                message = f"{lost}; try {snapshot.attempt + 1} of {tries} re-queued"
-                patch = {
-                    "status": Status.QUEUED,
-                    "attempt": snapshot.attempt + 1,
-                    "percent": 0.0,
-                    "message": message,
-                }
-                await self._store.write(job_id, patch, only_from=AT_WORK)
-                # The job is still in ARQ's queue; without its in-progress key any worker
-                # takes it at the next poll.
-                await self._redis.delete(in_progress_key_prefix + job_id)
-            else:
-                error = JobError("WorkerLost", f"{lost} on try {snapshot.attempt} of {tries}")
-                await self._store.write(
-                    job_id, {"status": Status.FAILED, "error": error}, only_from=AT_WORK
-                )
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.zrem(self._queue, job_id)
-                    pipe.delete(in_progress_key_prefix + job_id, job_key_prefix + job_id)
-                    await pipe.execute()
-        except JobhubError as exc:
-            logger.info("job %s changed while being recovered: %s", job_id, exc, extra=job(job_id))
-            return 0
-        logger.warning("job %s recovered from lost worker %s", job_id, worker_id, extra=job(job_id))
-        return 1
+    async def _tries_of(self, job_id: str) -> int:
+        snapshot = await self._lifecycle.store.read(job_id)
+        if snapshot is None:
+            return self._default_tries
+        return self._tries.get(snapshot.function, self._default_tries)

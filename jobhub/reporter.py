@@ -10,7 +10,8 @@ A job function takes a ``JobContext`` first and reports progress with one awaite
         return {"pages": pages}
 
 ``started``, ``finished`` (with the return value) and ``failed`` (with the exception) are
-written by the wrapper ``lifecycle`` builds, so a job does nothing for them.
+written by the wrapper ``wrap`` builds, through the run's fenced writes
+(jobhub/lifecycle.py), so a job does nothing for them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import inspect
 import logging
 import math
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,31 +29,43 @@ from typing import Any, cast
 from arq.worker import Function, Retry, func
 
 from .batch import WriteBatch
-from .exceptions import InvalidProgress, JobIsFinal, JobNotFound, RetriesExhausted, WrongStatus
+from .exceptions import (
+    InvalidProgress,
+    JobhubError,
+    JobIsFinal,
+    JobNotFound,
+    RetriesExhausted,
+    RunSuperseded,
+    WrongStatus,
+)
+from .lifecycle import Run, error_of, printable
 from .logs import job as log_job
-from .snapshot import JobError, Status, decode
+from .snapshot import JobError, Status, decode, utcnow
 
 __all__ = [
+    "ARQ_TIMEOUT",
+    "LOG_LEVELS",
     "PAUSE_POLL_SECONDS",
-    "WRITER",
+    "RUNTIME",
     "JobContext",
     "JobFunction",
+    "RunEntry",
+    "Runs",
     "ThreadJobContext",
+    "WorkerRuntime",
     "job",
-    "lifecycle",
+    "wrap",
 ]
 
 logger = logging.getLogger("jobhub.worker")
 
-WRITER = "jobhub.writer"
-"""Key of the worker's ``WriteBatch`` in ARQ's ``ctx``, put there at worker startup."""
+RUNTIME = "jobhub.runtime"
+"""Key of the worker's ``WorkerRuntime`` in ARQ's ``ctx``, put there at worker startup."""
 
 PAUSE_POLL_SECONDS = 0.2
 """How often a paused job looks whether it was resumed."""
 
-# A report moves a job to running from these; from paused it waits, and from anything else
-# (queued, or terminal) it is refused.
-_REPORTING = (Status.STARTED, Status.RUNNING)
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 JobCoroutine = Callable[..., Awaitable[Any]] | Callable[..., Any]
 """A job function: ``async def`` runs on the worker's loop, a plain ``def`` in a thread."""
@@ -60,18 +74,20 @@ JobCoroutine = Callable[..., Awaitable[Any]] | Callable[..., Any]
 class JobContext:
     """Handed to a job function as its first argument."""
 
-    def __init__(self, writer: WriteBatch, job_id: str, attempt: int, ctx: dict[str, Any]) -> None:
-        self._writer = writer
-        self.job_id = job_id
-        self.attempt = attempt
+    def __init__(self, run: Run, ctx: dict[str, Any], entry: RunEntry | None = None) -> None:
+        self._run = run
+        self._entry = entry
+        self.job_id = run.job_id
+        self.attempt = run.attempt
         self.ctx = ctx
         """ARQ's job context (``job_id``, ``job_try``, ``redis``, …)."""
 
     async def report(self, percent: float, message: str = "") -> None:
         """Store and publish the job's progress: ``percent`` in 0..100 and a short message.
 
-        Raises ``InvalidProgress`` for a percent outside 0..100 and ``JobIsFinal`` if the
-        job already ended (the report is then not stored).
+        Raises ``InvalidProgress`` for a percent outside 0..100, ``JobIsFinal`` if the job
+        already ended (the report is then not stored) and ``RunSuperseded`` if this run was
+        declared lost and the job runs again elsewhere: either way the job should stop.
         """
         if isinstance(percent, bool) or not isinstance(percent, int | float):
             raise InvalidProgress(f"percent must be a number, got {percent!r}")
@@ -79,28 +95,123 @@ class JobContext:
             raise InvalidProgress(f"percent must be between 0 and 100, got {percent!r}")
         if not isinstance(message, str):
             raise InvalidProgress(f"message must be a string, got {type(message).__name__}")
-        patch = {"status": Status.RUNNING, "percent": float(percent), "message": message}
         while True:
             try:
-                await self._writer.write(self.job_id, patch, only_from=_REPORTING)
+                await self._run.report(float(percent), message)
                 return
             except WrongStatus as exc:
                 if exc.status != Status.PAUSED:
                     raise
             await self._until_resumed()
 
+    async def log(self, message: str, level: str = "info") -> None:
+        """Append a line to the job's log, which every watcher of the job receives (SSE
+        events named ``log``) and which is kept with the job.
+
+        Returns once the line is queued; it is stored in order with everything else the job
+        writes. ``level`` is one of ``debug``, ``info``, ``warning``, ``error``.
+        """
+        if not isinstance(message, str):
+            raise InvalidProgress(f"a log message must be a string, got {type(message).__name__}")
+        if level not in LOG_LEVELS:
+            raise InvalidProgress(
+                f"log level must be one of {', '.join(LOG_LEVELS)}, got {level!r}"
+            )
+        await self._run.append({"kind": "log", "level": level, "message": message, "at": utcnow()})
+
+    async def output(self, data: Any) -> None:
+        """Append a chunk of the job's partial result (any JSON value: a token of text, a
+        row, an object), which every watcher receives (SSE events named ``output``), in
+        order, and which a page refreshed later replays.
+
+            for token in answer:
+                await job.output(token)
+
+        Raises ``TypeError`` at once for a value JSON cannot carry.
+        """
+        await self._run.append({"kind": "output", "data": data, "at": utcnow()})
+
     async def _until_resumed(self) -> None:
         # Pausing is cooperative: the job simply waits here, inside its report, until
-        # POST /resume (or a cancel, which ends the job) changes its status.
-        while True:
-            await asyncio.sleep(PAUSE_POLL_SECONDS)
-            snapshot = await self._writer.store.read(self.job_id)
-            if snapshot is None:
-                raise JobNotFound(self.job_id)
-            if snapshot.is_terminal:
-                raise JobIsFinal(self.job_id, snapshot.status.value)
-            if snapshot.status is not Status.PAUSED:
-                return
+        # POST /resume (or a cancel, which ends the job) changes its status. The time spent
+        # paused does not count against the job's time limit.
+        left = self._entry.suspend() if self._entry is not None else None
+        try:
+            while True:
+                await asyncio.sleep(PAUSE_POLL_SECONDS)
+                snapshot = await self._run.status()
+                if snapshot is None:
+                    raise JobNotFound(self.job_id)
+                if snapshot.is_terminal:
+                    raise JobIsFinal(self.job_id, snapshot.status.value)
+                if snapshot.status is not Status.PAUSED:
+                    return
+        finally:
+            if self._entry is not None:
+                self._entry.resume(left)
+
+
+class RunEntry:
+    """A run under way in this worker process: its task, and whether it was superseded."""
+
+    __slots__ = ("deadline", "run", "superseded", "task")
+
+    def __init__(self, run: Run, task: asyncio.Task[Any] | None) -> None:
+        self.run = run
+        self.task = task
+        self.superseded = False
+        self.deadline: asyncio.Timeout | None = None
+
+    def suspend(self) -> float | None:
+        """Stop the run's clock (it is paused); returns the time it had left."""
+        deadline = self.deadline
+        when = None if deadline is None or deadline.expired() else deadline.when()
+        if deadline is None or when is None:
+            return None
+        deadline.reschedule(None)
+        return max(0.0, when - asyncio.get_running_loop().time())
+
+    def resume(self, left: float | None) -> None:
+        """Start the run's clock again with the time it had left when it was suspended."""
+        if self.deadline is not None and left is not None and not self.deadline.expired():
+            self.deadline.reschedule(asyncio.get_running_loop().time() + left)
+
+    def supersede(self) -> None:
+        """Stop the run: the job was declared lost here and runs again elsewhere."""
+        if not self.superseded and self.task is not None:
+            self.superseded = True
+            self.task.cancel()
+
+
+class Runs:
+    """The runs under way in this worker process, by job id."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, RunEntry] = {}
+
+    def add(self, run: Run) -> RunEntry:
+        entry = RunEntry(run, asyncio.current_task())
+        self._entries[run.job_id] = entry
+        return entry
+
+    def remove(self, entry: RunEntry) -> None:
+        if self._entries.get(entry.run.job_id) is entry:
+            del self._entries[entry.run.job_id]
+
+    def get(self, job_id: str) -> RunEntry | None:
+        return self._entries.get(job_id)
+
+    def job_ids(self) -> set[str]:
+        return set(self._entries)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRuntime:
+    """What every run of a worker process shares, kept in ARQ's ``ctx`` at startup."""
+
+    batch: WriteBatch
+    worker_id: str
+    runs: Runs
 
 
 class ThreadJobContext:
@@ -124,6 +235,16 @@ class ThreadJobContext:
         """Like ``JobContext.report``, from the job's thread: the write itself runs on the
         worker's event loop, and this returns once it is stored (or raises its error)."""
         coroutine = self._context.report(percent, message)
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def log(self, message: str, level: str = "info") -> None:
+        """Like ``JobContext.log``, from the job's thread."""
+        coroutine = self._context.log(message, level)
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def output(self, data: Any) -> None:
+        """Like ``JobContext.output``, from the job's thread."""
+        coroutine = self._context.output(data)
         asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
 
@@ -159,85 +280,117 @@ def job(
     return register
 
 
-def lifecycle(
+def wrap(
     function: JobFunction, default_timeout: float = 300.0, default_max_tries: int = 5
 ) -> Function:
     """The ARQ function that runs ``function`` between a ``started`` and a terminal write.
 
-    The job's time limit (its own, else ``default_timeout``) is enforced here rather than by
-    ARQ: ARQ's timeout cancels the job without a word, which would leave it ``running``.
+    The job's time limit (its own, else ``default_timeout``; time spent paused does not
+    count) is enforced here rather than by ARQ: ARQ's timeout cancels the job without a
+    word, which would leave it ``running``.
     """
     limit = function.timeout or default_timeout
     tries = function.max_tries or default_max_tries
 
-    async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        writer = cast(WriteBatch, ctx[WRITER])
+    # ``ctx`` is positional-only, so that a job may take a keyword argument named ``ctx``.
+    async def run(ctx: dict[str, Any], /, *args: Any, **kwargs: Any) -> Any:
+        worker = cast(WorkerRuntime, ctx[RUNTIME])
         job_id = cast(str, ctx["job_id"])
-        attempt = cast(int, ctx["job_try"])
-        started_patch = {
-            "status": Status.STARTED,
-            "percent": 0.0,
-            "message": "started",
-            "attempt": attempt,
-        }
+        this = Run(worker.batch, job_id, attempt=cast(int, ctx["job_try"]),
+                   worker_id=worker.worker_id)  # fmt: skip
+        # Known to this worker before its start is stored, so that the heartbeat never
+        # takes a run that is just starting for one that was lost.
+        entry = worker.runs.add(this)
         # Not awaited: the job starts at once, and its first report or its end follows
-        # `started` in order, often in the same round trip. `function` lets a job that was
-        # enqueued with ARQ directly get snapshots too.
-        started = writer.submit(job_id, started_patch, function=function.name)
-        context = JobContext(writer, job_id, attempt, ctx)
+        # `started` in order, often in the same round trip.
+        started = this.start(function.name)
         try:
-            try:
-                async with asyncio.timeout(limit) as deadline:
-                    if inspect.iscoroutinefunction(function.coroutine):
-                        result = await function.coroutine(context, *args, **kwargs)
-                    else:
-                        # A blocking function runs in the loop's thread pool, so the worker's
-                        # other jobs and its heartbeats go on meanwhile.
-                        threaded = ThreadJobContext(context, asyncio.get_running_loop())
-                        result = await asyncio.to_thread(
-                            function.coroutine, threaded, *args, **kwargs
-                        )
-            except TimeoutError as exc:
-                error = exc  # the job's own TimeoutError, unless its time limit expired:
-                if deadline.expired():
-                    error = TimeoutError(f"the job ran longer than its limit of {limit:g} s")
-                await _end(writer, job_id, {"status": Status.FAILED, "error": _error(error)})
-                raise error from None
-            except Retry as exc:
-                raise await _retry_or_fail(writer, function, exc, job_id, attempt, tries) from exc
-            except Exception as exc:
-                await _end(writer, job_id, {"status": Status.FAILED, "error": _error(exc)})
-                raise
-            try:
-                finished = {"status": Status.FINISHED, "percent": 100.0, "message": "finished"}
-                await _end(writer, job_id, {**finished, "result": result})
-            except TypeError as exc:
-                # The result cannot be JSON: say so in the snapshot rather than leave the
-                # job looking unfinished.
-                unencodable = TypeError(f"the job's result is not JSON-serializable: {exc}")
-                await _end(writer, job_id, {"status": Status.FAILED, "error": _error(unencodable)})
-                raise unencodable from exc
-            return result
+            return await _run(function, this, entry, ctx, limit, tries, args, kwargs)
         finally:
             await _settle(started, job_id)
+            worker.runs.remove(entry)
 
-    # ARQ's own limit comes later, so that it only ever acts if this one could not.
-    return func(run, name=function.name, timeout=limit + 5, max_tries=tries)
+    # ARQ's own timeout never acts: a job's limit is kept above, and a lost worker's jobs
+    # are recovered by the heartbeats (jobhub/recovery.py), not by ARQ's in-progress expiry.
+    # (ARQ's type for a job function does not know positional-only parameters.)
+    return func(run, name=function.name, timeout=ARQ_TIMEOUT, max_tries=tries)  # type: ignore[arg-type]
 
 
-async def _retry_or_fail(
-    writer: WriteBatch, function: JobFunction, retry: Retry, job_id: str, attempt: int, tries: int
-) -> Exception:
+ARQ_TIMEOUT = 10 * 365 * 24 * 3600.0
+"""The time limit ARQ is given for every job (and, plus 10 s, its in-progress keys): none."""
+
+
+async def _run(
+    function: JobFunction,
+    run: Run,
+    entry: RunEntry,
+    ctx: dict[str, Any],
+    limit: float,
+    tries: int,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    job_id = run.job_id
+    context = JobContext(run, ctx, entry)
+    try:
+        async with asyncio.timeout(limit) as deadline:
+            entry.deadline = deadline
+            if inspect.iscoroutinefunction(function.coroutine):
+                result = await function.coroutine(context, *args, **kwargs)
+            else:
+                # A blocking function runs in the loop's thread pool, so the worker's
+                # other jobs and its heartbeats go on meanwhile.
+                threaded = ThreadJobContext(context, asyncio.get_running_loop())
+                result = await asyncio.to_thread(function.coroutine, threaded, *args, **kwargs)
+    except asyncio.CancelledError:
+        if entry.superseded:
+            # Cancelled by this worker's heartbeat: the job was declared lost here and runs
+            # again elsewhere. ARQ ends this run as failed; the newest run's writes count.
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            logger.warning("job %s: run superseded; stopped", job_id, extra=log_job(job_id))
+            raise RunSuperseded(job_id, run.token) from None
+        raise  # aborted (canceled), or the worker is shutting down
+    except RunSuperseded:
+        logger.warning("job %s: run superseded; stopped", job_id, extra=log_job(job_id))
+        raise
+    except TimeoutError as exc:
+        error = exc  # the job's own TimeoutError, unless its time limit expired:
+        if deadline.expired():
+            error = TimeoutError(f"the job ran longer than its limit of {limit:g} s")
+        await _traceback(run, exc)
+        await _end(run, run.fail(error_of(error)), "failed")
+        raise error from None
+    except Retry as exc:
+        raise await _retry_or_fail(run, function, exc, tries) from exc
+    except Exception as exc:
+        await _traceback(run, exc)
+        await _end(run, run.fail(error_of(exc)), "failed")
+        raise
+    try:
+        await _end(run, run.finish(result), "finished")
+    except (TypeError, ValueError) as exc:
+        # The result cannot be JSON (an object, a lone surrogate from os.listdir): say so in
+        # the snapshot rather than leave the job looking unfinished.
+        unencodable = TypeError(f"the job's result is not JSON-serializable: {exc}")
+        await _end(run, run.fail(error_of(unencodable)), "failed")
+        raise unencodable from exc
+    return result
+
+
+async def _retry_or_fail(run: Run, function: JobFunction, retry: Retry, tries: int) -> Exception:
     """The job raised ``Retry``: queue it again, the snapshot saying when the next try starts,
     or, after its last try, fail it. Returns what to raise for ARQ to act on."""
+    job_id, attempt = run.job_id, run.attempt
     if attempt >= tries:
         cause = retry.__cause__
         error = (
-            _error(cause)
+            error_of(cause)
             if cause is not None
             else JobError("RetriesExhausted", f"still asked to be retried after {attempt} tries")
         )
-        await _end(writer, job_id, {"status": Status.FAILED, "error": error})
+        await _end(run, run.fail(error), "failed")
         # Not Retry: ARQ would queue it once more only to refuse it for its tries.
         return RetriesExhausted(f"job {job_id}: {error.type}: {error.detail}")
     if retry.defer_score:
@@ -246,9 +399,8 @@ async def _retry_or_fail(
         delay = (function.backoff or 0.0) * 2 ** (attempt - 1)
     at = datetime.now(UTC) + timedelta(seconds=delay)
     message = f"try {attempt + 1} of {tries} starts in {delay:g} s ({at:%H:%M:%S} UTC)"
-    patch = {"status": Status.QUEUED, "attempt": attempt + 1, "percent": 0.0, "message": message}
     try:
-        await writer.write(job_id, patch)
+        await run.requeue(message)
     except JobIsFinal as exc:
         # Canceled meanwhile: no more tries.
         return RetriesExhausted(f"job {job_id} is {exc.status}; not retried")
@@ -263,23 +415,45 @@ async def _settle(started: asyncio.Future[bytes], job_id: str) -> None:
         logger.info(
             "job %s was already %s when it started", job_id, exc.status, extra=log_job(job_id)
         )
+    except WrongStatus as exc:
+        logger.info("job %s could not start: %s", job_id, exc, extra=log_job(job_id))
 
 
-def _error(exc: BaseException) -> JobError:
-    return JobError(type(exc).__name__, str(exc))
-
-
-async def _end(writer: WriteBatch, job_id: str, patch: dict[str, Any]) -> None:
+async def _traceback(run: Run, exc: BaseException) -> None:
+    """Append the failure's traceback to the job's log, where its owner sees it; the public
+    snapshot keeps only ``error.type`` and ``error.detail``."""
+    lines = "".join(traceback.format_exception(exc)).rstrip()
+    entry = {"kind": "log", "level": "error", "message": printable(lines), "at": utcnow()}
     try:
-        data = await writer.write(job_id, patch)
-        if writer.metrics is not None:
-            ended = decode(data)
-            writer.metrics.ended.labels(ended.function, ended.status.value).inc()
+        await run.append(entry)
+    except (JobhubError, TypeError, ValueError) as refused:
+        logger.info("job %s: traceback not stored: %s", run.job_id, refused,
+                    extra=log_job(run.job_id))  # fmt: skip
+
+
+async def _end(run: Run, write: Awaitable[bytes], status: str) -> None:
+    """Await a run's terminal write; a job that ended otherwise meanwhile is only logged."""
+    job_id = run.job_id
+    try:
+        data = await write
     except JobIsFinal as exc:
         logger.info(
             "job %s ended as %s before it could be marked %s",
             job_id,
             exc.status,
-            patch["status"],
+            status,
             extra=log_job(job_id),
         )
+        return
+    except RunSuperseded:
+        logger.warning(
+            "job %s: this run was superseded; its end (%s) is not stored",
+            job_id,
+            status,
+            extra=log_job(job_id),
+        )
+        raise
+    metrics = run.metrics
+    if metrics is not None:
+        ended = decode(data)
+        metrics.ended.labels(ended.function, ended.status.value).inc()

@@ -13,13 +13,10 @@ POST /jobs/{id}/pause      pause a running job at its next progress report; /res
 from __future__ import annotations
 
 import logging
-import secrets
-from contextlib import suppress
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import msgspec
-from arq.jobs import Job, ResultNotFound
-from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
@@ -31,24 +28,35 @@ from .exceptions import (
     JobIsFinal,
     JobNotFound,
     PayloadTooLarge,
-    ServiceUnavailable,
     UnknownFunction,
     WrongStatus,
 )
 from .logs import job
+from .parsing import ascii_int, describe
 from .services import JOB_ID_PATTERN, job_id_of, json_response, services_of
-from .snapshot import JobError, Snapshot, Status, decode
+from .snapshot import Status, decode
 from .store import Store
 from .webhooks import check_target
 
-__all__ = ["MAX_NESTING", "MAX_PAGE", "TOKEN_HEADER", "EnqueueRequest", "routes"]
+__all__ = [
+    "MAX_DEFER_SECONDS",
+    "MAX_NESTING",
+    "MAX_PAGE",
+    "TOKEN_HEADER",
+    "EnqueueRequest",
+    "conflict",
+    "routes",
+    "with_token",
+]
 
 logger = logging.getLogger("jobhub.web")
 
 STATIC = __file__.rsplit("/", 1)[0] + "/static"
 
-# ARQ reads keyword arguments that start with "_" as its own options (_job_id, _defer_by…),
-# so a client must not be able to pass one through to enqueue_job.
+MAX_DEFER_SECONDS = 366 * 24 * 3600
+
+# ARQ reads keyword arguments that start with "_" as its own options (_job_id, _defer_by…);
+# they are refused, so that a job's arguments never look like the queue's.
 KwargName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=100)]
 
 
@@ -62,11 +70,13 @@ class EnqueueRequest(msgspec.Struct, forbid_unknown_fields=True):
     """A client-chosen id is an idempotency key: sending it again returns the same job."""
     callback_url: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
     """Where to POST the job's final snapshot, signed (see jobhub.webhooks)."""
+    defer_seconds: Annotated[float, msgspec.Meta(ge=0, le=MAX_DEFER_SECONDS)] = 0.0
+    """Start the job no sooner than this many seconds from now (it stays ``queued``)."""
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    declared = ascii_int(request.headers.get("content-length", ""))
+    if declared is not None and declared > limit:
         raise PayloadTooLarge(f"request body over {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():
@@ -85,25 +95,34 @@ async def create_job(request: Request) -> Response:
     except msgspec.ValidationError as exc:
         raise InvalidRequest(f"invalid request body: {exc}") from None
     except msgspec.DecodeError as exc:
+        # Also a "\ud800" escape: msgspec refuses a lone surrogate, which would decode to a
+        # str that cannot be encoded again (for Redis, for the worker's result).
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        # Raw bytes in a string that are not UTF-8 (ed a0 80, c0 af, a stray 0x80): msgspec
+        # lets the codec's error through, which is no DecodeError.
+        raise InvalidRequest(f"request body is not valid UTF-8: {describe(exc)}") from None
     except RecursionError:
         # msgspec decodes nesting recursively; ~1000 levels exhaust Python's stack.
         raise InvalidRequest(f"request body nests deeper than {MAX_NESTING} levels") from None
     if _too_deep([req.args, req.kwargs], MAX_NESTING):
         raise InvalidRequest(f"args and kwargs may nest at most {MAX_NESTING} levels")
 
-    store = services.store
     if req.callback_url is not None:
         if not services.settings.webhook_secret:
             raise InvalidRequest("webhooks are not enabled here (JOBHUB_WEBHOOK_SECRET)")
         allow_private = services.settings.webhook_allow_private
         await check_target(req.callback_url, allow_private=allow_private)
-    if not await store.is_known_function(req.function):
-        raise UnknownFunction(req.function, await store.known_functions())
-    # 128 random bits in the id's own alphabet: unguessable, and valid as a client id too.
-    job_id = req.job_id or secrets.token_urlsafe(16)
-    queued = Snapshot.queued(job_id, req.function)
-    created, data = await store.create(queued, callback_url=req.callback_url)
+    if not await services.registry.is_offered(req.function):
+        raise UnknownFunction(req.function, await services.registry.live_functions())
+    job_id, created, data = await services.lifecycle.create(
+        req.function,
+        req.args,
+        req.kwargs,
+        job_id=req.job_id,
+        callback_url=req.callback_url,
+        defer_seconds=req.defer_seconds,
+    )
     location = {"Location": f"/jobs/{job_id}"}
     if not created:
         existing = decode(data)
@@ -112,31 +131,15 @@ async def create_job(request: Request) -> Response:
         logger.info(
             "job %s exists (seq %d); not enqueued again", job_id, existing.seq, extra=job(job_id)
         )
-        return _with_token(request, json_response(data, 200, location), job_id)
-
-    try:
-        enqueued = await services.arq.enqueue_job(
-            req.function,
-            *req.args,
-            _job_id=job_id,
-            _queue_name=services.settings.queue_name,
-            **req.kwargs,
-        )
-    except RedisError as exc:
-        await _abandon(store, job_id, f"could not enqueue: {exc}")
-        raise ServiceUnavailable(f"could not enqueue the job: {exc}") from exc
-    if enqueued is None:
-        # ARQ still holds a job or result under this id, from before our snapshot expired.
-        await _abandon(store, job_id, "ARQ already holds a job with this id")
-        raise InvalidRequest(f"job id {job_id!r} is still held by the queue; use another")
+        return with_token(request, json_response(data, 200, location), job_id)
     services.metrics.enqueued.labels(req.function).inc()
-    return _with_token(request, json_response(data, 202, location), job_id)
+    return with_token(request, json_response(data, 202, location), job_id)
 
 
 TOKEN_HEADER = "Jobhub-Token"
 
 
-def _with_token(request: Request, response: Response, job_id: str) -> Response:
+def with_token(request: Request, response: Response, job_id: str) -> Response:
     """Hand out the job's token: in a header for API clients, and as an HttpOnly cookie
     scoped to the job's path, which the browser then sends to its status and stream."""
     tokens = services_of(request).gate.tokens
@@ -156,32 +159,25 @@ def _with_token(request: Request, response: Response, job_id: str) -> Response:
 
 
 async def cancel_job(request: Request) -> Response:
-    """``POST /jobs/{id}/cancel``: the snapshot says ``canceled`` at once, and ARQ is asked to
-    abort the job: a queued one never starts, a running one is cancelled (its ``finally``
-    blocks run). A job that already ended answers 409 with its snapshot."""
+    """``POST /jobs/{id}/cancel``: the snapshot says ``canceled`` at once, and the queue is
+    asked to abort the job: a queued one never starts, a running one is cancelled (its
+    ``finally`` blocks run). A job that already ended answers 409 with its snapshot."""
     services = services_of(request)
     job_id = job_id_of(request)
     services.gate.job(request, job_id)
     try:
-        data = await services.store.write(
-            job_id, {"status": Status.CANCELED, "message": "canceled"}
-        )
-    except JobIsFinal as exc:
-        return await _conflict(services.store, exc)
-    job = Job(job_id, services.arq, _queue_name=services.settings.queue_name)
-    # abort() also waits for the job's result; only the request to abort is wanted here.
-    with suppress(TimeoutError, ResultNotFound):
-        await job.abort(timeout=0, poll_delay=0)
-    return json_response(data)
+        return json_response(await services.lifecycle.cancel(job_id))
+    except (JobIsFinal, WrongStatus) as exc:
+        return await conflict(services.store, exc)
 
 
 async def pause_job(request: Request) -> Response:
     """``POST /jobs/{id}/pause``: cooperative; the job's next progress report waits until it
     is resumed. Only a job that reports progress (``running``) can be paused."""
+    services = services_of(request)
     return await _guarded(
         request,
-        {"status": Status.PAUSED, "message": "paused"},
-        only_from=Status.RUNNING,
+        services.lifecycle.pause,
         already=Status.PAUSED,
         refusal="only a running job, one that reports progress, can be paused",
     )
@@ -189,10 +185,10 @@ async def pause_job(request: Request) -> Response:
 
 async def resume_job(request: Request) -> Response:
     """``POST /jobs/{id}/resume``: a paused job goes on from where it was."""
+    services = services_of(request)
     return await _guarded(
         request,
-        {"status": Status.RUNNING, "message": "resumed"},
-        only_from=Status.PAUSED,
+        services.lifecycle.resume,
         already=Status.RUNNING,
         refusal="only a paused job can be resumed",
     )
@@ -200,9 +196,8 @@ async def resume_job(request: Request) -> Response:
 
 async def _guarded(
     request: Request,
-    patch: dict[str, Any],
+    change: Callable[[str], Awaitable[bytes]],
     *,
-    only_from: Status,
     already: Status,
     refusal: str,
 ) -> Response:
@@ -210,17 +205,17 @@ async def _guarded(
     job_id = job_id_of(request)
     services_of(request).gate.job(request, job_id)
     try:
-        return json_response(await store.write(job_id, patch, only_from=[only_from]))
+        return json_response(await change(job_id))
     except JobIsFinal as exc:
-        return await _conflict(store, exc)
+        return await conflict(store, exc)
     except WrongStatus as exc:
         if exc.status == already:  # asking twice is no error: nothing more to do
             return json_response((await store.get(job_id)) or b"null")
         wrong = WrongStatus(job_id, exc.status, f"job {job_id!r} is {exc.status}: {refusal}")
-        return await _conflict(store, wrong)
+        return await conflict(store, wrong)
 
 
-async def _conflict(store: Store, exc: JobIsFinal | WrongStatus) -> Response:
+async def conflict(store: Store, exc: JobIsFinal | WrongStatus) -> Response:
     """409 with the job's snapshot, so that the client can draw the truth at once."""
     body = {**exc.to_body(), "snapshot": await store.read(exc.job_id)}
     return json_response(msgspec.json.encode(body), 409)
@@ -240,19 +235,6 @@ def _too_deep(value: Any, limit: int) -> bool:
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children)
     return False
-
-
-async def _abandon(store: Store, job_id: str, detail: str) -> None:
-    """Mark a job that never reached the queue as failed, so no one waits on it forever."""
-    patch = {
-        "status": Status.FAILED,
-        "message": "not enqueued",
-        "error": JobError("EnqueueError", detail),
-    }
-    try:
-        await store.write(job_id, patch)
-    except (RedisError, JobIsFinal, JobNotFound):
-        logger.exception("could not mark job %s as failed", job_id, extra=job(job_id))
 
 
 async def get_job(request: Request) -> Response:
@@ -295,9 +277,10 @@ MAX_PAGE = 100
 
 
 def _bounded_int(raw: str, name: str, low: int, high: int) -> int:
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    value = ascii_int(raw)
+    if value is None or not low <= value <= high:
         raise InvalidRequest(f"{name} must be an integer from {low} to {high}, got {raw!r}")
-    return int(raw)
+    return value
 
 
 async def job_history(request: Request) -> Response:
@@ -325,6 +308,17 @@ async def dashboard(request: Request) -> Response:
     return FileResponse(f"{STATIC}/dashboard.html")
 
 
+async def job_deliveries(request: Request) -> Response:
+    """``GET /jobs/{id}/deliveries``: every attempt to deliver the job's webhook so far."""
+    job_id = job_id_of(request)
+    services = services_of(request)
+    services.gate.job(request, job_id)
+    entries = await services.deliveries.read(job_id)
+    if not entries and await services.store.get(job_id) is None:
+        raise JobNotFound(job_id)
+    return json_response(b"[" + b",".join(entries) + b"]")
+
+
 routes = [
     Route("/", index, methods=["GET"]),
     Route("/dashboard", dashboard, methods=["GET"]),
@@ -337,4 +331,5 @@ routes = [
     Route("/jobs/{job_id}/pause", pause_job, methods=["POST"]),
     Route("/jobs/{job_id}/resume", resume_job, methods=["POST"]),
     Route("/events", many_events, methods=["GET"]),
+    Route("/jobs/{job_id}/deliveries", job_deliveries, methods=["GET"]),
 ]

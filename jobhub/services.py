@@ -5,17 +5,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from arq.connections import ArqRedis
 from starlette.requests import Request
 from starlette.responses import Response
 
 from .auth import Gate
 from .exceptions import InvalidRequest
 from .hub import Hub
+from .lifecycle import Lifecycle
 from .metrics import WebMetrics
+from .registry import Registry
 from .settings import Settings
 from .sse import Streams
 from .store import Store
+from .webhooks import DeliveryLog
 
 __all__ = ["JOB_ID_PATTERN", "Services", "job_id_of", "json_response", "services_of", "valid_id"]
 
@@ -33,7 +35,9 @@ class Services:
     store: Store
     hub: Hub
     streams: Streams
-    arq: ArqRedis
+    lifecycle: Lifecycle
+    registry: Registry
+    deliveries: DeliveryLog
 
 
 def services_of(request: Request) -> Services:

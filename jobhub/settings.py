@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,20 @@ class Settings:
     """Every knob jobhub has, with the environment variable that sets it."""
 
     redis_url: str = DEFAULT_REDIS_URL
-    """``REDIS_URL``: the Redis both the web app and the workers use."""
+    """``REDIS_URL``: the Redis both the web app and the workers use (with Sentinel: its
+    password and database number only; the master comes from the sentinels)."""
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    """``JOBHUB_REDIS_SENTINELS``: ``host:port,host:port,…`` of Redis Sentinels; with them
+    every part of jobhub asks the sentinels for the master, and follows a failover."""
+    redis_sentinel_master: str = "mymaster"
+    """``JOBHUB_REDIS_SENTINEL_MASTER``: the name the sentinels monitor the master under."""
+    redis_wait_replicas: int | None = None
+    """``JOBHUB_REDIS_WAIT_REPLICAS``: replicas that must have a write before it is
+    acknowledged and published (Redis's WAIT); 1 by default with sentinels, 0 without.
+    It is what keeps a failover from taking back a snapshot a reader already saw."""
+    redis_wait_timeout_seconds: float = 0.5
+    """``JOBHUB_REDIS_WAIT_TIMEOUT``: the longest a write waits for its replicas; past it,
+    it is published anyway (the guarantee then holds only once a replica is back)."""
     queue_name: str = "arq:queue"
     """``JOBHUB_QUEUE``: the ARQ queue jobs go to (ARQ's default queue)."""
     max_body_bytes: int = 1024 * 1024
@@ -60,7 +74,9 @@ class Settings:
     """``JOBHUB_REDIS_MAX_CONNECTIONS``: the web process's command pool (the pub/sub
     connection of the fan-out comes on top)."""
     redis_timeout_seconds: float = 5.0
-    """``JOBHUB_REDIS_TIMEOUT``: longest wait for a pooled connection or a subscription."""
+    """``JOBHUB_REDIS_TIMEOUT``: longest wait for a pooled connection; and how long a stream
+    open waits for an unreachable Redis to come back before it answers 503 (while Redis is
+    up, an open waits as long as it takes: its read is retried, its subscription awaited)."""
     api_keys: tuple[str, ...] = ()
     """``JOBHUB_API_KEYS``: comma-separated keys; with none the API is open to anyone."""
     token_secret: str | None = None
@@ -84,6 +100,10 @@ class Settings:
     browser would refuse it, and it would hand job status to any site."""
     history_limit: int = 500
     """``JOBHUB_HISTORY_LIMIT``: snapshots kept in each job's history (the newest)."""
+    output_limit: int = 10_000
+    """``JOBHUB_OUTPUT_LIMIT``: output entries (log lines and chunks) kept per job (the
+    newest); a stream that reconnects after older ones were dropped resumes from the oldest
+    kept."""
     log_format: str = "text"
     """``JOBHUB_LOG_FORMAT``: ``text`` or ``json`` for jobhub's own log lines."""
     gc_threshold: tuple[int, int, int] | None = (50_000, 50, 50)
@@ -91,6 +111,13 @@ class Settings:
     (``default`` keeps Python's 700,10,10). Thousands of open streams are a large live
     heap; with Python's defaults the collector rescans it so often that, measured with
     bench/fanout.py at 3,000 streams, it set the p99 (785 ms, against 285 ms tuned)."""
+
+    @property
+    def wait_replicas(self) -> int:
+        """Replicas a write waits for: as set, else 1 with sentinels and 0 without."""
+        if self.redis_wait_replicas is not None:
+            return self.redis_wait_replicas
+        return 1 if self.redis_sentinels else 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -107,15 +134,19 @@ class Settings:
                 continue
             try:
                 values[field_name] = parse(raw)
-            except ValueError:
-                raise ConfigError(f"{var}={raw!r} is not a valid {parse.__name__}") from None
+            except ValueError as exc:
+                expected = _EXPECTED.get(parse) or str(exc)
+                raise ConfigError(f"{var}={raw!r} is not valid: expected {expected}") from None
         return cls(**values)
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
+            if field.name == "redis_wait_replicas" and value is not None and value >= 0:
+                continue  # 0: writes wait for no replica
             if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
-                raise ConfigError(f"{field.name} must be positive, got {value!r}")
+                name = f"{_ENV[field.name][0]} ({field.name})" if field.name in _ENV else field.name
+                raise ConfigError(f"{name} must be positive, got {value!r}")
         if self.gc_threshold is not None and (
             len(self.gc_threshold) != 3 or min(self.gc_threshold) <= 0
         ):
@@ -132,10 +163,23 @@ class Settings:
             )
 
 
+def _sentinels(raw: str) -> tuple[tuple[str, int], ...]:
+    found = []
+    for part in (p.strip() for p in raw.split(",") if p.strip()):
+        host, colon, port = part.rpartition(":")
+        number = int(port) if colon and port.isascii() and port.isdigit() else 0
+        if not host or not 0 < number < 65536:
+            raise ValueError(f"comma-separated host:port pairs, like 10.0.0.1:26379; not {part!r}")
+        found.append((host.strip("[]"), number))
+    if not found:
+        raise ValueError("at least one host:port")
+    return tuple(found)
+
+
 def _flag(raw: str) -> bool:
     value = raw.strip().lower()
     if value not in {"1", "true", "yes", "0", "false", "no"}:
-        raise ValueError(raw)
+        raise ValueError("true or false (or 1/0, yes/no)")
     return value in {"1", "true", "yes"}
 
 
@@ -146,20 +190,36 @@ def _keys(raw: str) -> tuple[str, ...]:
 def _origins(raw: str) -> tuple[str, ...]:
     origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
     for origin in origins:
-        if origin == "*" or not origin.startswith(("http://", "https://")):
-            raise ValueError(raw)
+        # A browser sends its Origin as scheme://host[:port], nothing more; anything else
+        # here would never match, and "*" would hand job status to every site.
+        parts = urllib.parse.urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise ValueError(
+                "comma-separated origins like https://app.example.com or "
+                f"http://localhost:3000 (scheme://host[:port], no path, no '*'); not {origin!r}"
+            )
     return origins
 
 
 def _gc_threshold(raw: str) -> tuple[int, int, int] | None:
     if raw.strip().lower() == "default":
         return None
-    first, second, third = (int(part) for part in raw.split(","))
+    try:
+        first, second, third = (int(part) for part in raw.split(","))
+    except ValueError:
+        raise ValueError("three comma-separated whole numbers (50000,50,50) or default") from None
     return first, second, third
 
 
+_EXPECTED: dict[Callable[[str], Any], str] = {int: "a whole number", float: "a number"}
+"""What the built-in parsers accept; jobhub's own say it in their ValueError."""
+
 _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "redis_url": ("REDIS_URL", str),
+    "redis_sentinels": ("JOBHUB_REDIS_SENTINELS", _sentinels),
+    "redis_sentinel_master": ("JOBHUB_REDIS_SENTINEL_MASTER", str),
+    "redis_wait_replicas": ("JOBHUB_REDIS_WAIT_REPLICAS", int),
+    "redis_wait_timeout_seconds": ("JOBHUB_REDIS_WAIT_TIMEOUT", float),
     "queue_name": ("JOBHUB_QUEUE", str),
     "max_body_bytes": ("JOBHUB_MAX_BODY_BYTES", int),
     "heartbeat_seconds": ("JOBHUB_HEARTBEAT", float),
@@ -183,6 +243,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "webhook_backoff_seconds": ("JOBHUB_WEBHOOK_BACKOFF", float),
     "cors_origins": ("JOBHUB_CORS_ORIGINS", _origins),
     "history_limit": ("JOBHUB_HISTORY_LIMIT", int),
+    "output_limit": ("JOBHUB_OUTPUT_LIMIT", int),
     "log_format": ("JOBHUB_LOG_FORMAT", str),
     "gc_threshold": ("JOBHUB_GC_THRESHOLD", _gc_threshold),
 }

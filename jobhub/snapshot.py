@@ -69,6 +69,11 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     result: Any = None
     error: JobError | None = None
     attempt: int = 1
+    start_at: str | None = None
+    """When a deferred job (or its next try) is due to start; ``None`` when it may start at
+    once."""
+    retry_of: str | None = None
+    """The job this one retries (``POST /jobs/{id}/retry``), if any."""
     seq: int = 1
     created_at: str
     updated_at: str
@@ -78,14 +83,23 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
         return self.status in TERMINAL
 
     @classmethod
-    def queued(cls, job_id: str, function: str) -> Snapshot:
-        """The first snapshot of a job, written before it is enqueued."""
+    def queued(
+        cls,
+        job_id: str,
+        function: str,
+        *,
+        start_at: str | None = None,
+        retry_of: str | None = None,
+    ) -> Snapshot:
+        """The first snapshot of a job, written as it is enqueued."""
         now = utcnow()
         return cls(
             job_id=job_id,
             function=function,
             status=Status.QUEUED,
-            message="queued",
+            message="queued" if start_at is None else f"scheduled to start at {start_at}",
+            start_at=start_at,
+            retry_of=retry_of,
             created_at=now,
             updated_at=now,
         )

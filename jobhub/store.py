@@ -15,8 +15,10 @@ was not published or the other way round.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import msgspec
@@ -24,38 +26,29 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from . import keys
-from .exceptions import InvalidRequest, JobhubError, JobIsFinal, JobNotFound, WrongStatus
-from .snapshot import AT_WORK, TERMINAL, Snapshot, Status, decode, utcnow
+from .exceptions import (
+    InvalidRequest,
+    JobhubError,
+    JobIsFinal,
+    JobNotFound,
+    QueueHoldsId,
+    RunSuperseded,
+    WrongStatus,
+)
+from .scripts import CREATE, DELETE, FIELDS, FLUSH, WRITE
+from .snapshot import TERMINAL, Snapshot, Status, decode, utcnow
 
-__all__ = ["PATCHABLE", "PreparedWrite", "Store"]
+__all__ = ["PATCHABLE", "Enqueue", "PreparedWrite", "Store"]
 
 # The `type: ignore[misc]` below: redis-py types each command as one union of its sync and
 # async results, which mypy cannot await.
 
-_FIELDS = [field.name for field in msgspec.structs.fields(Snapshot)]  # in wire order
+_FIELDS = FIELDS
 PATCHABLE = frozenset(_FIELDS) - {"job_id", "seq", "created_at", "updated_at"}
 """Snapshot fields a write may set; ``seq`` and ``updated_at`` are set by every write."""
 
 _encode = msgspec.json.Encoder().encode
 
-
-def _lua_set(statuses: Collection[Status]) -> str:
-    """A Lua table of statuses as their stored fragments, e.g. {['"finished"'] = true}."""
-    return "{" + ", ".join(f"['\"{s.value}\"'] = true" for s in sorted(statuses)) + "}"
-
-
-_TERMINAL_LUA = _lua_set(TERMINAL)
-_AT_WORK_LUA = _lua_set(AT_WORK)
-
-# Lua that assembles the snapshot JSON from the hash, in wire order; generated from the
-# Snapshot model so the two can never disagree.
-_COMPOSE_LUA = (
-    "local v = redis.call('HMGET', KEYS[1], "
-    + ", ".join(f"'{name}'" for name in _FIELDS)
-    + ")\nlocal data = '{' .. "
-    + " .. ',' .. ".join(f"'\"{name}\":' .. v[{i}]" for i, name in enumerate(_FIELDS, 1))
-    + " .. '}'\n"
-)
 
 # The fields of a queued snapshot that do not depend on the job or the time, encoded once.
 _QUEUED_REST = b"\0".join(
@@ -64,152 +57,121 @@ _QUEUED_REST = b"\0".join(
     if name not in {"job_id", "function", "seq", "created_at", "updated_at"}
 )
 
-_STATUS_INDEX = _FIELDS.index("status") + 1  # of the status fragment in the HMGET above
 
-# Every stored snapshot is also appended to the job's capped history list (KEYS[2]).
-_RECORD_LUA = f"""
-redis.call('HSET', KEYS[1], 'data', data)
-redis.call('RPUSH', KEYS[2], data)
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[HISTORY]), -1)
-redis.call('PUBLISH', ARGV[1], data)
-redis.call('PUBLISH', '{keys.EVENTS}', data)
-"""
+@dataclass(frozen=True, slots=True)
+class Enqueue:
+    """What putting a job in its queue writes, beside its first snapshot: the queue's own
+    record of the job (its key, payload and TTL), its score in the queue, and the keys whose
+    existence means the queue still holds the id. Built by jobhub/lifecycle.py, the one
+    module that knows the queue's layout."""
 
-# A new job joins the listing index, scored by Redis's clock in µs.
-_INDEX_LUA = f"""
-local now = redis.call('TIME')
-redis.call('ZADD', '{keys.JOBS}', now[1] * 1000000 + now[2], redis.call('HGET', KEYS[1], 'job_id'))
-"""
-
-# KEYS: job hash, history list. ARGV: channel, history cap, field/fragment pairs (seq too).
-_CREATE = f"""
-local existing = redis.call('HGET', KEYS[1], 'data')
-if existing then return {{0, existing}} end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-{_INDEX_LUA}
-{_COMPOSE_LUA}
-{_RECORD_LUA.replace("ARGV[HISTORY]", "ARGV[2]")}
-return {{1, data}}
-"""
-
-# KEYS: job hash, history list. ARGV: channel, ttl seconds, history cap, init, then one or
-# more patches.
-# A patch is field and fragment pairs joined by NUL: one argument instead of one per field,
-# since packing arguments is most of a write's client cost, and JSON escapes every control
-# character, so NUL cannot occur inside a fragment. Each patch becomes its own snapshot with
-# its own seq and publish; several in one call only save round trips. ``init`` (the fields of
-# a queued snapshot, or empty) creates a job that is missing, for jobs enqueued with ARQ
-# directly. Replies {outcome, status, data of each applied patch}; outcome is 'ok', 'final'
-# (the rest were refused: the job is terminal) or 'missing'.
-_WRITE = f"""
-local terminal = {_TERMINAL_LUA}
-local function split(s)
-  local t = {{}}
-  for part in string.gmatch(s, '[^%z]+') do t[#t + 1] = part end
-  return t
-end
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then
-  if ARGV[4] == '' then return {{'missing', ''}} end
-  redis.call('HSET', KEYS[1], 'seq', 0, unpack(split(ARGV[4])))
-{_INDEX_LUA}
-  status = redis.call('HGET', KEYS[1], 'status')
-end
-local applied = {{}}
-for i = 5, #ARGV do
-  if terminal[status] then return {{'final', status, unpack(applied)}} end
-  local patch = split(ARGV[i])
-  if patch[1] == '?from' then
-    -- A guarded patch applies only from the statuses it names ('|'-separated fragments).
-    if not string.find('|' .. patch[2] .. '|', '|' .. status .. '|', 1, true) then
-      return {{'refused', status, unpack(applied)}}
-    end
-    table.remove(patch, 1)
-    table.remove(patch, 1)
-  end
-  redis.call('HSET', KEYS[1], unpack(patch))
-  redis.call('HINCRBY', KEYS[1], 'seq', 1)
-{_COMPOSE_LUA}
-{_RECORD_LUA.replace("ARGV[HISTORY]", "ARGV[3]")}
-  applied[#applied + 1] = data
-  status = v[{_STATUS_INDEX}]
-end
-if terminal[status] then
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
-  if redis.call('HEXISTS', KEYS[1], 'callback') == 1 then
-    -- Its webhook is due now: queued in the same step that ends the job.
-    local now = redis.call('TIME')
-    local due = now[1] * 1000 + math.floor(now[2] / 1000)
-    redis.call('ZADD', '{keys.WEBHOOKS}', due, redis.call('HGET', KEYS[1], 'job_id'))
-  end
-end
-if KEYS[3] then
-  -- Written by a worker: the job counts as that worker's while it is at work, so that it is
-  -- recovered if the worker stops beating (jobhub/recovery.py).
-  local job = redis.call('HGET', KEYS[1], 'job_id')
-  local at_work = {_AT_WORK_LUA}
-  if at_work[status] then
-    redis.call('SADD', KEYS[3], job)
-  else
-    redis.call('SREM', KEYS[3], job)
-  end
-end
-return {{'ok', status, unpack(applied)}}
-"""
+    job_key: str
+    payload: bytes
+    ttl_ms: int
+    queue: str
+    score: int
+    held_keys: tuple[str, ...]
 
 
 class PreparedWrite:
     """A write encoded and ready to send (see ``Store.prepare``)."""
 
-    __slots__ = ("init", "job_id", "owner", "patch")
+    __slots__ = ("init", "job_id", "owner", "patch", "run")
 
-    def __init__(self, job_id: str, patch: bytes, init: bytes, owner: str | None) -> None:
+    def __init__(
+        self, job_id: str, patch: bytes, init: bytes, owner: str | None, run: str | None
+    ) -> None:
         self.job_id = job_id
         self.patch = patch
         self.init = init
         self.owner = owner
+        self.run = run
 
 
 class Store:
     """Snapshots and the function registry in Redis, over a ``redis.asyncio`` client."""
 
-    def __init__(self, redis: Redis, *, result_ttl_seconds: int, history_limit: int = 500) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        result_ttl_seconds: int,
+        history_limit: int = 500,
+        output_limit: int = 10_000,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 500,
+    ) -> None:
         self._redis = redis
         self._ttl = result_ttl_seconds
         self._history = history_limit
-        self._create = redis.register_script(_CREATE)
-        self._write_sha = redis.register_script(_WRITE).sha
+        self._output = output_limit
+        self._replicas = wait_replicas
+        self._wait_ms = wait_timeout_ms
+        self._create = redis.register_script(CREATE)
+        self._delete = redis.register_script(DELETE)
+        self._write_sha = redis.register_script(WRITE).sha
 
     async def create(
-        self, snapshot: Snapshot, *, callback_url: str | None = None
+        self,
+        snapshot: Snapshot,
+        *,
+        hidden: Mapping[str, bytes] | None = None,
+        enqueue: Enqueue | None = None,
     ) -> tuple[bool, bytes]:
-        """Store and publish a job's first snapshot unless the job exists.
+        """Store and publish a job's first snapshot unless the job exists, and with
+        ``enqueue`` put it in its queue in the same atomic step.
 
         Returns ``(True, data)`` if it was created, ``(False, existing data)`` if not: a
-        client-chosen job id is an idempotency key. With ``callback_url``, the job's final
-        snapshot will be delivered there (jobhub/webhooks.py).
+        client-chosen job id is an idempotency key. ``hidden`` are fields kept beside the
+        snapshot but not part of it (a webhook's URL). Raises ``QueueHoldsId`` if the queue
+        still holds a job under this id (nothing is written then).
         """
         job_id = snapshot.job_id
-        args: list[Any] = [keys.job_channel(job_id), self._history]
+        job_keys = [keys.job_snapshot(job_id), keys.job_history(job_id)]
+        args: list[Any] = [keys.job_channel(job_id), self._history, "", "", "", ""]
+        if enqueue is not None:
+            job_keys += [enqueue.job_key, enqueue.queue, *enqueue.held_keys]
+            args[2:6] = [enqueue.payload, enqueue.ttl_ms, enqueue.score, job_id]
         for name in _FIELDS:
             args += [name, _encode(getattr(snapshot, name))]
-        if callback_url is not None:
-            args += ["callback", _encode(callback_url)]
-        job_keys = [keys.job_snapshot(job_id), keys.job_history(job_id)]
-        created, data = await self._create(keys=job_keys, args=args)
+        for name, value in (hidden or {}).items():
+            args += [name, value]
+        if self._replicas:
+            # Acknowledged only once a replica has it: a failover cannot lose an accepted job.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.evalsha(self._create.sha, len(job_keys), *job_keys, *args)
+                pipe.execute_command("WAIT", self._replicas, self._wait_ms)
+                replies = await pipe.execute(raise_on_error=False)
+            if isinstance(replies[0], NoScriptError):
+                created, data = await self._create(keys=job_keys, args=args)
+            elif isinstance(replies[0], Exception):
+                raise replies[0]
+            else:
+                created, data = replies[0]
+        else:
+            created, data = await self._create(keys=job_keys, args=args)
+        if created == 2:
+            raise QueueHoldsId(job_id)
         return created == 1, cast(bytes, data)
 
     async def write(
-        self, job_id: str, patch: Mapping[str, Any], *, only_from: Collection[Status] = ()
+        self,
+        job_id: str,
+        patch: Mapping[str, Any],
+        *,
+        only_from: Collection[Status] = (),
+        run: str | None = None,
+        hidden: Mapping[str, str] | None = None,
     ) -> bytes:
         """Set the fields in ``patch`` as the job's next snapshot; returns its JSON.
 
         Raises ``JobIsFinal`` if the job is terminal (nothing is stored), ``JobNotFound``
         if it does not exist, ``WrongStatus`` if ``only_from`` is given and the job's status
-        is not among it, and ``TypeError`` if a value cannot be encoded as JSON.
+        is not among it, ``RunSuperseded`` if ``run`` is given and is not the job's newest
+        run, and ``TypeError``/``ValueError`` if a value cannot be encoded as JSON.
         """
-        [result] = await self.write_many([self.prepare(job_id, patch, only_from=only_from)])
+        prepared = self.prepare(job_id, patch, only_from=only_from, run=run, hidden=hidden)
+        [result] = await self.write_many([prepared])
         if isinstance(result, JobhubError):
             raise result
         return result
@@ -222,14 +184,18 @@ class Store:
         function: str | None = None,
         only_from: Collection[Status] = (),
         owner: str | None = None,
+        run: str | None = None,
+        hidden: Mapping[str, str] | None = None,
     ) -> PreparedWrite:
         """Encode a write now (a bad value raises here), to send with ``write_many``.
 
         With ``function``, a job that does not exist is created as a queued job of that
         function first (a job enqueued with ARQ directly still gets snapshots). With
         ``only_from``, the write applies only if the job's status is one of those, else it
-        meets ``WrongStatus``. ``owner`` is the id of the worker writing, which keeps the job
-        among its jobs while it is at work.
+        meets ``WrongStatus``. With ``run``, it applies only while the job's hidden ``run``
+        field holds that token, else it meets ``RunSuperseded``. ``owner`` is the id of the
+        worker writing, which keeps the job among its jobs while it is at work. ``hidden``
+        fields are stored beside the snapshot, not in it (``run``, ``worker``).
         """
         unknown = patch.keys() - PATCHABLE
         if unknown:
@@ -238,15 +204,53 @@ class Store:
         parts = [b"updated_at", now]
         if only_from:
             parts[:0] = [b"?from", b"|".join(_encode(status) for status in only_from)]
+        if run is not None:
+            parts[:0] = [b"?run", run.encode()]
         for name, value in patch.items():
             parts += [name.encode(), _encode(value)]
+        for name, text in (hidden or {}).items():
+            if not text or "\0" in text:
+                # The script splits a patch at NULs: an empty or NUL-holding value would
+                # shift every field after it.
+                raise ValueError(f"hidden field {name!r} must be non-empty text without NUL")
+            parts += [name.encode(), text.encode()]
         init = b""
         if function is not None:
             init = b"\0".join(
                 [b"job_id", _encode(job_id), b"function", _encode(function), _QUEUED_REST,
                  b"created_at", now, b"updated_at", now]
             )  # fmt: skip
-        return PreparedWrite(job_id, b"\0".join(parts), init, owner)
+        return PreparedWrite(job_id, b"\0".join(parts), init, owner, run)
+
+    def prepare_entry(
+        self, job_id: str, entry: Mapping[str, Any], *, run: str | None, owner: str | None
+    ) -> PreparedWrite:
+        """Encode an output entry (a log line or a chunk) to append, as for ``prepare``; its
+        result in ``write_many`` is the entry's stream id."""
+        parts = [b"!entry", _encode(entry)]
+        if run is not None:
+            parts[:0] = [b"?run", run.encode()]
+        return PreparedWrite(job_id, b"\0".join(parts), b"", owner, run)
+
+    async def output(
+        self, job_id: str, *, after: str = "0", limit: int = 100
+    ) -> list[tuple[str, bytes]]:
+        """Up to ``limit`` entries of the job's output after stream id ``after``, oldest
+        first, as ``(id, JSON)``."""
+        start = "-" if after in ("", "0") else f"({after}"
+        entries = await self._redis.xrange(keys.job_output(job_id), start, "+", count=limit)
+        return [(entry_id.decode(), fields[b"e"]) for entry_id, fields in entries]
+
+    async def output_many(
+        self, places: Sequence[tuple[str, str]], limit: int
+    ) -> list[list[tuple[str, bytes]]]:
+        """``output`` for several ``(job id, after)`` places, in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id, after in places:
+                start = "-" if after in ("", "0") else f"({after}"
+                pipe.xrange(keys.job_output(job_id), start, "+", count=limit)
+            pages = await pipe.execute()
+        return [[(entry_id.decode(), fields[b"e"]) for entry_id, fields in page] for page in pages]
 
     async def write_many(self, writes: Sequence[PreparedWrite]) -> list[bytes | JobhubError]:
         """Send prepared writes in one round trip, in order; returns, per write, the
@@ -266,7 +270,7 @@ class Store:
         if missed:
             # Redis restarted or flushed its scripts. A call that met NOSCRIPT did nothing,
             # so exactly those are sent again, still in their order.
-            await self._redis.script_load(_WRITE)
+            await self._redis.script_load(WRITE)
             again = await self._send([groups[i] for i in missed])
             for i, reply in zip(missed, again, strict=True):
                 replies[i] = reply
@@ -281,16 +285,26 @@ class Store:
                     results.append(JobNotFound(write.job_id))
                 elif outcome == b"refused":
                     results.append(WrongStatus(write.job_id, msgspec.json.decode(status)))
+                elif outcome == b"fenced":
+                    results.append(RunSuperseded(write.job_id, write.run or ""))
                 else:
                     results.append(JobIsFinal(write.job_id, msgspec.json.decode(status)))
         return results
 
     async def _send(self, groups: list[list[PreparedWrite]]) -> list[Any]:
+        # Waiting for replicas: every snapshot and entry of this round trip is published only
+        # once WAIT says a replica has it (scripts.py), in the same round trip.
+        outbox = keys.outbox(secrets.token_hex(8)) if self._replicas else keys.outbox("-")
+        stash = "1" if self._replicas else "0"
+
         def args(group: list[PreparedWrite]) -> list[Any]:
             job_id = group[0].job_id
             init = next((w.init for w in group if w.init), b"")
             patches = [w.patch for w in group]
-            job_keys = [keys.job_snapshot(job_id), keys.job_history(job_id)]
+            job_keys = [
+                keys.job_snapshot(job_id), keys.job_history(job_id), keys.job_output(job_id),
+                outbox,
+            ]  # fmt: skip
             owner = group[0].owner
             if owner is not None:
                 job_keys.append(keys.worker_jobs(owner))
@@ -302,11 +316,13 @@ class Store:
                 channel,
                 self._ttl,
                 self._history,
+                self._output,
                 init,
+                stash,
                 *patches,
             ]
 
-        if len(groups) == 1:
+        if len(groups) == 1 and not self._replicas:
             try:
                 return [await self._redis.execute_command("EVALSHA", *args(groups[0]))]  # type: ignore[no-untyped-call]
             except NoScriptError as exc:
@@ -316,7 +332,11 @@ class Store:
         async with self._redis.pipeline(transaction=False) as pipe:
             for group in groups:
                 pipe.execute_command("EVALSHA", *args(group))
-            return await pipe.execute(raise_on_error=False)
+            if self._replicas:
+                pipe.execute_command("WAIT", self._replicas, self._wait_ms)
+                pipe.eval(FLUSH, 1, outbox)
+            replies = await pipe.execute(raise_on_error=False)
+        return replies[: len(groups)]
 
     async def get(self, job_id: str) -> bytes | None:
         """The latest snapshot's JSON, as stored and published."""
@@ -373,6 +393,68 @@ class Store:
         more = len(found) == limit or len(entries) == scan
         return found, cursor if more and entries else None
 
+    async def hidden(self, job_id: str, *names: str) -> list[str | None]:
+        """Fields kept beside a job's snapshot and not in it (``run``, ``worker``, …)."""
+        values = await self._redis.hmget(keys.job_snapshot(job_id), list(names))  # type: ignore[misc]
+        return [None if v is None else v.decode() for v in values]
+
+    async def exist_many(self, job_ids: Sequence[str]) -> list[bool]:
+        """Whether each job has a snapshot, in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.exists(keys.job_snapshot(job_id))
+            return [bool(n) for n in await pipe.execute()]
+
+    async def active_jobs(self, *, created_before_ms: int, offset: int, count: int) -> list[str]:
+        """A page of the jobs not yet ended that were created before ``created_before_ms``
+        (Unix ms), oldest first: the reconciler's walk."""
+        members = await self._redis.zrangebyscore(
+            keys.ACTIVE, "-inf", created_before_ms, start=offset, num=count
+        )
+        return [msgspec.json.decode(m) for m in members]
+
+    async def delete(self, job_id: str, *, also: Sequence[str] = ()) -> Status | None:
+        """Delete an ended job and everything kept of it (and the keys in ``also``); returns
+        its status (a job not ended is left as it is), or None if there is no such job."""
+        job_keys = [
+            keys.job_snapshot(job_id),
+            keys.job_history(job_id),
+            keys.job_output(job_id),
+            keys.job_deliveries(job_id),
+            *also,
+        ]
+        status = await self._delete(keys=job_keys)
+        return None if status is None else Status(msgspec.json.decode(status))
+
+    async def counts(self) -> dict[str, int]:
+        """How many jobs have each status that is not final, now."""
+        counts = await self._redis.hgetall(keys.COUNTS)  # type: ignore[misc]
+        found = {msgspec.json.decode(k): int(v) for k, v in counts.items()}
+        return {status.value: max(0, found.get(status.value, 0))
+                for status in Status if status not in TERMINAL}  # fmt: skip
+
+    async def ended_per_minute(self, minutes: int) -> list[tuple[int, dict[str, int]]]:
+        """Jobs that ended in each of the last ``minutes`` minutes (oldest first), by final
+        status: ``[(minute as Unix time // 60, {"finished": 3, "failed": 1}), …]``."""
+        now = int(time.time()) // 60
+        span = list(range(now - minutes + 1, now + 1))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for minute in span:
+                pipe.hgetall(keys.ended_in(minute))
+            rows = await pipe.execute()
+        return [
+            (minute, {msgspec.json.decode(k): int(v) for k, v in row.items()})
+            for minute, row in zip(span, rows, strict=True)
+        ]
+
+    async def forget_active(self, job_ids: Sequence[str]) -> None:
+        await self._redis.zrem(keys.ACTIVE, *(_encode(job_id) for job_id in job_ids))
+
+    async def newest(self, limit: int = 100) -> list[bytes]:
+        """The snapshots of the newest jobs, oldest of them first."""
+        jobs, _ = await self.list_jobs(limit=limit)
+        return jobs[::-1]
+
     async def history(self, job_id: str) -> list[bytes]:
         """Every snapshot of the job still in its capped history, in seq order."""
         return await self._redis.lrange(keys.job_history(job_id), 0, -1)  # type: ignore[no-any-return,misc]
@@ -385,16 +467,3 @@ class Store:
         """``(seq, JSON)`` of the latest snapshot, for answers that carry an ETag."""
         seq, data = await self._redis.hmget(keys.job_snapshot(job_id), ["seq", "data"])  # type: ignore[misc]
         return None if data is None else (int(seq), data)
-
-    async def announce_functions(self, names: list[str]) -> None:
-        """Record that a worker runs these functions, so the web app accepts them."""
-        if names:
-            now = str(time.time())
-            await self._redis.hset(keys.FUNCTIONS, mapping=dict.fromkeys(names, now))  # type: ignore[misc]
-
-    async def is_known_function(self, name: str) -> bool:
-        return bool(await self._redis.hexists(keys.FUNCTIONS, name))  # type: ignore[misc]
-
-    async def known_functions(self) -> list[str]:
-        names = await self._redis.hkeys(keys.FUNCTIONS)  # type: ignore[misc]
-        return sorted(n.decode() for n in names)

@@ -5,14 +5,18 @@ scored by when it is due) in the same Lua step, so no path to an end (the worker
 crash recovery) can miss it. Workers deliver, off every job's path: each claims due
 deliveries with a lease (a worker that dies mid-delivery only delays it), POSTs the body
 signed with HMAC-SHA256, and on failure or a non-2xx answer tries again with exponential
-backoff. Every attempt is appended to the job's history.
+backoff. Every attempt is recorded in the job's delivery log (``GET /jobs/{id}/deliveries``),
+which expires with the job; the job's history holds its snapshots only.
 
 The receiver checks the signature with ``verify``:
 
     ok = verify(request_body, request.headers["Jobhub-Signature"], secret)
 
-A callback URL that resolves to a private, loopback or link-local address is refused (at
-enqueue and again at delivery, against DNS rebinding) unless settings allow it.
+A callback URL must be well-formed, and one that resolves to any address that is not public
+(private, loopback, link-local, reserved, or an IPv6 form embedding one of those) is
+refused, at enqueue and again at delivery, unless settings allow it.
+At delivery its host is resolved once and the request goes to the very address that was
+checked (see ``jobhub.targets``), so a DNS answer that changes meanwhile cannot redirect it.
 """
 
 from __future__ import annotations
@@ -20,10 +24,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import ipaddress
 import logging
 import time
-from urllib.parse import urlsplit
+from typing import Any
 
 import httpx
 import msgspec
@@ -33,20 +36,63 @@ from redis.exceptions import RedisError
 from . import keys
 from .exceptions import InvalidRequest
 from .logs import job as log_job
+from .parsing import ascii_int
 from .snapshot import utcnow
+from .targets import Target, parse, resolve
 
-__all__ = ["SIGNATURE_HEADER", "Deliveries", "check_target", "sign", "verify"]
+__all__ = [
+    "SIGNATURE_HEADER",
+    "Deliveries",
+    "Delivery",
+    "DeliveryLog",
+    "check_target",
+    "post",
+    "sign",
+    "verify",
+]
 
 logger = logging.getLogger("jobhub.webhooks")
 
 SIGNATURE_HEADER = "Jobhub-Signature"
 
 # Claim what is due: push each back by the lease, so that only this worker has it for now.
+# Count an attempt only on a job that still exists: HINCRBY on an expired job would create
+# its hash again, with no TTL, and leak it.
+_COUNT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return redis.call('HINCRBY', KEYS[1], 'webhook_attempts', 1)
+"""
+
 _CLAIM = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, job in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], job) end
 return due
 """
+
+# Append an attempt to the job's delivery log, capped, living exactly as long as the job's
+# hash (its TTL copied over): the log must not outlive the job, nor expire before it.
+# KEYS: the log, the job's hash. ARGV: the record, the cap.
+_RECORD = """
+local ttl = redis.call('PTTL', KEYS[2])
+if ttl == -2 then return 0 end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
+return 1
+"""
+
+
+class Delivery(msgspec.Struct, frozen=True):
+    """One attempt to deliver a job's webhook, as ``GET /jobs/{id}/deliveries`` lists it."""
+
+    attempt: int
+    """1 for the first try, counting up."""
+    status: int | None
+    """The receiver's HTTP status; null when no answer came."""
+    error: str | None
+    """Why the attempt failed; null when the receiver accepted it (2xx)."""
+    at: str
+    """When the attempt ended (ISO-8601 UTC)."""
 
 
 def sign(body: bytes, secret: str, timestamp: int | None = None) -> str:
@@ -62,33 +108,66 @@ def verify(
     """Whether ``header`` signs ``body`` with ``secret`` within ``tolerance`` seconds of now
     (older signatures are refused: a captured request cannot be replayed later)."""
     fields = dict(part.partition("=")[::2] for part in header.split(","))
-    t, v1 = fields.get("t", ""), fields.get("v1", "")
-    if not t.isdigit() or not v1:
+    t, v1 = ascii_int(fields.get("t", "")), fields.get("v1", "")
+    if t is None or not v1:
         return False
-    if abs((time.time() if now is None else now) - int(t)) > tolerance:
+    if abs((time.time() if now is None else now) - t) > tolerance:
         return False
-    expected = sign(body, secret, int(t)).partition("v1=")[2]
+    expected = sign(body, secret, t).partition("v1=")[2]
     return hmac.compare_digest(expected.encode(), v1.encode())
 
 
 async def check_target(url: str, *, allow_private: bool) -> None:
-    """Refuse a callback URL that is not http(s), or resolves to a non-public address."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest(f"callback_url must be an http(s) URL, got {url!r}")
+    """Refuse (``InvalidRequest``) a malformed callback URL, or unless ``allow_private`` one
+    whose host does not resolve or resolves to any address that is not public."""
     if allow_private:
-        return
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443)
-    except OSError:
-        raise InvalidRequest(f"callback_url host {parts.hostname!r} does not resolve") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise InvalidRequest(
-                f"callback_url resolves to a non-public address ({address}); "
-                "set JOBHUB_WEBHOOK_ALLOW_PRIVATE to allow it"
-            )
+        parse(url)  # its host is resolved at delivery, where any address is allowed
+    else:
+        await resolve(url, allow_private=False)
+
+
+async def post(
+    http: httpx.AsyncClient, url: str, body: bytes, *, secret: str, allow_private: bool
+) -> httpx.Response:
+    """POST ``body``, signed with ``secret``, to ``url``: its host resolved once and checked,
+    and the request sent to that very address, with the URL's host as ``Host`` (and as the
+    TLS name). Raises ``InvalidRequest`` for a refused target, ``httpx.HTTPError`` if the
+    request fails.
+
+        response = await post(http, "https://hooks.example.com/x", body, secret="s",
+                              allow_private=False)
+    """
+    target = await resolve(url, allow_private=allow_private)
+    headers = {
+        "host": target.host_header,
+        "content-type": "application/json",
+        SIGNATURE_HEADER: sign(body, secret),
+    }
+    return await http.post(target.url, content=body, headers=headers, extensions=_tls_name(target))
+
+
+class DeliveryLog:
+    """Each job's delivery attempts, kept apart from its history (which holds snapshots
+    only) and expiring with the job. Workers append; the web app reads.
+
+        log = DeliveryLog(redis)
+        await log.read("job-1")     # [b'{"attempt":1,"status":200,...}']
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._append = redis.register_script(_RECORD)
+
+    async def append(self, job_id: str, delivery: Delivery, *, keep: int) -> None:
+        """Record an attempt, keeping the newest ``keep``; nothing if the job has expired."""
+        await self._append(
+            keys=[keys.job_deliveries(job_id), keys.job_snapshot(job_id)],
+            args=[msgspec.json.encode(delivery), keep],
+        )
+
+    async def read(self, job_id: str) -> list[bytes]:
+        """The job's attempts (``Delivery`` as JSON), oldest first."""
+        return await self._redis.lrange(keys.job_deliveries(job_id), 0, -1)  # type: ignore[no-any-return,misc]
 
 
 class Deliveries:
@@ -113,9 +192,18 @@ class Deliveries:
         self._lease = lease
         self._poll = poll
         self._claim = redis.register_script(_CLAIM)
+        self._count = redis.register_script(_COUNT)
+        self._log = DeliveryLog(redis)
         self._task: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
-        self._http = httpx.AsyncClient(timeout=10, follow_redirects=False)
+        # No kept-alive connections: requests go to an IP, with the name in Host and SNI,
+        # and a pooled TLS connection to that IP, verified for one name, must not carry a
+        # request for another name served at the same address.
+        self._http = httpx.AsyncClient(
+            timeout=10,
+            follow_redirects=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="jobhub-webhooks")
@@ -156,24 +244,24 @@ class Deliveries:
         if callback is None or data is None:
             await self._redis.zrem(keys.WEBHOOKS, member)  # the job expired meanwhile
             return
-        attempt = await self._redis.hincrby(job, "webhook_attempts", 1)  # type: ignore[misc]
+        attempt = int(await self._count(keys=[job]))
+        if not attempt:
+            await self._redis.zrem(keys.WEBHOOKS, member)  # the job expired just now
+            return
         status: int | None = None
         error: str | None = None
         try:
             url = msgspec.json.decode(callback)
-            await check_target(url, allow_private=self._allow_private)
-            headers = {
-                "content-type": "application/json",
-                SIGNATURE_HEADER: sign(data, self._secret),
-            }
-            response = await self._http.post(url, content=data, headers=headers)
+            response = await post(
+                self._http, url, data, secret=self._secret, allow_private=self._allow_private
+            )
             status = response.status_code
             if not 200 <= status < 300:
                 error = f"the receiver answered {status}"
         except (httpx.HTTPError, InvalidRequest) as exc:
             error = str(exc) or type(exc).__name__
-        record = {"webhook": {"attempt": attempt, "status": status, "error": error, "at": utcnow()}}
-        await self._redis.rpush(keys.job_history(job_id), msgspec.json.encode(record))  # type: ignore[misc]
+        delivery = Delivery(attempt=attempt, status=status, error=error, at=utcnow())
+        await self._log.append(job_id, delivery, keep=self._max_attempts)
         if error is None or attempt >= self._max_attempts:
             await self._redis.zrem(keys.WEBHOOKS, member)
             if error is not None:
@@ -186,3 +274,11 @@ class Deliveries:
         else:
             retry_at = time.time() + self._backoff * 2 ** (attempt - 1)
             await self._redis.zadd(keys.WEBHOOKS, {member: retry_at * 1000})
+
+
+def _tls_name(target: Target) -> dict[str, Any]:
+    """The request's httpx extensions: over TLS to a host name, that name as SNI, against
+    which httpx then verifies the certificate (not against the IP it connects to)."""
+    if target.scheme == "https" and not target.is_ip_literal:
+        return {"sni_hostname": target.host}
+    return {}

@@ -1,6 +1,8 @@
 """ARQ worker settings with jobhub's lifecycle around every job function.
 
-``worker_settings.py`` at the repository root is all a deployment needs:
+Each worker process runs its jobs inside jobhub's wrapper (jobhub/reporter.py) and a
+background watch (jobhub/recovery.py): heartbeats, recovery of lost workers' jobs, and the
+reconciler. ``worker_settings.py`` at the repository root is all a deployment needs:
 
     WorkerSettings = worker_settings([demo.count, demo.fail], Settings.from_env())
 
@@ -12,19 +14,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from arq.connections import RedisSettings
 from prometheus_client import start_http_server
 
 from .batch import WriteBatch
+from .connections import arq_pool, arq_settings
+from .lifecycle import Lifecycle
 from .logs import configure as configure_logs
 from .metrics import WorkerMetrics
-from .recovery import Recovery, new_worker_id
-from .reporter import WRITER, JobFunction, lifecycle
+from .reconciler import Reconciler
+from .recovery import Recovery
+from .registry import Registry, new_worker_id
+from .reporter import ARQ_TIMEOUT, RUNTIME, JobFunction, Runs, WorkerRuntime, wrap
 from .settings import Settings
 from .store import Store
 from .webhooks import Deliveries
 
-__all__ = ["DELIVERIES", "METRICS_SERVER", "RECOVERY", "UNDO_LOGS", "worker_settings"]
+__all__ = [
+    "DELIVERIES",
+    "METRICS_SERVER",
+    "RECOVERY",
+    "UNDO_LOGS",
+    "worker_settings",
+]
 
 UNDO_LOGS = "jobhub.logs"
 
@@ -52,24 +63,34 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
             ctx["redis"],
             result_ttl_seconds=settings.result_ttl_seconds,
             history_limit=settings.history_limit,
+            output_limit=settings.output_limit,
+            wait_replicas=settings.wait_replicas,
+            wait_timeout_ms=int(settings.redis_wait_timeout_seconds * 1000),
         )
         worker_id = new_worker_id()
         metrics = WorkerMetrics()
-        ctx[WRITER] = WriteBatch(store, owner=worker_id, metrics=metrics)
+        runs = Runs()
+        ctx[RUNTIME] = WorkerRuntime(WriteBatch(store, owner=worker_id, metrics=metrics),
+                                     worker_id, runs)  # fmt: skip
         if settings.worker_metrics_port is not None:
             ctx[METRICS_SERVER], _ = start_http_server(
                 settings.worker_metrics_port, registry=metrics.registry
             )
+        lifecycle = Lifecycle(ctx["redis"], store, queue_name=settings.queue_name)
+        registry = Registry(ctx["redis"], lost_after=settings.worker_lost_after_seconds)
         ctx[RECOVERY] = Recovery(
-            ctx["redis"],
-            store,
+            lifecycle,
+            registry,
+            Reconciler(lifecycle, registry, ctx["redis"], worker_id),
+            runs,
             worker_id,
+            functions=names,
             tries=tries,
             default_tries=settings.max_tries,
-            queue_name=settings.queue_name,
             heartbeat=settings.worker_heartbeat_seconds,
             lost_after=settings.worker_lost_after_seconds,
         )
+        # Its first beat also announces the functions, so the web app accepts them.
         await ctx[RECOVERY].start()
         if settings.webhook_secret:
             ctx[DELIVERIES] = Deliveries(
@@ -80,7 +101,6 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
                 backoff=settings.webhook_backoff_seconds,
             )
             await ctx[DELIVERIES].start()
-        await store.announce_functions(names)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         for service in (RECOVERY, DELIVERIES):
@@ -96,12 +116,17 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
         (),
         {
             "functions": [
-                lifecycle(f, settings.job_timeout_seconds, settings.max_tries) for f in functions
+                wrap(f, settings.job_timeout_seconds, settings.max_tries) for f in functions
             ],
             "max_tries": settings.max_tries,
             "on_startup": on_startup,
             "on_shutdown": on_shutdown,
-            "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+            "redis_settings": arq_settings(settings),
+            # With Sentinel, a pool of jobhub's own (ARQ's passes no retry settings on).
+            "redis_pool": arq_pool(settings),
+            # Jobs keep their own time limits (jobhub/reporter.py); ARQ's would also expire
+            # in-progress keys under long jobs and start them twice.
+            "job_timeout": ARQ_TIMEOUT,
             "queue_name": settings.queue_name,
             # ARQ only learns of new jobs by polling; this bounds enqueue -> started.
             "poll_delay": settings.poll_delay_seconds,

@@ -7,15 +7,24 @@ it cannot be had these tests are skipped, except under CI=true, where that is a 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from jobhub import Settings, create_app
+from jobhub.devserver import free_port
 
 from .conftest import ThreadedServer
+from .readme import blocks, python_block
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -245,3 +254,269 @@ def test_client_follows_jobs_with_their_tokens_where_auth_is_on(
     assert [f["status"] for f in finals] == ["finished", "finished"]
     assert streams and all("tokens=" in url for url in streams)  # the one stream, authorised
     assert polls == []  # it was not polling that got them there
+
+
+def wait_for(
+    check: Callable[[], bool], timeout: float, what: str, page: Page | None = None
+) -> None:
+    """Poll ``check`` until ``timeout``; with a ``page``, its events are delivered meanwhile
+    (Playwright's sync API runs event handlers only inside its own calls)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if page is not None:
+            page.wait_for_timeout(50)
+        else:
+            time.sleep(0.05)
+
+
+def serve(page: Page, url: str, body: str, content_type: str = "text/html") -> None:
+    """Answer ``url`` with ``body`` from the test, as if the origin served that file."""
+    page.route(url, lambda route: route.fulfill(body=body, content_type=content_type))
+
+
+def test_the_readme_page_snippet_runs_in_a_classic_script(page: Page, base_url: str) -> None:
+    (snippet,) = [block.code for block in blocks("html") if "countToFive" in block.code]
+    logged: list[str] = []
+    errors: list[str] = []
+    page.on("console", lambda message: logged.append(message.text))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    serve(page, f"{base_url}/readme.html", f"<!doctype html><title>snippet</title>{snippet}")
+    page.goto("/readme.html")
+    wait_for(lambda: any(line.startswith("result") for line in logged), 30, "the result", page)
+    assert errors == []  # no SyntaxError: the snippet is valid in a classic <script>
+    assert 'result {"steps":5}' in logged
+    # onUpdate saw it at work (a stream may skip states, never the final one).
+    assert any(line.startswith("running ") for line in logged), logged
+
+
+def test_the_readme_worker_snippet_runs_in_a_web_worker(page: Page, base_url: str) -> None:
+    (snippet,) = [block.code for block in blocks("js") if block.name == "worker.js"]
+    page.goto("/")
+    serve(page, f"{base_url}/worker.js", snippet, "text/javascript")
+    final = page.evaluate(
+        """() => new Promise((resolve, reject) => {
+            const worker = new Worker("/worker.js");
+            worker.onmessage = ({ data }) => {
+                if (["finished", "failed", "canceled"].includes(data.status) && data.result) {
+                    worker.terminate();
+                    resolve(data);
+                }
+            };
+            worker.onerror = (event) => reject(event.message);
+            worker.postMessage({ function: "demo.count", kwargs: { steps: 2, delay: 0.1 } });
+        })"""
+    )
+    assert final["status"] == "finished" and final["result"] == {"steps": 2}
+
+
+def test_a_blob_worker_finds_the_api_from_the_script_url_it_imports(page: Page) -> None:
+    page.goto("/")
+    final = page.evaluate(
+        """() => new Promise((resolve, reject) => {
+            const code = `
+                importScripts("${location.origin}/static/jobhub.js");
+                jobhub.start("demo.count", { kwargs: { steps: 2, delay: 0.1 } })
+                  .then((job) => jobhub.watch(job.job_id))
+                  .then((snapshot) => postMessage({ snapshot, baseUrl: jobhub.baseUrl }),
+                        (error) => postMessage({ error: String(error) }));`;
+            const blob = new Blob([code], { type: "text/javascript" });
+            const worker = new Worker(URL.createObjectURL(blob));
+            worker.onmessage = (event) => { worker.terminate(); resolve(event.data); };
+            worker.onerror = (event) => reject(event.message);
+        })"""
+    )
+    assert "error" not in final, final
+    assert final["snapshot"]["result"] == {"steps": 2}
+    assert final["baseUrl"] == page.evaluate("location.origin")
+
+
+def test_a_data_worker_without_base_url_is_told_what_to_pass(page: Page) -> None:
+    page.goto("/")
+    source = page.evaluate("() => fetch('/static/jobhub.js').then((r) => r.text())")
+    message = page.evaluate(
+        """(source) => new Promise((resolve) => {
+            const code = source + `
+                jobhub.start("demo.count").then(() => postMessage("started?"),
+                                                (error) => postMessage(error.message));`;
+            const worker = new Worker("data:text/javascript," + encodeURIComponent(code));
+            worker.onmessage = (event) => { worker.terminate(); resolve(event.data); };
+        })""",
+        source,
+    )
+    assert "pass options.baseUrl or set jobhub.baseUrl" in message
+
+
+def test_the_readme_mount_snippet_serves_jobhub_under_a_prefix(
+    browser: Browser, redis_url: str, base_url: str, tmp_path: Path
+) -> None:
+    """The README's app.py, run by uvicorn: the pages, the client and the API all under
+    /jobhub/, and nothing asked of the origin's root. The session's worker runs the jobs."""
+    (tmp_path / "app.py").write_text(python_block("app.py"))
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app:app", "--port", str(port)],
+        cwd=tmp_path, env={**os.environ, "REDIS_URL": redis_url},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    root = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(root + "/jobhub/healthz"), 30, "the mounted app")
+        context = browser.new_context()
+        page = context.new_page()
+        paths: list[str] = []
+        page.on("request", lambda r: paths.append(r.url.removeprefix(root)))
+        page.goto(root + "/jobhub/")
+        page.fill("#steps", "2")
+        page.click("button[data-function='demo.count']")
+        job = page.locator(".job").first
+        expect(job).to_have_class("job finished", timeout=20_000)
+        expect(job.locator(".result")).to_contain_text('"steps": 2')
+        page.goto(root + "/jobhub/dashboard")
+        expect(page.locator("#live")).to_have_text("● live", timeout=10_000)
+        expect(page.locator("#rows tr").first).to_be_visible(timeout=10_000)
+        context.close()
+    finally:
+        server.terminate()
+        server.wait(20)
+    assert any(path.startswith("/jobhub/events?jobs=") for path in paths)  # streamed there
+    assert [p for p in paths if p.startswith("/") and not p.startswith("/jobhub/")] == []
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class Pages(BaseHTTPRequestHandler):
+    """Another site's web server, serving the pages a test puts in ``pages``."""
+
+    pages: ClassVar[dict[str, str]] = {}
+
+    def do_GET(self) -> None:
+        body = self.pages.get(self.path, "").encode()
+        self.send_response(200 if body else 404)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def another_site() -> tuple[str, dict[str, str], ThreadingHTTPServer]:
+    """A real server (Chromium keeps pages it cannot place on the network, such as routed
+    ones, from loading anything from loopback addresses) named localhost, so that its
+    origin differs from jobhub's 127.0.0.1."""
+    pages: ClassVar[dict[str, str]] = {}
+    handler = type("SitePages", (Pages,), {"pages": pages})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://localhost:{server.server_address[1]}", pages, server
+
+
+@pytest.fixture
+def cors(redis_url: str, base_url: str) -> Iterator[tuple[str, str, dict[str, str]]]:
+    """jobhub letting one other site in; that site's origin, and its pages to fill."""
+    origin, pages, site = another_site()
+    settings = Settings(redis_url=redis_url, cors_origins=(origin,))
+    with ThreadedServer(create_app(settings)) as web:
+        yield web.base_url, origin, pages
+    site.shutdown()
+    site.server_close()
+
+
+def test_a_page_on_a_listed_origin_uses_jobhub_with_the_readme_script_tag(
+    browser: Browser, cors: tuple[str, str, dict[str, str]]
+) -> None:
+    jobhub_url, page_origin, pages = cors
+    (tag,) = [block.code for block in blocks("html") if "jobs.example.com" in block.code]
+    page_html = tag.replace("https://jobs.example.com", jobhub_url) + (
+        "<script>jobhub.start('demo.count', { kwargs: { steps: 2, delay: 0.1 } })"
+        ".then((job) => jobhub.watch(job.job_id))"
+        ".then((s) => { document.title = JSON.stringify(s.result); },"
+        " (e) => { document.title = 'error ' + e.message; });</script>"
+    )
+    pages["/page.html"] = page_html
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{page_origin}/page.html")
+    expect(page).to_have_title('{"steps":2}', timeout=20_000)
+    context.close()
+
+
+def test_a_page_on_another_origin_is_refused_and_the_refusal_is_logged(
+    browser: Browser, cors: tuple[str, str, dict[str, str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    jobhub_url, _, _ = cors
+    stranger, pages, site = another_site()
+    pages["/page.html"] = f'<script src="{jobhub_url}/static/jobhub.js"></script>'
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{stranger}/page.html")
+    outcome = page.evaluate(
+        "() => jobhub.start('demo.count').then(() => 'started', (e) => e.name + ': ' + e.message)"
+    )
+    context.close()
+    site.shutdown()
+    site.server_close()
+    assert outcome.startswith("TypeError")  # the browser withheld the answer: Failed to fetch
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    refusals = [m for m in warnings if m.startswith("refused a cross-origin request")]
+    assert refusals == [
+        f"refused a cross-origin request: origin {stranger} is not in JOBHUB_CORS_ORIGINS"
+    ]
+    preflight = httpx.options(
+        jobhub_url + "/jobs",
+        headers={"Origin": stranger, "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.status_code == 400
+    assert preflight.json()["error"]["type"] == "CorsRefused"
+
+
+def test_demo_list_keeps_its_order_across_refreshes(page: Page) -> None:
+    page.goto("/")
+    page.evaluate("localStorage.clear()")
+    page.reload()
+    page.fill("#steps", "1")
+    for _ in range(3):
+        count = page.locator(".job").count()
+        page.click("button[data-function='demo.count']")
+        expect(page.locator(".job")).to_have_count(count + 1)
+    started = page.locator(".job code").all_inner_texts()
+    for _ in range(2):  # it used to flip on every refresh
+        page.reload()
+        expect(page.locator(".job")).to_have_count(3)
+        assert page.locator(".job code").all_inner_texts() == started
+
+
+def test_pages_load_without_errors_or_a_favicon_request(page: Page) -> None:
+    failures: list[str] = []
+    page.on("console", lambda m: failures.append(m.text) if m.type == "error" else None)
+    page.on("requestfailed", lambda r: failures.append(r.url))
+    page.on("response", lambda r: failures.append(r.url) if r.status >= 400 else None)
+    for path in ("/", "/dashboard"):
+        page.goto(path)
+        page.wait_for_load_state("networkidle")
+    assert failures == []
+
+
+def test_dashboard_times_are_the_readers_local_time_and_say_so(
+    browser: Browser, base_url: str
+) -> None:
+    context = browser.new_context(base_url=base_url, timezone_id="Asia/Kathmandu")  # UTC+5:45
+    page = context.new_page()
+    job_id = httpx.post(base_url + "/jobs", json={"function": "demo.noop"}).json()["job_id"]
+    page.goto("/dashboard")
+    cell = page.locator(f"#row-{job_id} time")
+    expect(cell).to_be_visible(timeout=10_000)
+    assert "your time" in page.locator("th").last.text_content().lower()  # CSS upper-cases it
+    stamp = cell.get_attribute("datetime")
+    assert stamp is not None and stamp.endswith("Z")
+    expected = page.evaluate("(s) => new Date(s).toLocaleTimeString()", stamp)
+    expect(cell).to_have_text(expected)
+    assert stamp[11:19] not in cell.inner_text()  # not the UTC clock
+    context.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 
@@ -35,11 +36,14 @@ async def test_stream_headers_stop_buffering_and_caching(client: httpx.AsyncClie
         assert response.headers["cache-control"] == "no-store"
         assert response.headers["x-accel-buffering"] == "no"
         body = await response.aread()
-    # One event: id, data on one line, no event name.
+    # One event: the reconnection delay (the first event of every stream carries it), the
+    # id, the data on one line, and no event name.
     lines = [line for line in body.decode().splitlines() if line]
-    assert len(lines) == 2
-    assert lines[0].startswith("id: ")
-    assert lines[1].startswith("data: {")
+    assert len(lines) == 3
+    assert lines[0].startswith("retry: ")
+    assert 1000 <= int(lines[0].removeprefix("retry: ")) <= 4000
+    assert lines[1].startswith("id: ")
+    assert lines[2].startswith("data: {")
 
 
 async def test_late_subscriber_gets_the_current_snapshot_first(client: httpx.AsyncClient) -> None:
@@ -78,22 +82,38 @@ async def test_reconnect_after_the_end_gets_204(client: httpx.AsyncClient) -> No
     assert [s["seq"] for _, s in again] == [final_seq]
 
 
-async def test_garbage_last_event_id_is_treated_as_none(client: httpx.AsyncClient) -> None:
+# Numbers that str.isdigit() takes (int() then refuses "²" and reads "٣" as 3), signs and
+# separators int() accepts, and too many digits: none is a seq, so none is a cursor.
+NOT_SEQS = [
+    *("abc", "-5", "+5", "1_0", "0x1f", "9" * 40, ""),
+    *("\u00b2", "\u00b3", "1\u00b2"),  # superscripts
+    *("\u0663", "\u0661\u0662", "\u07c2", "\u09ea"),  # Arabic-Indic, NKo, Bengali digits
+]
+
+
+async def test_a_last_event_id_that_is_not_ascii_digits_is_treated_as_none(
+    client: httpx.AsyncClient,
+) -> None:
     snap = await start(client, "demo.count", steps=1, delay=0)
     await wait_for(client, snap["job_id"])
-    for header in ("abc", "-5", "9" * 40, ""):
-        events = await follow_with_header(client, snap["job_id"], header)
-        assert events[-1]["status"] == "finished"
+    for header in NOT_SEQS:
+        events = await follow_with_header(client, snap["job_id"], header.encode())
+        assert events[-1]["status"] == "finished", header
+    # The same superscript as one Latin-1 byte, the only way "²" reaches a header decoded
+    # as Latin-1: never a 500 (a 400 if invalid UTF-8 is refused, else no cursor).
+    for raw in (b"\xb2", b"1\xb3"):
+        response = await client.get(
+            f"/jobs/{snap['job_id']}/events", headers={"Last-Event-ID": raw}
+        )
+        assert response.status_code in (200, 400), raw
 
 
-async def follow_with_header(client: httpx.AsyncClient, job_id: str, value: str) -> list[dict]:  # type: ignore[type-arg]
+async def follow_with_header(client: httpx.AsyncClient, job_id: str, value: bytes) -> list[dict]:  # type: ignore[type-arg]
     async with client.stream(
         "GET", f"/jobs/{job_id}/events", headers={"Last-Event-ID": value}
     ) as r:
         assert r.status_code == 200
         body = (await r.aread()).decode()
-    import json
-
     return [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: ")]
 
 

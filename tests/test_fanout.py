@@ -18,9 +18,10 @@ from httpx_sse import aconnect_sse
 
 from jobhub import Settings, create_app, keys
 from jobhub.devserver import RedisServer
-from jobhub.hub import Hub, Watch
+from jobhub.hub import Hub
 from jobhub.snapshot import Snapshot, Status
 from jobhub.store import Store
+from jobhub.watch import Watch
 
 from .conftest import ThreadedServer
 
@@ -141,14 +142,33 @@ async def test_a_stalled_reader_does_not_delay_a_fast_one_and_is_cut_off(
     assert 0 < received < 60 * 60_000  # it got some, and was never queued all of it
 
 
+async def test_output_entries_on_a_jobs_channel_reach_its_streams_in_order(
+    threaded: ThreadedServer, store: Store
+) -> None:
+    # A job's log lines and chunks are published on its channel too, between its
+    # snapshots: the stream carries them where they were published.
+    job_id = await new_job(store)
+    events: list[dict] = []  # type: ignore[type-arg]
+    opened = asyncio.Event()
+    async with httpx.AsyncClient(base_url=threaded.base_url, timeout=10) as client:
+        task = asyncio.create_task(collect(client, f"/jobs/{job_id}/events", events, opened))
+        await opened.wait()
+        entry = {"kind": "log", "level": "info", "message": "hello", "at": "now"}
+        await store.write_many([store.prepare_entry(job_id, entry, run=None, owner=None)])
+        await store.write(job_id, {"status": Status.FINISHED})
+        async with asyncio.timeout(5):
+            await task
+    assert [e.get("status") or e["message"] for e in events] == ["queued", "hello", "finished"]
+
+
 async def test_a_slow_watch_holds_only_the_newest_snapshot(redis_url: str, store: Store) -> None:
     """Conflation, and one encoding per published snapshot however many watch it."""
     client = redis.asyncio.Redis.from_url(redis_url)
-    hub = Hub(client.connection_pool.make_connection, store.get)
+    hub = Hub(client.connection_pool.make_connection, store.get_many)
     await hub.start()
     try:
         job_id = await new_job(store)
-        watches: list[Watch] = [await hub.watch([job_id]) for _ in range(50)]
+        watches: list[Watch] = [(await hub.watch([job_id]))[0] for _ in range(50)]
         for i in range(1, 21):
             await store.write(job_id, {"status": Status.RUNNING, "percent": float(i)})
         await store.write(job_id, {"status": Status.FINISHED})
@@ -250,3 +270,125 @@ async def test_cors_answers_allowed_origins_and_only_them(redis_url: str) -> Non
             simple = await client.get("/jobs/nope", headers={"Origin": "https://app.example"})
             assert simple.headers["access-control-allow-origin"] == "https://app.example"
             assert "ETag" in simple.headers["access-control-expose-headers"]
+
+
+async def read_to_end(reader: asyncio.StreamReader) -> bytes:
+    """What a stream sends until its response ends (the end of its chunked body)."""
+    return await reader.readuntil(b"\r\n0\r\n\r\n")
+
+
+async def test_streams_of_jobs_redis_lost_end_with_an_error_and_reconnects_get_404() -> None:
+    with RedisServer() as server:  # no persistence: a restart comes back empty
+        client = redis.asyncio.Redis.from_url(server.url)
+        store = Store(client, result_ttl_seconds=3600)
+        app = create_app(Settings(redis_url=server.url, redis_timeout_seconds=10))
+        with ThreadedServer(app) as web:
+            lost, ended = await new_job(store), await new_job(store)
+            await store.write(ended, {"status": Status.FINISHED})
+            one = await asyncio.open_connection("127.0.0.1", web.port)
+            one[1].write(f"GET /jobs/{lost}/events HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            many = await asyncio.open_connection("127.0.0.1", web.port)
+            request = f"GET /events?jobs={lost},{ended} HTTP/1.1\r\nHost: t\r\n\r\n"
+            many[1].write(request.encode())
+            async with asyncio.timeout(5):
+                await one[0].readuntil(b'"status":"queued"')
+                # Both jobs' snapshots, in the order listed: the lost job's, then the other's.
+                first = await many[0].readuntil(b'"status":"finished"')
+                assert b'"status":"queued"' in first
+
+            server.kill()
+            server.start()  # empty: both jobs are gone
+            async with asyncio.timeout(15):
+                rest_one = await read_to_end(one[0])
+                rest_many = await read_to_end(many[0])
+            for _, writer in (one, many):
+                writer.close()
+            error = {"type": "JobNotFound", "detail": f"no job '{lost}'", "job_id": lost}
+            gone = json.dumps({"error": error}, separators=(",", ":"))
+            assert f"event: error\r\ndata: {gone}\r\n".encode() in rest_one
+            # The stream of two: the lost job's error, none for the job that had ended.
+            assert rest_many.count(b"event: error") == 1
+            assert gone.encode() in rest_many
+
+            async with httpx.AsyncClient(base_url=web.base_url, timeout=10) as http:
+                again = await http.get(f"/jobs/{lost}/events")
+                assert again.status_code == 404
+                assert again.json()["error"]["type"] == "JobNotFound"
+                again_many = await http.get(f"/events?jobs={lost},{ended}")
+                assert again_many.status_code == 404
+            assert web.call(lambda: web.hub.subscribed_jobs) == 0
+        await client.aclose()
+
+
+async def test_the_all_jobs_stream_forgets_each_job_once_it_ended(
+    threaded: ThreadedServer, store: Store
+) -> None:
+    jobs = 10_000
+    reader, writer = await asyncio.open_connection("127.0.0.1", threaded.port)
+    writer.write(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+    finished = 0
+    tail = b""
+    marker = b'"status":"finished"'
+
+    async def drain() -> None:
+        nonlocal finished, tail
+        while chunk := await reader.read(1 << 16):
+            data = tail + chunk
+            finished += data.count(marker)
+            tail = data[-(len(marker) - 1) :]
+
+    async with asyncio.timeout(5):
+        await reader.readuntil(b"HTTP/1.1 200 ")
+        while not threaded.call(lambda: len(threaded.app.state.services.streams)):
+            await asyncio.sleep(0.01)
+    draining = asyncio.create_task(drain())
+
+    def held() -> list[int]:
+        return [stream.watch.held_jobs for stream in threaded.app.state.services.streams]
+
+    prefix = "mem-" + secrets.token_hex(4)
+    most = 0
+    for first in range(0, jobs, 500):
+        ids = [f"{prefix}-{i}" for i in range(first, first + 500)]
+        await asyncio.gather(*(store.create(Snapshot.queued(i, "demo.count")) for i in ids))
+        await store.write_many([store.prepare(i, {"status": Status.FINISHED}) for i in ids])
+        most = max(most, *threaded.call(held))
+    async with asyncio.timeout(60):
+        while finished < jobs:
+            await asyncio.sleep(0.05)
+    # Every job's final snapshot reached the stream (none twice), and the stream keeps
+    # nothing of the jobs that ended: it held 10,000 entries here before.
+    assert finished == jobs
+    assert threaded.call(held) == [0]
+    assert most < jobs / 2  # what it held meanwhile: only what it had yet to send
+    draining.cancel()
+    writer.close()
+
+
+async def test_the_stream_of_every_job_resyncs_after_redis_restarts() -> None:
+    with RedisServer(persist=True) as server:
+        client = redis.asyncio.Redis.from_url(server.url)
+        store = Store(client, result_ttl_seconds=3600)
+        app = create_app(Settings(redis_url=server.url, redis_timeout_seconds=10))
+        with ThreadedServer(app) as web:
+            job_id = await new_job(store)
+            events: list[dict] = []  # type: ignore[type-arg]
+            async with httpx.AsyncClient(base_url=web.base_url, timeout=30) as http:
+                opened = asyncio.Event()
+                task = asyncio.create_task(collect(http, "/events", events, opened))
+                await write_retrying(store, job_id, {"status": Status.RUNNING, "percent": 5.0})
+                await opened.wait()
+                async with asyncio.timeout(5):
+                    while not any(e["job_id"] == job_id for e in events):
+                        await asyncio.sleep(0.01)
+                server.kill()
+                server.start()
+                # Nothing is written after the restart: what arrives now is the resync (the
+                # newest jobs' snapshots read again), which would carry anything that
+                # changed while the connection was down.
+                async with asyncio.timeout(15):
+                    while sum(e["job_id"] == job_id for e in events) < 2:
+                        await asyncio.sleep(0.02)
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        await client.aclose()

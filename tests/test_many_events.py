@@ -12,7 +12,7 @@ from .helpers import start, wait_for
 
 
 async def follow_many(
-    client: httpx.AsyncClient, job_ids: list[str], cursor: str | None = None
+    client: httpx.AsyncClient, job_ids: list[str], cursor: str | bytes | None = None
 ) -> list[tuple[str, dict]]:  # type: ignore[type-arg]
     headers = {"Last-Event-ID": cursor} if cursor is not None else {}
     events = []
@@ -21,8 +21,10 @@ async def follow_many(
         async with aconnect_sse(client, "GET", path, headers=headers) as source:
             assert source.response.status_code == 200
             async for sse in source.aiter_sse():
-                assert sse.event == "message"
-                events.append((sse.id, json.loads(sse.data)))
+                if sse.event == "message":  # snapshots; log and output entries are named
+                    events.append((sse.id, json.loads(sse.data)))
+                else:
+                    assert sse.event in ("log", "output"), sse.event
     return events
 
 
@@ -40,7 +42,8 @@ async def test_one_stream_carries_every_job_and_ends_when_all_are_terminal(
     for event_id, snap in events:
         final[snap["job_id"]] = snap
         # The id is the cursor: what the client holds of each job, in the order listed.
-        cursor = [int(part) for part in event_id.split(".")]
+        # (Each job's part is its seq, and after output came, ":" and its last entry.)
+        cursor = [int(part.partition(":")[0]) for part in event_id.split(".")]
         assert cursor[job_ids.index(snap["job_id"])] == snap["seq"]
     assert [final[j]["status"] for j in job_ids] == ["finished", "failed", "finished"]
     for job_id in job_ids:
@@ -66,6 +69,29 @@ async def test_reconnect_sends_only_what_the_cursor_lacks(client: httpx.AsyncCli
     # A cursor that does not fit the list is ignored: everything is sent again.
     again = await follow_many(client, job_ids, cursor="7")
     assert {snap["job_id"] for _, snap in again} == set(job_ids)
+
+
+async def test_a_cursor_of_anything_but_ascii_digits_is_no_cursor(
+    client: httpx.AsyncClient,
+) -> None:
+    jobs = [await start(client, "demo.count", steps=1, delay=0) for _ in range(2)]
+    job_ids = [j["job_id"] for j in jobs]
+    finals = [await wait_for(client, job_id) for job_id in job_ids]
+    held = f"{finals[0]['seq']}.{finals[1]['seq']}"
+    # str.isdigit() takes superscripts and other scripts' digits; int() refuses "²" and
+    # reads "٣" as 3. None of these is a seq: the cursor is ignored, everything sent again.
+    for part in ("\u00b2", "\u0663", "+1", "1_0", "", "9" * 19):
+        cursor = f"{finals[0]['seq']}.{part}"
+        events = await follow_many(client, job_ids, cursor=cursor.encode())
+        assert {snap["job_id"] for _, snap in events} == set(job_ids), part
+    for raw in (b"1.\xb2", b"\xb3.1"):  # one Latin-1 byte each: never a 500
+        response = await client.get(
+            "/events?jobs=" + ",".join(job_ids), headers={"Last-Event-ID": raw}
+        )
+        assert response.status_code in (200, 400), raw
+    # The cursor itself still works.
+    done = await client.get("/events?jobs=" + ",".join(job_ids), headers={"Last-Event-ID": held})
+    assert done.status_code == 204
 
 
 async def test_many_events_rejects_bad_lists(client: httpx.AsyncClient) -> None:
@@ -97,3 +123,28 @@ async def test_events_without_a_list_streams_every_job(client: httpx.AsyncClient
                 break
     for job_id in wanted:
         assert seen[job_id][-1] == "finished"
+
+
+async def test_one_stream_of_several_jobs_carries_their_output_and_resumes_it(
+    client: httpx.AsyncClient,
+) -> None:
+    jobs = [await start(client, "demo.tokens", count=40, delay=0.005) for _ in range(2)]
+    path = "/events?jobs=" + ",".join(j["job_id"] for j in jobs)
+    first: list[str] = []
+    cursor = None
+    async with asyncio.timeout(20), aconnect_sse(client, "GET", path) as source:
+        async for sse in source.aiter_sse():
+            cursor = sse.id
+            if sse.event == "output":
+                first.append(json.loads(sse.data)["data"])
+                if len(first) == 30:
+                    break  # cut mid-way
+    assert cursor is not None
+    rest: list[str] = []
+    async with asyncio.timeout(20):
+        async with aconnect_sse(client, "GET", path, headers={"Last-Event-ID": cursor}) as src:
+            async for sse in src.aiter_sse():
+                if sse.event == "output":
+                    rest.append(json.loads(sse.data)["data"])
+    # Both jobs write the same words: across the cut, each arrives exactly twice.
+    assert sorted(first + rest) == sorted([f"w{i} " for i in range(40)] * 2)

@@ -16,7 +16,9 @@ from schemathesis.checks import (
 )
 
 from jobhub.openapi import document
+from jobhub.operator import routes as operator_routes
 from jobhub.routes import routes
+from jobhub.session import routes as session_routes
 
 
 def test_the_document_covers_every_endpoint(base_url: str) -> None:
@@ -27,7 +29,7 @@ def test_the_document_covers_every_endpoint(base_url: str) -> None:
     }
     served = {
         (route.path, method)
-        for route in routes
+        for route in [*routes, *operator_routes, *session_routes]
         for method in (route.methods or ())
         if method != "HEAD" and route.path not in {"/", "/dashboard"}  # pages, not API
     }

@@ -1,9 +1,16 @@
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
+import subprocess
+import sys
+
+import pytest
 
 import jobhub
+
+SERVER_STACK = ("starlette", "uvicorn", "sse_starlette", "arq", "redis", "prometheus_client")
 
 
 def test_all_is_exact_and_importable() -> None:
@@ -11,12 +18,17 @@ def test_all_is_exact_and_importable() -> None:
     assert sorted(jobhub.__all__) == sorted(set(jobhub.__all__))
     for name in jobhub.__all__:
         assert hasattr(jobhub, name), name
-    public = {
-        n
-        for n in vars(jobhub)
-        if not n.startswith("_") and not isinstance(getattr(jobhub, n), type(jobhub))
-    }
-    assert public == set(jobhub.__all__)
+    assert jobhub.Client is importlib.import_module("jobhub.client").Client
+    public = {n for n in dir(jobhub) if not n.startswith("_")}
+    submodules = {m.name for m in pkgutil.iter_modules(jobhub.__path__)}
+    assert public - submodules == set(jobhub.__all__)
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'Clinet'"):
+        jobhub.Clinet  # noqa: B018
+    with pytest.raises(ImportError):
+        exec("from jobhub import Clinet")
 
 
 def test_every_module_declares_all() -> None:
@@ -27,3 +39,35 @@ def test_every_module_declares_all() -> None:
         assert hasattr(loaded, "__all__"), module.name
         for name in loaded.__all__:
             assert hasattr(loaded, name), f"{module.name}.{name}"
+
+
+def loaded_after(statement: str) -> set[str]:
+    """The top-level packages a fresh interpreter holds after ``statement``."""
+    code = f"import sys, json\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    return {name.split(".")[0] for name in json.loads(result.stdout)}
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import jobhub; from jobhub import Client",
+        "from jobhub import AsyncClient, JobFailed, Snapshot, Status, WaitTimeout",
+        "import jobhub.client",
+        "from jobhub.cli import main",  # the CLI's HTTP commands
+    ],
+)
+def test_the_client_does_not_load_the_server_stack(statement: str) -> None:
+    loaded = loaded_after(statement)
+    assert {"jobhub", "httpx"} <= loaded
+    assert loaded.isdisjoint(SERVER_STACK), loaded & set(SERVER_STACK)
+
+
+def test_the_server_names_still_load_the_server() -> None:
+    # The check above can fail: these names do bring the stack in.
+    assert {"starlette", "uvicorn", "sse_starlette"} <= loaded_after(
+        "from jobhub import create_app"
+    )
+    assert "arq" in loaded_after("from jobhub import worker_settings")

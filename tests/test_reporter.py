@@ -16,6 +16,8 @@ from arq.worker import Retry, create_worker
 from jobhub import JobContext, Settings, ThreadJobContext, job, keys, worker_settings
 from jobhub.batch import WriteBatch
 from jobhub.exceptions import InvalidProgress, JobIsFinal
+from jobhub.lifecycle import Run
+from jobhub.registry import Registry
 from jobhub.snapshot import Snapshot, Status, decode
 from jobhub.store import Store
 
@@ -160,7 +162,8 @@ async def test_percent_outside_0_to_100_fails_the_job_with_a_clear_error(
 
 
 async def test_report_validates_before_writing(store: Store) -> None:
-    context = JobContext(WriteBatch(store), "never-written", 1, {})
+    run = Run(WriteBatch(store), "never-written", attempt=1, worker_id="w")
+    context = JobContext(run, {})
     with pytest.raises(InvalidProgress):
         await context.report(101)
     with pytest.raises(InvalidProgress):
@@ -179,9 +182,11 @@ async def test_unserializable_result_fails_the_job_and_says_why(
     assert "not JSON-serializable" in final.error.detail
 
 
-async def test_worker_announces_its_functions(redis_url: str, store: Store) -> None:
+async def test_worker_announces_its_functions(
+    redis_url: str, store: Store, redis_client: redis.asyncio.Redis
+) -> None:
     await run_burst(redis_url, store, [])
-    known = await store.known_functions()
+    known = await Registry(redis_client, lost_after=5).live_functions()
     assert {"t.keeps_context", "t.bad_percent", "t.unserializable"} <= set(known)
 
 

@@ -12,7 +12,7 @@ import redis.asyncio
 from redis.asyncio.client import PubSub
 
 from jobhub import keys
-from jobhub.exceptions import InvalidRequest, JobIsFinal, JobNotFound
+from jobhub.exceptions import InvalidRequest, JobIsFinal, JobNotFound, RunSuperseded
 from jobhub.snapshot import JobError, Snapshot, Status, decode, encode
 from jobhub.store import Store
 
@@ -136,11 +136,18 @@ async def test_unencodable_value_is_a_type_error_and_stores_nothing(store: Store
     )
 
 
-async def test_functions_registry(store: Store) -> None:
-    await store.announce_functions(["t.one", "t.two"])
-    assert await store.is_known_function("t.one")
-    assert not await store.is_known_function("t.three")
-    assert {"t.one", "t.two"} <= set(await store.known_functions())
+async def test_a_run_token_fences_off_every_older_run(store: Store) -> None:
+    job_id = new_id()
+    await store.create(Snapshot.queued(job_id, "demo.count"))
+    await store.write(job_id, {"status": Status.STARTED}, hidden={"run": "first"})
+    await store.write(job_id, {"percent": 10.0}, run="first")
+    await store.write(job_id, {"status": Status.STARTED}, hidden={"run": "second"})
+    with pytest.raises(RunSuperseded):
+        await store.write(job_id, {"percent": 90.0}, run="first")
+    with pytest.raises(RunSuperseded):
+        await store.write(job_id, {"status": Status.FINISHED}, run="first")
+    final = decode(await store.write(job_id, {"status": Status.FINISHED}, run="second"))
+    assert final.status is Status.FINISHED and final.percent == 10.0
 
 
 async def test_write_many_keeps_order_and_refuses_what_follows_a_terminal_write(

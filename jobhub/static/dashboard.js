@@ -1,55 +1,132 @@
-// The dashboard: the newest jobs from GET /jobs, then every change from GET /events.
-(function () {
-  "use strict";
+// The operations console at /dashboard: the jobs (filtered, paged, live), one job close up,
+// the workers and the queue; signed in first where the API is secured.
+//
+// Each concept is its own module under console/; this one only wires them together and
+// shows the view the URL's fragment names (console/router.js).
 
-  var MAX_ROWS = 100;
-  var body = document.getElementById("rows");
-  var rows = {}; // job id -> { row, seq }
+import { onUnauthorized } from "./console/api.js";
+import { JobDetail } from "./console/detail.js";
+import { byId } from "./console/dom.js";
+import { Feed } from "./console/feed.js";
+import { JobList } from "./console/jobs.js";
+import { go, here, jobHash, jobsHash, onChange } from "./console/router.js";
+import { Session } from "./console/session.js";
+import { StartForm } from "./console/start.js";
+import { Stats } from "./console/stats.js";
+import { zoneLabel } from "./console/time.js";
 
-  function cell(row, index) { return row.children[index]; }
+const app = byId("app");
+const notice = byId("notice");
+const filters = byId("filters");
+let noticeTimer = null;
 
-  function show(snapshot, prepend) {
-    var known = rows[snapshot.job_id];
-    if (known && snapshot.seq <= known.seq) return; // older than what is drawn
-    if (!known) {
-      var row = document.createElement("tr");
-      row.id = "row-" + snapshot.job_id;
-      row.innerHTML = "<td><code></code></td><td></td><td class=status></td>" +
-        "<td><progress max=100></progress></td><td></td><td></td>";
-      cell(row, 0).firstChild.textContent = snapshot.job_id;
-      if (prepend) body.prepend(row); else body.append(row);
-      known = rows[snapshot.job_id] = { row: row, seq: 0 };
-      while (body.children.length > MAX_ROWS) {
-        var last = body.lastElementChild;
-        delete rows[last.id.slice(4)];
-        last.remove();
-      }
-    }
-    known.seq = snapshot.seq;
-    var row = known.row;
-    row.className = snapshot.status;
-    row.dataset.status = snapshot.status;
-    cell(row, 1).textContent = snapshot.function;
-    cell(row, 2).textContent = snapshot.status;
-    cell(row, 3).firstChild.value = snapshot.percent;
-    cell(row, 3).firstChild.setAttribute("aria-label", "progress of " + snapshot.job_id);
-    cell(row, 4).textContent = snapshot.error ? snapshot.error.detail : snapshot.message;
-    cell(row, 5).textContent = snapshot.updated_at.replace("T", " ").slice(0, 19);
+function say(text) {
+  notice.textContent = text;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => (notice.textContent = ""), 8000);
+}
+
+const feed = new Feed(byId("live"));
+const list = new JobList({ body: byId("rows"), older: byId("older"), notice: byId("newer"), empty: byId("empty") });
+const stats = new Stats({
+  counts: byId("counts"),
+  queue: byId("queue-depth"),
+  chart: byId("minutes-chart"),
+  workers: byId("workers"),
+  functions: byId("functions"),
+  updated: byId("stats-updated"),
+  error: byId("stats-error"),
+});
+const detail = new JobDetail({
+  root: byId("detail-view"),
+  onSnapshot: (snapshot) => list.show(snapshot),
+  onDeleted: (jobId) => {
+    list.remove(jobId);
+    stats.refresh();
+  },
+  say,
+});
+new StartForm(byId("start"), (snapshot) => {
+  list.show(snapshot);
+  go(jobHash(snapshot.job_id));
+});
+
+const session = new Session({
+  form: byId("signin"),
+  account: byId("account"),
+  onSignedIn: () => {
+    app.hidden = false;
+    feed.start();
+    stats.start();
+    list.filter(here().filters); // the list loads behind any view: going back is instant
+    show(here());
+  },
+  onSignedOut: () => {
+    app.hidden = true;
+    feed.stop();
+    stats.stop();
+    detail.close();
+    list.clear();
+  },
+});
+onUnauthorized(() => session.expired());
+
+feed.addEventListener("open", () => list.refresh());
+feed.addEventListener("snapshot", (event) => list.show(event.detail));
+feed.addEventListener("closed", async () => {
+  // The browser gave up on the stream (a 401 does that, as does any non-200 answer): ask
+  // whether the session ended; otherwise try again in a while.
+  await session.check().catch(() => {});
+  if (session.signedIn) setTimeout(() => session.signedIn && feed.start(), 5000);
+});
+
+/** Show the view the fragment names. */
+function show(place) {
+  if (!session.signedIn) return;
+  byId("jobs-view").hidden = place.view !== "jobs";
+  byId("workers-view").hidden = place.view !== "workers";
+  byId("detail-view").hidden = place.view !== "job";
+  for (const link of document.querySelectorAll("nav a[data-view]")) {
+    const current = link.dataset.view === place.view || (link.dataset.view === "jobs" && place.view === "job");
+    if (current) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
   }
-
-  function load() {
-    return fetch("/jobs?limit=50").then(function (r) { return r.json(); }).then(function (page) {
-      page.jobs.forEach(function (snapshot) { show(snapshot, false); });
-    });
+  if (place.view === "job") detail.open(place.id);
+  else detail.close();
+  if (place.view === "jobs") {
+    filters.elements.status.value = place.filters.status;
+    filters.elements.function.value = place.filters.function;
+    list.filter(place.filters);
   }
+  document.title = place.view === "job" ? `job ${place.id} · jobhub` : "jobhub console";
+}
+onChange(show);
 
-  var live = document.getElementById("live");
-  var source = new EventSource("/events");
-  source.onopen = function () {
-    live.textContent = "● live";
-    live.className = "live";
-    load(); // (again) after a reconnect: what changed while the stream was down
-  };
-  source.onmessage = function (event) { show(JSON.parse(event.data), true); };
-  source.onerror = function () { live.textContent = "reconnecting…"; live.className = ""; };
-})();
+// Filters live in the fragment, so that a filtered list can be bookmarked and shared.
+function applyFilters() {
+  const fields = filters.elements;
+  go(jobsHash({ status: fields.status.value, function: fields.function.value.trim() }));
+}
+filters.addEventListener("submit", (event) => {
+  event.preventDefault();
+  applyFilters();
+});
+filters.elements.status.addEventListener("change", applyFilters);
+byId("clear-filters").addEventListener("click", () => {
+  filters.reset();
+  applyFilters();
+});
+
+byId("find").addEventListener("submit", (event) => {
+  event.preventDefault();
+  // A pasted URL (…/jobs/<id>, …#/job/<id>) works as well as the bare id.
+  const value = event.target.elements.id.value.trim().replace(/\/+$/, "");
+  const jobId = value.split("/").pop();
+  if (/^[A-Za-z0-9_-]{1,64}$/.test(jobId)) go(jobHash(jobId));
+  else say(`"${value}" is not a job id (letters, digits, _ and -).`);
+});
+
+byId("newer-reload").addEventListener("click", () => list.reload());
+byId("zone").textContent = zoneLabel();
+
+session.begin().catch((exc) => say(`Could not reach jobhub: ${exc.message}`));

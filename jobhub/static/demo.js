@@ -1,14 +1,19 @@
-// The demo page: start jobs, draw a bar per job, and restore them all after a refresh.
+// The demo page: start jobs, draw a bar per job with the job's output (text as it is typed)
+// and log lines under it, and restore them all after a refresh: the stream replays a job's
+// output to a page that watches it again.
+// URLs are relative to the page, so it works wherever jobhub is mounted (a path prefix).
 (function () {
   "use strict";
 
-  var STORE = "jobhub.demo.jobs"; // job ids on this page, kept across refreshes
+  var STORE = "jobhub.demo.jobs"; // job ids on this page, oldest first, kept across refreshes
   var list = document.getElementById("jobs");
   var form = document.getElementById("start");
   var rows = {};
+  var order = []; // job ids, oldest first: the newest is drawn at the top
 
   var kinds = {
     "demo.count": function () { return ["demo.count", { steps: Number(form.steps.value) || 10, delay: 0.3 }]; },
+    "demo.tokens": function () { return ["demo.tokens", { count: 50, delay: 0.05 }]; },
     "demo.fail": function () { return ["demo.fail", { after: 2, delay: 0.3 }]; },
     "long": function () { return ["demo.count", { steps: 60, delay: 1 }]; },
   };
@@ -18,7 +23,7 @@
   }
 
   function save() {
-    localStorage.setItem(STORE, JSON.stringify(Object.keys(rows)));
+    localStorage.setItem(STORE, JSON.stringify(order));
   }
 
   function row(jobId, fn) {
@@ -32,21 +37,26 @@
       '<button type="button" class="resume secondary">Resume</button>' +
       '<button type="button" class="cancel secondary">Cancel</button></span>' +
       '<label><span class="visually-hidden">Progress</span><progress max="100" value="0"></progress></label>' +
-      '<p class="status" role="status" aria-live="polite"></p><pre class="result" hidden></pre>';
+      '<p class="status" role="status" aria-live="polite"></p>' +
+      '<p class="output" hidden></p><pre class="result" hidden></pre>' +
+      '<ol class="log" hidden></ol>';
     item.querySelector(".name").textContent = fn;
     item.querySelector("code").textContent = jobId;
     item.querySelector("progress").setAttribute("aria-label", fn + " " + jobId);
+    item.querySelector(".output").setAttribute("aria-label", "output of " + fn + " " + jobId);
+    item.querySelector(".log").setAttribute("aria-label", "log of " + fn + " " + jobId);
     ["pause", "resume", "cancel"].forEach(function (action) {
       var button = item.querySelector("." + action);
       button.setAttribute("aria-label", action + " " + fn + " " + jobId);
       button.addEventListener("click", function () {
-        fetch("/jobs/" + encodeURIComponent(jobId) + "/" + action, { method: "POST" })
+        fetch("jobs/" + encodeURIComponent(jobId) + "/" + action, { method: "POST" })
           .then(function (r) { return r.json(); })
           .then(function (body) { draw(body.snapshot || body); });
       });
     });
     list.prepend(item);
     rows[jobId] = item;
+    order.push(jobId);
     save();
     return item;
   }
@@ -67,18 +77,53 @@
     if (snapshot.status === "failed" && snapshot.error) text = "failed: " + snapshot.error.detail;
     if (snapshot.status === "canceled") text = "canceled at " + Math.round(bar.value) + "%";
     status.textContent = text;
-    if (snapshot.status === "finished") {
+    var output = item.querySelector(".output");
+    output.classList.toggle("typing", !jobhub.TERMINAL[snapshot.status]);
+    // A job that wrote output shows that (its text is its answer), not its result again.
+    if (snapshot.status === "finished" && output.hidden) {
       result.hidden = false;
       result.textContent = JSON.stringify(snapshot.result, null, 2);
     }
   }
 
+  // A chunk of the job's output: text as it is, anything else as a line of JSON.
+  function write(jobId, data) {
+    var item = rows[jobId];
+    if (!item) return; // cleared from the page while its output was still coming
+    var output = item.querySelector(".output");
+    output.hidden = false;
+    output.append(typeof data === "string" ? data : JSON.stringify(data) + "\n");
+    item.querySelector(".result").hidden = true;
+  }
+
+  function log(jobId, entry) {
+    if (!rows[jobId]) return;
+    var list = rows[jobId].querySelector(".log");
+    var line = document.createElement("li");
+    var time = document.createElement("time");
+    var level = document.createElement("span");
+    line.className = entry.level;
+    time.dateTime = entry.at;
+    time.textContent = new Date(entry.at).toLocaleTimeString();
+    level.className = "level";
+    level.textContent = entry.level;
+    line.append(time, level, entry.message);
+    list.hidden = false;
+    list.append(line);
+    list.scrollTop = list.scrollHeight;
+  }
+
+  // Ended jobs are watched too: their stream replays their output and log lines, and ends.
   function follow(snapshot) {
+    var jobId = snapshot.job_id;
     draw(snapshot);
-    if (jobhub.TERMINAL[snapshot.status]) return;
-    jobhub.watch(snapshot.job_id, { onUpdate: draw }).catch(function (error) {
+    jobhub.watch(jobId, {
+      onUpdate: draw,
+      onOutput: function (data) { write(jobId, data); },
+      onLog: function (entry) { log(jobId, entry); },
+    }).catch(function (error) {
       if (error.snapshot) draw(error.snapshot);
-      else rows[snapshot.job_id].querySelector(".status").textContent = error.message;
+      else rows[jobId].querySelector(".status").textContent = error.message;
     });
   }
 
@@ -100,12 +145,14 @@
     Object.keys(rows).forEach(function (id) {
       if (jobhub.TERMINAL[rows[id].dataset.status]) { rows[id].remove(); delete rows[id]; }
     });
+    order = order.filter(function (id) { return rows[id]; });
     save();
   });
 
-  // After a refresh: every job on the page at once from its current snapshot, then live.
-  Promise.all(saved().reverse().map(function (jobId) {
-    return fetch("/jobs/" + encodeURIComponent(jobId)).then(function (r) { return r.ok ? r.json() : null; });
+  // After a refresh: every job on the page at once from its current snapshot, then live,
+  // drawn oldest first as they were started, so the newest is on top again.
+  Promise.all(saved().map(function (jobId) {
+    return fetch("jobs/" + encodeURIComponent(jobId)).then(function (r) { return r.ok ? r.json() : null; });
   })).then(function (snapshots) {
     snapshots.forEach(function (snapshot) { if (snapshot) follow(snapshot); });
     save(); // forget jobs that no longer exist

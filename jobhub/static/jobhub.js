@@ -1,5 +1,6 @@
 /*
  * jobhub.js: start background jobs and watch them live. No build step, no dependencies.
+ * Types: jobhub.d.ts (this script), jobhub.d.mts (jobhub.mjs).
  *
  *   <script src="/static/jobhub.js"></script>          window.jobhub
  *   importScripts("/static/jobhub.js")                 self.jobhub, in a Web Worker
@@ -8,10 +9,25 @@
  *   const job = await jobhub.start("demo.count", { kwargs: { steps: 5 } });
  *   const final = await jobhub.watch(job.job_id, { onUpdate: (s) => draw(s) });
  *
+ *   jobhub.watch(job.job_id, {                        // a job's own output, as it comes
+ *     onOutput: (chunk) => { text.textContent += chunk; },
+ *     onLog: (entry) => console.log(entry.level, entry.message),
+ *   });
+ *
+ * The API is found beside this script (<base>/static/jobhub.js -> <base>), so a page served
+ * under a path prefix, or one that loads the script from jobhub on another origin, needs no
+ * option; options.baseUrl (or jobhub.baseUrl, for every call) says otherwise.
+ *
  * watch() follows all of a page's jobs over one EventSource (GET /events?jobs=...), since a
  * browser allows only six connections per origin. When that stream cannot be opened or
  * keeps failing, each job falls back to polling GET /jobs/{id} with If-None-Match: every
  * second while the job changes, backing off to five while it is idle.
+ *
+ * A job's output (log lines, events named "log", and chunks, named "output") comes on the
+ * same stream, the job's stored entries first: a page that watches a job again after a
+ * refresh gets all of it. A polling watcher reads GET /jobs/{id}/output after the last
+ * entry it has. Each watcher keeps the id of the last entry it received, so no entry
+ * reaches it twice or out of order, whichever way it came.
  */
 (function (root) {
   "use strict";
@@ -21,6 +37,41 @@
   var SLOW_POLL = 5000;
   var STREAM_FAILURES = 3; // consecutive stream errors before falling back to polling
   var MAX_STREAMED = 100; // jobs per stream, as the server allows
+  var OUTPUT_PAGE = 1000; // entries per GET /jobs/{id}/output, the most the server gives
+
+  // Whether entry id a ("1700000000000-3", a Redis stream id) comes after b. They order by
+  // their two numbers, not as text ("9-0" is before "10-0").
+  function isAfter(a, b) {
+    if (!b) return true;
+    var x = a.split("-"), y = b.split("-");
+    var ms = Number(x[0]) - Number(y[0]);
+    return ms > 0 || (ms === 0 && Number(x[1]) > Number(y[1]));
+  }
+
+  // This script's own URL: the <script> element running it, else (importScripts in a
+  // Worker, or evaluated as a module by jobhub.mjs, where there is no such element) the
+  // frame of the stack that names it, as Chrome, Firefox and Safari all print it.
+  function ownBase() {
+    var src = typeof document !== "undefined" && document.currentScript
+      ? document.currentScript.src : ((new Error()).stack || "");
+    var found = /(https?:\/\/[^\s()]*?)\/static\/jobhub\.js(?=[?#:)\s]|$)/.exec(src);
+    if (found) return found[1];
+    // Not where jobhub serves it (a copy, a bundle): the origin's root, as a relative URL
+    // would be. A Worker made from a blob: URL has no base to resolve against, but its
+    // origin is its page's; one from a data: URL has none (origin "null").
+    if (typeof location !== "undefined" && location.protocol === "blob:") return location.origin;
+    if (typeof location !== "undefined" && location.protocol === "data:") return null;
+    return "";
+  }
+
+  function apiBase(options) {
+    var base = options.baseUrl != null ? options.baseUrl : api.baseUrl;
+    if (base == null) {
+      throw new TypeError("jobhub: no base URL here (a Worker made from a data: URL): pass " +
+        "options.baseUrl or set jobhub.baseUrl, e.g. \"https://jobs.example.com\"");
+    }
+    return String(base).replace(/\/+$/, "");
+  }
 
   function jobError(name, message, snapshot) {
     var error = new Error(message);
@@ -42,11 +93,13 @@
    *  needs one, belongs only in trusted code (a browser page would give it away). */
   function start(fn, options) {
     options = options || {};
+    var baseUrl;
+    try { baseUrl = apiBase(options); } catch (error) { return Promise.reject(error); }
     var body = { function: fn, args: options.args || [], kwargs: options.kwargs || {} };
     if (options.jobId) body.job_id = options.jobId;
     var headers = { "content-type": "application/json" };
     if (options.apiKey) headers.Authorization = "Bearer " + options.apiKey;
-    return fetch((options.baseUrl || "") + "/jobs", {
+    return fetch(baseUrl + "/jobs", {
       method: "POST",
       headers: headers,
       body: JSON.stringify(body),
@@ -83,7 +136,9 @@
 
   Mux.prototype.remove = function (watcher) {
     if (this.watchers[watcher.jobId] === watcher) delete this.watchers[watcher.jobId];
-    this.schedule();
+    // The stream is kept for the others: the server sends nothing more of an ended job, and
+    // a new stream would replay every other job's output (deduplicated, but sent again).
+    if (Object.keys(this.watchers).length === 0) this.schedule();
   };
 
   Mux.prototype.schedule = function () {
@@ -117,6 +172,30 @@
       var watcher = self.watchers[snapshot.job_id];
       if (watcher) watcher.accept(snapshot);
     };
+    // An entry's data does not name its job; its id, the cursor, does: each job's position
+    // in the order listed, "<seq>:<entry id>". The entry belongs to the one job whose
+    // position is past the last entry its watcher has. Every other job's position is at or
+    // before its watcher's (each entry that moved one was handed to it), so that job is the
+    // only candidate, and when none is, the entry is one its watcher already has (a new
+    // stream replays all output).
+    function onEntry(event) {
+      received = true;
+      self.failures = 0;
+      var places = String(event.lastEventId).split(".");
+      if (places.length !== ids.length) return;
+      for (var i = 0; i < ids.length; i++) {
+        var watcher = self.watchers[ids[i]];
+        var entryId = places[i].split(":")[1];
+        if (watcher && entryId && isAfter(entryId, watcher.lastEntry())) {
+          var entry = JSON.parse(event.data);
+          entry.id = entryId;
+          watcher.take(entry);
+          return;
+        }
+      }
+    }
+    source.addEventListener("log", onEntry);
+    source.addEventListener("output", onEntry);
     source.onerror = function () {
       if (source !== self.source) return;
       self.failures += 1;
@@ -142,20 +221,26 @@
    * Follow a job until it ends. Resolves with the final snapshot when it finishes; rejects
    * with an Error whose .snapshot is the last one seen when it fails or is canceled, or
    * when options.timeout (ms) passes (error.name "TimeoutError").
-   * options: onUpdate(snapshot), timeout, maxAttempts (failed polls in a row before giving
-   * up, default 10), baseUrl, transport ("auto" or "poll"), token (the job's token, when it
-   * was not started by this page).
+   * options: onUpdate(snapshot), onOutput(data, entry) for each chunk of the job's output
+   * and onLog(entry) for each line it logged (both from the job's first, each once, in
+   * order), timeout, maxAttempts (failed polls in a row before giving up, default 10),
+   * baseUrl, transport ("auto" or "poll"), token (the job's token, when it was not started
+   * by this page).
    */
   function watch(jobId, options) {
     options = options || {};
-    var baseUrl = options.baseUrl || "";
+    var baseUrl;
+    try { baseUrl = apiBase(options); } catch (error) { return Promise.reject(error); }
     var onUpdate = options.onUpdate || function () {};
+    var onLog = options.onLog || null;
+    var onOutput = options.onOutput || null;
     var maxAttempts = options.maxAttempts || 10;
     var usePolling = options.transport === "poll" || typeof EventSource === "undefined";
     if (options.token) tokens[jobId] = options.token;
 
     return new Promise(function (resolve, reject) {
       var last = null;
+      var lastEntry = null; // the id of the last entry of the job's output received
       var etag = null;
       var failures = 0;
       var interval = FAST_POLL;
@@ -165,7 +250,10 @@
       var done = false;
       var stream = usePolling ? null : mux(baseUrl);
 
-      var watcher = { jobId: jobId, accept: accept, poll: startPolling };
+      var watcher = {
+        jobId: jobId, accept: accept, take: take, poll: startPolling,
+        lastEntry: function () { return lastEntry; },
+      };
 
       function finish(error, snapshot) {
         if (done) return;
@@ -188,6 +276,34 @@
         return true;
       }
 
+      // One entry of the job's output ({id, kind, at, ...}); false if it is not new.
+      function take(entry) {
+        if (done || !isAfter(entry.id, lastEntry)) return false;
+        lastEntry = entry.id;
+        try {
+          if (entry.kind === "output" && onOutput) onOutput(entry.data, entry);
+          else if (entry.kind === "log" && onLog) onLog(entry);
+        } catch (e) { setTimeout(function () { throw e; }, 0); }
+        return true;
+      }
+
+      // The entries after the last one received, a page at a time; resolves with how many.
+      function pollOutput() {
+        var url = baseUrl + "/jobs/" + encodeURIComponent(jobId) + "/output?limit=" +
+          OUTPUT_PAGE + "&after=" + encodeURIComponent(lastEntry || "0");
+        return fetch(url, { headers: authorization(jobId), cache: "no-store" })
+          .then(function (response) {
+            if (response.status === 404) throw jobError("JobError", "no job " + jobId);
+            if (!response.ok) throw new Error("HTTP " + response.status);
+            return response.json();
+          })
+          .then(function (page) {
+            var taken = page.entries.filter(take).length;
+            if (page.entries.length < OUTPUT_PAGE || done) return taken;
+            return pollOutput().then(function (more) { return taken + more; });
+          });
+      }
+
       function startPolling() {
         if (!polling && !done) { polling = true; poll(); }
       }
@@ -205,8 +321,15 @@
             return response.json();
           })
           .then(function (snapshot) {
+            // The snapshot first, then the output: all that was written before that
+            // snapshot (all of it, for a final one) is then handed over before it.
+            if (!onLog && !onOutput) return [snapshot, 0];
+            return pollOutput().then(function (taken) { return [snapshot, taken]; });
+          })
+          .then(function (polled) {
             failures = 0;
-            interval = snapshot && accept(snapshot) ? FAST_POLL : Math.min(interval * 2, SLOW_POLL);
+            var changed = polled[0] ? accept(polled[0]) : false;
+            interval = changed || polled[1] ? FAST_POLL : Math.min(interval * 2, SLOW_POLL);
             if (!done) timer = setTimeout(poll, interval);
           }, function (error) {
             if (error.name === "JobError") return finish(error);
@@ -229,5 +352,6 @@
     });
   }
 
-  root.jobhub = { start: start, watch: watch, TERMINAL: TERMINAL };
+  var api = { start: start, watch: watch, TERMINAL: TERMINAL, baseUrl: ownBase() };
+  root.jobhub = api;
 })(typeof self !== "undefined" ? self : globalThis);

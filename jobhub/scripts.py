@@ -1,0 +1,233 @@
+"""The Lua scripts that make every write of job state one atomic step (used by jobhub/store.py).
+
+They are generated from the ``Snapshot`` model, so that the JSON they assemble from a job's
+stored fragments is byte for byte what msgspec encodes (a test pins the two together), and
+they name Redis keys only through jobhub/keys.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import msgspec
+
+from . import keys
+from .snapshot import AT_WORK, TERMINAL, Snapshot, Status
+
+__all__ = ["CREATE", "DELETE", "FIELDS", "FLUSH", "WRITE"]
+
+FIELDS = [field.name for field in msgspec.structs.fields(Snapshot)]  # in wire order
+
+
+def _lua_set(statuses: Collection[Status]) -> str:
+    """A Lua table of statuses as their stored fragments, e.g. {['"finished"'] = true}."""
+    return "{" + ", ".join(f"['\"{s.value}\"'] = true" for s in sorted(statuses)) + "}"
+
+
+_TERMINAL_LUA = _lua_set(TERMINAL)
+_AT_WORK_LUA = _lua_set(AT_WORK)
+
+# Lua that assembles the snapshot JSON from the hash, in wire order; generated from the
+# Snapshot model so the two can never disagree.
+_COMPOSE_LUA = (
+    "local v = redis.call('HMGET', KEYS[1], "
+    + ", ".join(f"'{name}'" for name in FIELDS)
+    + ")\nlocal data = '{' .. "
+    + " .. ',' .. ".join(f"'\"{name}\":' .. v[{i}]" for i, name in enumerate(FIELDS, 1))
+    + " .. '}'\n"
+)
+
+_STATUS_INDEX = FIELDS.index("status") + 1  # of the status fragment in the HMGET above
+
+# Every stored snapshot is also appended to the job's capped history list (KEYS[2]).
+_RECORD_LUA = f"""
+redis.call('HSET', KEYS[1], 'data', data)
+redis.call('RPUSH', KEYS[2], data)
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[HISTORY]), -1)
+publish(ARGV[1], data)
+publish('{keys.EVENTS}', data)
+"""
+
+# How a script publishes: at once, or (``stash``: the write waits for a replica first) into
+# the caller's outbox list, which ``FLUSH`` publishes after Redis's WAIT, in the same round
+# trip. So a snapshot that any reader saw is on a replica too, and a failover to that
+# replica can never take back, and then reuse, a seq that was seen.
+_PUBLISH_LUA = """
+local function publish(channel, message)
+  if stash then
+    redis.call('RPUSH', KEYS[4], channel, message)
+    redis.call('EXPIRE', KEYS[4], 60)
+  else
+    redis.call('PUBLISH', channel, message)
+  end
+end
+"""
+
+# A new job joins the listing index, scored by Redis's clock in µs, and the index of jobs
+# not yet ended, which the reconciler walks (jobhub/reconciler.py).
+_INDEX_LUA = f"""
+local now = redis.call('TIME')
+local job_id = redis.call('HGET', KEYS[1], 'job_id')
+redis.call('ZADD', '{keys.JOBS}', now[1] * 1000000 + now[2], job_id)
+redis.call('ZADD', '{keys.ACTIVE}', now[1] * 1000 + math.floor(now[2] / 1000), job_id)
+redis.call('HINCRBY', '{keys.COUNTS}', redis.call('HGET', KEYS[1], 'status'), 1)
+"""
+
+# Counts by status move with every change of status: one fewer of the old one, one more of
+# the new one, or, for a final status, one more in this minute's count of ended jobs.
+_COUNT_LUA = f"""
+if new_status ~= status then
+  redis.call('HINCRBY', '{keys.COUNTS}', status, -1)
+  if terminal[new_status] then
+    local now = redis.call('TIME')
+    local minute = '{keys.ENDED}' .. math.floor(now[1] / 60)
+    redis.call('HINCRBY', minute, new_status, 1)
+    redis.call('EXPIRE', minute, 7200)
+  else
+    redis.call('HINCRBY', '{keys.COUNTS}', new_status, 1)
+  end
+end
+"""
+
+# KEYS: job hash, history list, then the keys of an enqueue (see ``Enqueue``): the queue's
+# job key, the queue, and keys whose existence means the queue still holds the id.
+# ARGV: channel, history cap, job payload, its TTL (ms), its score in the queue, the job id
+# as the queue knows it (all four empty without an enqueue), then field/value pairs.
+# Replies {1, data} when created, {0, existing data} when the job exists, {2, ''} when the
+# queue still holds the id. Snapshot and queue entry are written in one step, so no crash
+# can leave a queued snapshot that no queue holds, or a queued job without a snapshot.
+CREATE = f"""
+local stash = false
+{_PUBLISH_LUA}
+local existing = redis.call('HGET', KEYS[1], 'data')
+if existing then return {{0, existing}} end
+if KEYS[3] then
+  for i = 3, #KEYS do
+    if i ~= 4 and redis.call('EXISTS', KEYS[i]) == 1 then return {{2, ''}} end
+  end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+{_INDEX_LUA}
+{_COMPOSE_LUA}
+{_RECORD_LUA.replace("ARGV[HISTORY]", "ARGV[2]")}
+if KEYS[3] then
+  redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
+  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6])
+end
+return {{1, data}}
+"""
+
+# KEYS: job hash, history list, output stream, the caller's outbox, and (written by a
+# worker) the worker's set of held jobs. ARGV: channel, ttl seconds, history cap, output
+# cap, init, whether to stash what it publishes in the outbox ('1') or publish it at once,
+# then one or more patches or entries.
+# A patch is field and fragment pairs joined by NUL: one argument instead of one per field,
+# since packing arguments is most of a write's client cost, and JSON escapes every control
+# character, so NUL cannot occur inside a fragment. Each patch becomes its own snapshot with
+# its own seq and publish; several in one call only save round trips. ``init`` (the fields of
+# a queued snapshot, or empty) creates a job that is missing, for jobs enqueued with ARQ
+# directly. An entry (``!entry`` and its JSON) is appended to the job's output stream instead
+# (capped, oldest dropped) and published as ``><stream id> <JSON>`` on the same channel, so
+# that snapshots and entries reach every reader in the order the job wrote them.
+# Replies {outcome, status, data of each applied patch or id of each entry}; outcome is 'ok',
+# 'final' (the rest were refused: the job is terminal), 'refused' (a status guard), 'fenced'
+# (the writing run is not the job's newest) or 'missing'.
+WRITE = f"""
+local stash = ARGV[6] == '1'
+{_PUBLISH_LUA}
+local terminal = {_TERMINAL_LUA}
+local function split(s)
+  local t = {{}}
+  for part in string.gmatch(s, '[^%z]+') do t[#t + 1] = part end
+  return t
+end
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then
+  if ARGV[5] == '' then return {{'missing', ''}} end
+  redis.call('HSET', KEYS[1], 'seq', 0, unpack(split(ARGV[5])))
+{_INDEX_LUA}
+  status = redis.call('HGET', KEYS[1], 'status')
+end
+local applied = {{}}
+for i = 7, #ARGV do
+  if terminal[status] then return {{'final', status, unpack(applied)}} end
+  local patch = split(ARGV[i])
+  if patch[1] == '?run' then
+    -- Fencing: a write of a run applies only while that run is the job's newest. A run that
+    -- was declared lost, or outlived by a newer start, has its writes refused.
+    if (redis.call('HGET', KEYS[1], 'run') or '-') ~= patch[2] then
+      return {{'fenced', status, unpack(applied)}}
+    end
+    table.remove(patch, 1)
+    table.remove(patch, 1)
+  end
+  if patch[1] == '?from' then
+    -- A guarded patch applies only from the statuses it names ('|'-separated fragments).
+    if not string.find('|' .. patch[2] .. '|', '|' .. status .. '|', 1, true) then
+      return {{'refused', status, unpack(applied)}}
+    end
+    table.remove(patch, 1)
+    table.remove(patch, 1)
+  end
+  if patch[1] == '!entry' then
+    local id = redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[4], '*', 'e', patch[2])
+    publish(ARGV[1], '>' .. id .. ' ' .. patch[2])
+    applied[#applied + 1] = id
+  else
+    redis.call('HSET', KEYS[1], unpack(patch))
+    redis.call('HINCRBY', KEYS[1], 'seq', 1)
+{_COMPOSE_LUA}
+{_RECORD_LUA.replace("ARGV[HISTORY]", "ARGV[3]")}
+    applied[#applied + 1] = data
+    local new_status = v[{_STATUS_INDEX}]
+{_COUNT_LUA}
+    status = new_status
+  end
+end
+if terminal[status] then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+  redis.call('EXPIRE', KEYS[3], ARGV[2])
+  redis.call('ZREM', '{keys.ACTIVE}', redis.call('HGET', KEYS[1], 'job_id'))
+  if redis.call('HEXISTS', KEYS[1], 'callback') == 1 then
+    -- Its webhook is due now: queued in the same step that ends the job.
+    local now = redis.call('TIME')
+    local due = now[1] * 1000 + math.floor(now[2] / 1000)
+    redis.call('ZADD', '{keys.WEBHOOKS}', due, redis.call('HGET', KEYS[1], 'job_id'))
+  end
+end
+if KEYS[5] then
+  -- Written by a worker: the job counts as that worker's while it is at work, so that it is
+  -- recovered if the worker stops beating (jobhub/recovery.py).
+  local job = redis.call('HGET', KEYS[1], 'job_id')
+  local at_work = {_AT_WORK_LUA}
+  if at_work[status] then
+    redis.call('SADD', KEYS[5], job)
+  else
+    redis.call('SREM', KEYS[5], job)
+  end
+end
+return {{'ok', status, unpack(applied)}}
+"""
+
+# KEYS: job hash, then every other key of the job to delete with it. Deletes only an ended
+# job; replies its status fragment (or nil if there is no such job).
+DELETE = f"""
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return nil end
+local terminal = {_TERMINAL_LUA}
+if not terminal[status] then return status end
+local job_id = redis.call('HGET', KEYS[1], 'job_id')
+redis.call('DEL', unpack(KEYS))
+redis.call('ZREM', '{keys.JOBS}', job_id)
+redis.call('ZREM', '{keys.ACTIVE}', job_id)
+return status
+"""
+
+# KEYS: an outbox (see ``_PUBLISH_LUA``). Publishes what it holds, in order, and deletes it.
+FLUSH = """
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+for i = 1, #items, 2 do redis.call('PUBLISH', items[i], items[i + 1]) end
+redis.call('DEL', KEYS[1])
+return #items / 2
+"""

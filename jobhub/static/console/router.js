@@ -1,0 +1,34 @@
+// Where the console is, kept in the URL's fragment: "#/" (the jobs, with their filters as
+// "#/?status=failed&function=demo.fail"), "#/job/<id>" and "#/workers". A fragment never
+// reaches the server, so it works under any path prefix, and a view can be bookmarked,
+// shared and reloaded, and the back button goes back.
+
+/** The current place: `{ view: "jobs" | "job" | "workers", id, filters: { status, function } }`. */
+export function here() {
+  const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
+  const params = new URLSearchParams(query);
+  const filters = { status: params.get("status") || "", function: params.get("function") || "" };
+  const job = path.match(/^\/job\/([A-Za-z0-9_-]{1,64})$/);
+  if (job) return { view: "job", id: job[1], filters };
+  if (path === "/workers") return { view: "workers", id: null, filters };
+  return { view: "jobs", id: null, filters };
+}
+
+export function jobsHash(filters = {}) {
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries(filters)) if (value) params.set(name, value);
+  const query = params.toString();
+  return query ? `#/?${query}` : "#/";
+}
+
+export function jobHash(jobId) {
+  return `#/job/${encodeURIComponent(jobId)}`;
+}
+
+export function go(hash) {
+  if (location.hash !== hash) location.hash = hash;
+}
+
+export function onChange(listener) {
+  window.addEventListener("hashchange", () => listener(here()));
+}

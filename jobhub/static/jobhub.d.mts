@@ -1,0 +1,18 @@
+// Types for jobhub.mjs: import jobhub, { start, watch, TERMINAL } from ".../static/jobhub.mjs"
+/// <reference path="./jobhub.d.ts" />
+
+export type Status = jobhub.Status;
+export type JobError = jobhub.JobError;
+export type Snapshot<Result = unknown> = jobhub.Snapshot<Result>;
+export type LogEntry = jobhub.LogEntry;
+export type OutputEntry<Output = unknown> = jobhub.OutputEntry<Output>;
+export type StartOptions = jobhub.StartOptions;
+export type WatchOptions<Result = unknown, Output = unknown> = jobhub.WatchOptions<Result, Output>;
+export type RequestError = jobhub.RequestError;
+export type WatchError<Result = unknown> = jobhub.WatchError<Result>;
+
+export declare const start: typeof jobhub.start;
+export declare const watch: typeof jobhub.watch;
+export declare const TERMINAL: typeof jobhub.TERMINAL;
+declare const api: typeof jobhub;
+export default api;

@@ -1,0 +1,130 @@
+// Types for jobhub.js loaded as a classic script (<script src>, importScripts), which
+// defines the global `jobhub`. In TypeScript: /// <reference path="jobhub.d.ts" />
+// For the ES module, jobhub.mjs, see jobhub.d.mts.
+
+declare namespace jobhub {
+  /** A job's status; `finished`, `failed` and `canceled` are final. */
+  type Status = "queued" | "started" | "running" | "paused" | "finished" | "failed" | "canceled";
+
+  /** Why a job failed: the exception's class name and its message. */
+  interface JobError {
+    type: string;
+    detail: string;
+  }
+
+  /** A job's whole state at one moment, as GET /jobs/{id} and the streams send it. */
+  interface Snapshot<Result = unknown> {
+    job_id: string;
+    /** The job function's registered name, e.g. "demo.count". */
+    function: string;
+    status: Status;
+    /** 0 to 100. */
+    percent: number;
+    message: string;
+    /** What the job returned, once `finished`; null before. */
+    result: Result | null;
+    error: JobError | null;
+    /** 1, then one more for each retry. */
+    attempt: number;
+    /** When a deferred job (or its next try) is due to start (ISO 8601, UTC); null when it
+     *  may start at once. */
+    start_at: string | null;
+    /** The job this one retries (POST /jobs/{id}/retry), if any. */
+    retry_of: string | null;
+    /** Increases by one with every change of the job: a higher seq is newer. */
+    seq: number;
+    /** ISO 8601, UTC ("2026-11-22T05:16:26.856729Z"). */
+    created_at: string;
+    updated_at: string;
+  }
+
+  /** A line the job logged (`await job.log(message, level)`); a failed job's traceback
+   *  comes as one with level "error". */
+  interface LogEntry {
+    /** Its place in the job's output, a Redis stream id ("1700000000000-3"). */
+    id: string;
+    kind: "log";
+    level: "debug" | "info" | "warning" | "error";
+    message: string;
+    /** When the job wrote it (ISO 8601, UTC). */
+    at: string;
+  }
+
+  /** A chunk of the job's partial result (`await job.output(data)`), as the job gave it. */
+  interface OutputEntry<Output = unknown> {
+    /** Its place in the job's output, a Redis stream id ("1700000000000-3"). */
+    id: string;
+    kind: "output";
+    data: Output;
+    /** When the job wrote it (ISO 8601, UTC). */
+    at: string;
+  }
+
+  interface StartOptions {
+    /** Positional arguments of the job function. */
+    args?: unknown[];
+    /** Keyword arguments of the job function. */
+    kwargs?: Record<string, unknown>;
+    /** Your own id ([A-Za-z0-9_-]{1,64}): starting it again returns the same job. */
+    jobId?: string;
+    /** Where the API needs one; only in trusted code (a page would give it away). */
+    apiKey?: string;
+    /** Where jobhub is, e.g. "https://jobs.example.com/hub"; default: jobhub.baseUrl. */
+    baseUrl?: string;
+  }
+
+  interface WatchOptions<Result = unknown, Output = unknown> {
+    /** Called with every new snapshot, in seq order, the current one first. */
+    onUpdate?: (snapshot: Snapshot<Result>) => void;
+    /** Called with each chunk of the job's output, from its first, once each and in order
+     *  (a page that watches again after a refresh gets them all again). */
+    onOutput?: (data: Output, entry: OutputEntry<Output>) => void;
+    /** Called with each line the job logged, from its first, once each and in order. */
+    onLog?: (entry: LogEntry) => void;
+    /** Milliseconds before watch() rejects with a "TimeoutError"; the job goes on. */
+    timeout?: number;
+    /** Failed polls in a row before watch() rejects with a "NetworkError" (default 10). */
+    maxAttempts?: number;
+    /** Where jobhub is, e.g. "https://jobs.example.com/hub"; default: jobhub.baseUrl. */
+    baseUrl?: string;
+    /** "auto" (default): one EventSource for all of the page's jobs, polling if it fails;
+     *  "poll": poll GET /jobs/{id} only, and GET /jobs/{id}/output where onOutput or onLog
+     *  is given (for proxies that buffer event streams). */
+    transport?: "auto" | "poll";
+    /** The job's token (response header Jobhub-Token), where the API needs one and this
+     *  page did not start the job itself; start() keeps the tokens it is handed. */
+    token?: string;
+  }
+
+  /** How start() rejects: the API refused (error.status is the HTTP status). */
+  interface RequestError extends Error {
+    name: "RequestError";
+    status: number;
+    snapshot: null;
+  }
+
+  /** How watch() rejects. "JobError": the job failed or was canceled (or does not exist);
+   *  "TimeoutError": options.timeout passed; "NetworkError": maxAttempts polls failed.
+   *  snapshot is the last one seen, if any. */
+  interface WatchError<Result = unknown> extends Error {
+    name: "JobError" | "TimeoutError" | "NetworkError";
+    snapshot: Snapshot<Result> | null;
+  }
+
+  /** POST /jobs: resolves with the job's first snapshot (status "queued"). */
+  function start<Result = unknown>(fn: string, options?: StartOptions): Promise<Snapshot<Result>>;
+
+  /** Follow a job until it ends: resolves with its final snapshot when it finishes. */
+  function watch<Result = unknown, Output = unknown>(
+    jobId: string,
+    options?: WatchOptions<Result, Output>,
+  ): Promise<Snapshot<Result>>;
+
+  /** The final statuses, as keys. */
+  const TERMINAL: { readonly finished: true; readonly failed: true; readonly canceled: true };
+
+  /** Where calls without options.baseUrl go: by default beside the script
+   *  (<base>/static/jobhub.js), else the page's origin; null in a Worker made from a data:
+   *  URL, where it must be set. Assign it once to point every call elsewhere. */
+  let baseUrl: string | null;
+}
