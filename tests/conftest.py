@@ -17,6 +17,7 @@ import httpx
 import pytest
 import redis.asyncio
 import uvicorn
+from arq.worker import Worker
 from starlette.applications import Starlette
 
 from jobhub import Settings, create_app
@@ -29,6 +30,20 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOK_SECRET = "test-webhook-secret"
 WORKER_METRICS_PORT = free_port()
+
+
+async def stop_worker(worker: Worker, running: asyncio.Task[None]) -> None:
+    """Stop an in-process worker started with ``running = create_task(worker.main())``.
+
+    ARQ's ``close()`` cancels the job tasks still running and re-raises their
+    CancelledError, so once no new job can start, let those finish first.
+    """
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    async with asyncio.timeout(10):
+        while any(not task.done() for task in worker.tasks.values()):
+            await asyncio.sleep(0.02)
+    await worker.close()
 
 
 @pytest.fixture(scope="session")

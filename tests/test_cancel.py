@@ -13,7 +13,7 @@ from arq.worker import create_worker
 
 from jobhub import JobContext, Settings, create_app, job, worker_settings
 
-from .conftest import ThreadedServer
+from .conftest import ThreadedServer, stop_worker
 
 cleaned_up: list[str] = []
 
@@ -51,14 +51,7 @@ async def api(redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
             ).count("t.loop") == 0:
                 await asyncio.sleep(0.02)  # until the worker has announced t.loop
             yield client
-    # Let the worker finish what it is doing (tests cancel their jobs) before stopping it:
-    # ARQ's close() re-raises a job task that was cancelled under it.
-    async with asyncio.timeout(10):
-        while any(not task.done() for task in worker.tasks.values()):
-            await asyncio.sleep(0.02)
-    running.cancel()
-    await asyncio.gather(running, return_exceptions=True)
-    await worker.close()
+    await stop_worker(worker, running)  # tests cancel their jobs, so theirs end
 
 
 async def status_of(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:

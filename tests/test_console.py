@@ -1,6 +1,7 @@
 """The operations console (/dashboard) in a real headless Chromium, against the real stack:
 filters, a job close up with its live log, the actions, the charts, the workers, secured
-mode, a phone's width; and the screenshots the README shows, written to docs/.
+mode, a phone's width; and the screenshots the README shows, kept in docs/
+(`JOBHUB_UPDATE_DOCS=1` takes them again).
 
 Debian's Chromium at /usr/bin/chromium, as in test_browser.py; skipped where it is missing,
 except under CI=true.
@@ -120,9 +121,16 @@ def wait_for_rows(page: Page, **wanted: str) -> None:
     )
 
 
-def shoot(page: Page, name: str, *, full_page: bool = False) -> Path:
-    """A screenshot for the README, written to docs/ and checked to be a real picture."""
-    path = DOCS / name
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: docs/ only with `JOBHUB_UPDATE_DOCS=1`, so a test run leaves the
+    README's pictures (tracked files) as they are."""
+    return DOCS if os.environ.get("JOBHUB_UPDATE_DOCS") == "1" else tmp_path
+
+
+def shoot(page: Page, folder: Path, name: str, *, full_page: bool = False) -> Path:
+    """A screenshot for the README, checked to be a real picture."""
+    path = folder / name
     page.screenshot(path=str(path), full_page=full_page)
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -179,7 +187,9 @@ def test_older_jobs_load_below_newest_first_without_repeats(page: Page, base_url
     assert created == sorted(created, reverse=True)
 
 
-def test_detail_follows_a_job_live_with_its_log_output_and_chart(page: Page, base_url: str) -> None:
+def test_detail_follows_a_job_live_with_its_log_output_and_chart(
+    page: Page, base_url: str, shots: Path
+) -> None:
     job_id = start(base_url, "demo.tokens", count=100, delay=0.05)
     open_console(page)
     page.fill("#find input[name=id]", job_id)
@@ -206,7 +216,7 @@ def test_detail_follows_a_job_live_with_its_log_output_and_chart(page: Page, bas
     # Ended: only retry and delete are offered.
     enabled = detail.locator(".actions button:enabled")
     expect(enabled).to_have_text(["Retry", "Delete"])
-    shoot(page, "console-detail.png", full_page=True)
+    shoot(page, shots, "console-detail.png", full_page=True)
 
 
 def test_a_failed_job_shows_its_traceback_and_retry_starts_it_again(
@@ -275,7 +285,7 @@ def test_pause_resume_and_cancel_follow_the_status_and_canceled_looks_apart(
 
 
 def test_workers_view_shows_the_worker_and_a_live_jobs_per_minute_chart(
-    page: Page, base_url: str
+    page: Page, base_url: str, shots: Path
 ) -> None:
     ended(base_url, start(base_url, "demo.noop"))
     open_console(page, "#/workers")
@@ -289,7 +299,7 @@ def test_workers_view_shows_the_worker_and_a_live_jobs_per_minute_chart(
     ended(base_url, start(base_url, "demo.noop"))
     expect(chart).not_to_have_attribute("data-finished", str(finished), timeout=10_000)
     assert int(chart.get_attribute("data-finished") or "0") > finished
-    shoot(page, "console-workers.png")
+    shoot(page, shots, "console-workers.png")
 
 
 def test_secured_console_signs_in_acts_with_its_csrf_token_and_signs_out(
@@ -350,7 +360,7 @@ def test_secured_console_signs_in_acts_with_its_csrf_token_and_signs_out(
 
 
 def test_the_console_fits_a_phone(
-    new_context: Callable[..., BrowserContext], base_url: str
+    new_context: Callable[..., BrowserContext], base_url: str, shots: Path
 ) -> None:
     ended(base_url, start(base_url, "demo.fail", after=1, delay=0.01))
     start(base_url, "demo.count", steps=20, delay=0.1)
@@ -361,10 +371,10 @@ def test_the_console_fits_a_phone(
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     first = page.locator("#rows tr").first.bounding_box()
     assert first is not None and first["width"] <= PHONE["width"]
-    shoot(page, "console-phone.png")
+    shoot(page, shots, "console-phone.png")
 
 
-def test_the_list_in_a_wide_window_for_the_readme(page: Page, base_url: str) -> None:
+def test_the_list_in_a_wide_window_for_the_readme(page: Page, base_url: str, shots: Path) -> None:
     ended(base_url, start(base_url, "demo.fail", after=2, delay=0.01))
     tokens = start(base_url, "demo.tokens", count=200, delay=0.05)
     running = start(base_url, "demo.count", steps=50, delay=0.1)
@@ -376,6 +386,6 @@ def test_the_list_in_a_wide_window_for_the_readme(page: Page, base_url: str) -> 
     expect(page.locator("#counts button").first).to_be_visible()
     zone = page.locator("#zone").inner_text()
     assert re.search(r"UTC[+-]\d\d:\d\d", zone), zone  # the times say which zone they are in
-    shoot(page, "console.png")
+    shoot(page, shots, "console.png")
     for job_id in (tokens, running):
         httpx.post(f"{base_url}/jobs/{job_id}/cancel")

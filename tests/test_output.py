@@ -18,6 +18,8 @@ from jobhub.lifecycle import Lifecycle
 from jobhub.snapshot import Status
 from jobhub.store import Store
 
+from .conftest import stop_worker
+
 
 @job("t.chatty")
 async def chatty(ctx: JobContext, n: int) -> int:
@@ -58,9 +60,7 @@ async def lifecycle(redis_url: str) -> AsyncIterator[Lifecycle]:
     client = redis.asyncio.Redis.from_url(redis_url)
     store = Store(client, result_ttl_seconds=60, output_limit=50)
     yield Lifecycle(client, store, queue_name=settings.queue_name)
-    running.cancel()
-    await asyncio.gather(running, return_exceptions=True)
-    await worker.close()
+    await stop_worker(worker, running)
     await client.aclose()
 
 

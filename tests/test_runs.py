@@ -19,6 +19,8 @@ from jobhub.lifecycle import Lifecycle
 from jobhub.snapshot import Status
 from jobhub.store import Store
 
+from .conftest import stop_worker
+
 
 @job("t.patient", timeout=0.6)
 async def patient(ctx: JobContext) -> str:
@@ -45,9 +47,7 @@ async def lifecycle(redis_url: str) -> AsyncIterator[Lifecycle]:
     running = asyncio.create_task(worker.main())
     client = redis.asyncio.Redis.from_url(redis_url)
     yield Lifecycle(client, Store(client, result_ttl_seconds=60), queue_name=settings.queue_name)
-    running.cancel()
-    await asyncio.gather(running, return_exceptions=True)
-    await worker.close()
+    await stop_worker(worker, running)
     await client.aclose()
 
 
