@@ -37,19 +37,25 @@ async def test_streams_on_two_web_processes_all_get_the_final_state() -> None:
         admin = redis.asyncio.Redis.from_url(server.url)
         try:
             async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as client:
-                body = {"function": "demo.count", "kwargs": {"steps": 20, "delay": 0.1}}
+                # Long enough (about 10 s) that the streams below all open while it runs.
+                body = {"function": "demo.count", "kwargs": {"steps": 100, "delay": 0.1}}
                 response = await client.post("/jobs", json=body)
                 assert response.status_code == 202, response.text
             job_id = response.json()["job_id"]
-            streams = [asyncio.create_task(final_of(stack.base_url, job_id)) for _ in range(24)]
             channel = keys.job_channel(job_id)
-            async with asyncio.timeout(10):
+            streams: list[asyncio.Task[dict[str, Any]]] = []
+            async with asyncio.timeout(8):
                 # Each process subscribes the job's channel once, however many of its
-                # streams watch it: two subscribers, so both processes serve streams.
+                # streams watch it: two subscribers, so both processes serve streams. The
+                # kernel may hand a burst of connections to one process, so open them a few
+                # at a time until the other has taken some too.
                 while dict(await admin.pubsub_numsub(channel)).get(channel.encode()) != 2:
-                    await asyncio.sleep(0.05)
+                    streams += [
+                        asyncio.create_task(final_of(stack.base_url, job_id)) for _ in range(4)
+                    ]
+                    await asyncio.sleep(0.1)
             async with asyncio.timeout(30):
                 finals = await asyncio.gather(*streams)
         finally:
             await admin.aclose()
-    assert all(f["status"] == "finished" and f["result"] == {"steps": 20} for f in finals)
+    assert all(f["status"] == "finished" and f["result"] == {"steps": 100} for f in finals)
