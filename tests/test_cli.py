@@ -105,6 +105,9 @@ def test_ctrl_c_stops_following_not_the_job(base_url: str) -> None:
     watcher = subprocess.Popen(
         [sys.executable, "-m", "jobhub", "watch", job_id, "--url", base_url],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # As from a terminal: a shell running the suite in the background ignores SIGINT,
+        # and its children would inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     time.sleep(1.5)
     watcher.send_signal(signal.SIGINT)

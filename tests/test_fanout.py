@@ -374,20 +374,25 @@ async def test_the_stream_of_every_job_resyncs_after_redis_restarts() -> None:
             job_id = await new_job(store)
             events: list[dict] = []  # type: ignore[type-arg]
             async with httpx.AsyncClient(base_url=web.base_url, timeout=30) as http:
-                opened = asyncio.Event()
-                task = asyncio.create_task(collect(http, "/events", events, opened))
-                await write_retrying(store, job_id, {"status": Status.RUNNING, "percent": 5.0})
-                await opened.wait()
-                async with asyncio.timeout(5):
-                    while not any(e["job_id"] == job_id for e in events):
-                        await asyncio.sleep(0.01)
+                task = asyncio.create_task(collect(http, "/events", events))
+                # The stream carries what is published once it has subscribed: write until
+                # a snapshot of the job comes through.
+                async with asyncio.timeout(10):
+                    for percent in range(1, 100):
+                        await write_retrying(
+                            store, job_id, {"status": Status.RUNNING, "percent": percent}
+                        )
+                        await asyncio.sleep(0.1)
+                        if any(e["job_id"] == job_id for e in events):
+                            break
+                before = sum(e["job_id"] == job_id for e in events)
                 server.kill()
                 server.start()
                 # Nothing is written after the restart: what arrives now is the resync (the
                 # newest jobs' snapshots read again), which would carry anything that
                 # changed while the connection was down.
                 async with asyncio.timeout(15):
-                    while sum(e["job_id"] == job_id for e in events) < 2:
+                    while sum(e["job_id"] == job_id for e in events) <= before:
                         await asyncio.sleep(0.02)
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
