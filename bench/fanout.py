@@ -18,6 +18,9 @@ on uvloop, so that it measures the server.
 "delivered" counts, over all N streams (a refused one receives nothing), the updates that
 arrived out of those published; a stream skips intermediate snapshots when it falls
 behind (it holds only the newest), so under 100 % is expected when the process is CPU-bound.
+"web CPU per delivered update" is the web process's CPU time while the job ran over the
+updates delivered: what one more stream-update costs, steadier from run to run than the
+staleness of a saturated process.
 """
 
 from __future__ import annotations
@@ -131,6 +134,12 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_web(kind: str, redis_url: str, port: int):  # type: ignore[no-untyped-def]
     if kind == "jobhub":
         argv = web_argv("127.0.0.1", port, "--log-level", "warning", "--backlog", "4096")
@@ -207,10 +216,12 @@ async def scenario(
         redis_port = urlsplit(redis_url).port or 6379
         redis_conns = tcp_connections(web.pid, redis_port)
 
+        cpu_before = cpu_seconds(web.pid)
         worker = spawn(
             worker_argv(), env={**os.environ, "REDIS_URL": redis_url}, cwd=str(ROOT), quiet=True
         )
         await asyncio.wait([p.done for p in protocols], timeout=steps * delay + 60)
+        cpu = cpu_seconds(web.pid) - cpu_before
         redis_conns = max(redis_conns, tcp_connections(web.pid, redis_port))
         published = streams * (steps + 2)  # started, each report, finished
         stale = sorted(totals.staleness) or [float("nan")]
@@ -224,6 +235,7 @@ async def scenario(
             "rss_per_stream": rss_per_stream,
             "redis_conns": redis_conns,
             "burst_s": totals.last_final_at - totals.first_update_at,
+            "cpu_per_update": cpu / max(totals.updates, 1),
         }
     finally:
         for transport in connections:
@@ -234,7 +246,7 @@ async def scenario(
 HEADER = (
     "| scenario | server | refused (not 200) | all answered after | p50 staleness"
     " | p99 staleness | updates delivered | streams with final state | RSS per idle stream"
-    " | Redis connections from web | burst: all final after |"
+    " | Redis connections from web | web CPU per delivered update | burst: all final after |"
 )
 
 
@@ -244,7 +256,7 @@ def row(label: str, kind: str, streams: int, r: dict[str, float]) -> str:
         label, kind, f"{r['refused']:.0f}/{streams}", f"{r['open_s'] * 1000:.0f} ms",
         f"{r['p50']:.1f} ms", f"{r['p99']:.1f} ms", f"{r['delivered']:.1%}",
         f"{r['finals']:.0f}/{streams}", f"{r['rss_per_stream'] / 1024:.1f} KiB",
-        f"{r['redis_conns']:.0f}", burst,
+        f"{r['redis_conns']:.0f}", f"{r['cpu_per_update'] * 1e6:.1f} µs", burst,
     ]  # fmt: skip
     return "| " + " | ".join(cells) + " |"
 
@@ -265,7 +277,7 @@ def main(stream_counts: list[int], seconds: float, burst_streams: int) -> None:
             print(row(*rows[-1]), flush=True)
     print()
     print(HEADER)
-    print("|---" * 11 + "|")
+    print("|---" * 12 + "|")
     for line in rows:
         print(row(*line))
 

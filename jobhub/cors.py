@@ -16,6 +16,7 @@ import msgspec
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 __all__ = ["CORS"]
 
@@ -23,6 +24,16 @@ logger = logging.getLogger("jobhub.web")
 
 
 class CORS(CORSMiddleware):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # With no origin allowed, CORS has nothing to add to a request that carries no
+        # Origin (every same-origin page's and non-browser client's): pass it by rather than
+        # through a send wrapper that every message of a stream would go through.
+        unneeded = not self.allow_origins and scope["type"] == "http"
+        if unneeded and all(name != b"origin" for name, _ in scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
     def preflight_response(self, request_headers: Headers) -> Response:
         response = super().preflight_response(request_headers)
         if response.status_code != 400:
