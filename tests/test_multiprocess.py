@@ -37,8 +37,8 @@ async def test_streams_on_two_web_processes_all_get_the_final_state() -> None:
         admin = redis.asyncio.Redis.from_url(server.url)
         try:
             async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as client:
-                # Long enough (about 10 s) that the streams below all open while it runs.
-                body = {"function": "demo.count", "kwargs": {"steps": 100, "delay": 0.1}}
+                # Long enough (about 6 s) that the streams below all open while it runs.
+                body = {"function": "demo.count", "kwargs": {"steps": 60, "delay": 0.1}}
                 response = await client.post("/jobs", json=body)
                 assert response.status_code == 202, response.text
             job_id = response.json()["job_id"]
@@ -58,4 +58,4 @@ async def test_streams_on_two_web_processes_all_get_the_final_state() -> None:
                 finals = await asyncio.gather(*streams)
         finally:
             await admin.aclose()
-    assert all(f["status"] == "finished" and f["result"] == {"steps": 100} for f in finals)
+    assert all(f["status"] == "finished" and f["result"] == {"steps": 60} for f in finals)
