@@ -1,17 +1,25 @@
 """Past one Redis: a real Sentinel topology (a master, a replica, three sentinels) on
-loopback, the stack against it, and the master SIGKILLed mid-job."""
+loopback, the stack against it, and the master SIGKILLed mid-job; and, on a primary and a
+stopped replica, that nothing is published before a replica has it."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import secrets
+import signal
 from typing import Any
 
 import httpx
+import pytest
+import redis.asyncio
 from httpx_sse import aconnect_sse
 
-from jobhub.devserver import Stack
+from jobhub import keys
+from jobhub.devserver import RedisServer, Stack
+from jobhub.snapshot import Snapshot, Status, decode_head
+from jobhub.store import Store
 
 from .conftest import ROOT
 from .sentinel import MASTER_NAME, SentinelTopology
@@ -78,3 +86,50 @@ async def test_a_failover_loses_no_update_repeats_no_seq_and_the_job_finishes() 
         seqs = [s["seq"] for s in stream]
         assert seqs == sorted(set(seqs)), seqs  # strictly increasing: never back, never twice
         assert stream[-1]["status"] == "finished" and stream[-1]["result"] == {"steps": 40}
+
+
+@pytest.mark.parametrize("wait_replicas", [1, 0])
+async def test_an_update_is_published_only_once_a_replica_has_it(wait_replicas: int) -> None:
+    # What makes a failover safe: a reader can only see what a replica already holds, so
+    # the replica a sentinel promotes never lacks a seq that was shown. With the wait off
+    # (0, as without sentinels) the same update goes out at once: the check can tell.
+    with RedisServer() as primary, RedisServer() as replica:
+        source = redis.asyncio.Redis.from_url(primary.url)
+        copy = redis.asyncio.Redis.from_url(replica.url)
+        listener = source.pubsub()
+        try:
+            await copy.replicaof("127.0.0.1", primary.port)
+            async with asyncio.timeout(10):
+                while (await copy.info("replication")).get("master_link_status") != "up":
+                    await asyncio.sleep(0.05)
+            store = Store(
+                source, result_ttl_seconds=60, wait_replicas=wait_replicas, wait_timeout_ms=10_000
+            )
+            job_id = "wait-" + secrets.token_hex(6)
+            await store.create(Snapshot.queued(job_id, "demo.count"))
+            await listener.subscribe(keys.job_channel(job_id))
+            assert await listener.get_message(timeout=5) is not None  # subscribed
+            stopped = int((await copy.info("server"))["process_id"])
+            os.kill(stopped, signal.SIGSTOP)  # it receives nothing, and acknowledges nothing
+            try:
+                write = asyncio.create_task(store.write(job_id, {"status": Status.RUNNING}))
+                early = await listener.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if wait_replicas:
+                    assert early is None and not write.done()
+                else:
+                    assert early is not None and decode_head(early["data"]).seq == 2
+                    return
+            finally:
+                os.kill(stopped, signal.SIGCONT)
+            async with asyncio.timeout(5):
+                await write
+                message = None
+                while message is None:
+                    message = await listener.get_message(ignore_subscribe_messages=True, timeout=1)
+            published = decode_head(message["data"]).seq
+            held = await Store(copy, result_ttl_seconds=60).read(job_id)
+            assert published == 2 and held is not None and held.seq == published
+        finally:
+            await listener.aclose()
+            await source.aclose()
+            await copy.aclose()
