@@ -19,37 +19,23 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from jobhub import Settings, create_app
 
 from .conftest import ROOT, ThreadedServer
+from .test_browser import HAVE_CHROMIUM, IN_CI, browser
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu",
-    "--disable-background-networking", "--disable-component-update",
-]  # fmt: skip
-HAVE_CHROMIUM = os.access(CHROMIUM, os.X_OK)
 DOCS = ROOT / "docs"
 KEY = "console-page-key"
 WIDE = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 
+__all__ = ["browser"]  # a fixture, used by name
+
 pytestmark = pytest.mark.skipif(
-    not HAVE_CHROMIUM and os.environ.get("CI") != "true",
-    reason=f"no browser at {CHROMIUM}: as root, `apt-get install chromium` (scripts/test does)",
+    not HAVE_CHROMIUM and not IN_CI, reason="no browser (see tests/test_browser.py)"
 )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not HAVE_CHROMIUM:
-        pytest.fail(f"CI=true but no browser at {CHROMIUM}")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

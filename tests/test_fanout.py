@@ -7,9 +7,11 @@ tests can look inside its hub; snapshots are written with the Store, as a worker
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import socket
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -185,36 +187,45 @@ async def test_a_slow_watch_holds_only_the_newest_snapshot(redis_url: str, store
         await client.aclose()
 
 
-async def test_stream_survives_redis_being_killed_and_restarted() -> None:
+@contextlib.asynccontextmanager
+async def on_restartable_redis() -> AsyncIterator[tuple[RedisServer, Store, httpx.AsyncClient]]:
+    """The app on a Redis that the test kills and starts again, its data kept on disk: the
+    server, a Store on it (as a worker writes), and a client of the app."""
     with RedisServer(persist=True) as server:
         client = redis.asyncio.Redis.from_url(server.url)
-        store = Store(client, result_ttl_seconds=3600)
         app = create_app(Settings(redis_url=server.url, redis_timeout_seconds=10))
-        with ThreadedServer(app) as web:
-            job_id = await new_job(store)
-            events: list[dict] = []  # type: ignore[type-arg]
-            async with httpx.AsyncClient(base_url=web.base_url, timeout=30) as http:
-                opened = asyncio.Event()
-                stream = collect(http, f"/jobs/{job_id}/events", events, opened)
-                task = asyncio.create_task(stream)
-                await opened.wait()
-                for i in range(1, 4):
-                    await store.write(job_id, {"status": Status.RUNNING, "percent": float(i)})
-                async with asyncio.timeout(5):
-                    while len(events) < 4:
-                        await asyncio.sleep(0.01)
+        try:
+            with ThreadedServer(app) as web:
+                async with httpx.AsyncClient(base_url=web.base_url, timeout=30) as http:
+                    yield server, Store(client, result_ttl_seconds=3600), http
+        finally:
+            await client.aclose()
 
-                server.kill()
-                server.start()
-                # Written before the hub has subscribed again: pub/sub drops these, so only
-                # the re-read after resubscribing can deliver them.
-                await write_retrying(store, job_id, {"status": Status.RUNNING, "percent": 50.0})
-                await write_retrying(store, job_id, {"status": Status.RUNNING, "percent": 60.0})
-                await asyncio.sleep(0.5)
-                await write_retrying(store, job_id, {"status": Status.FINISHED, "percent": 100.0})
-                async with asyncio.timeout(15):
-                    await task
-        await client.aclose()
+
+async def test_stream_survives_redis_being_killed_and_restarted() -> None:
+    events: list[dict] = []  # type: ignore[type-arg]
+    async with on_restartable_redis() as (server, store, http):
+        job_id = await new_job(store)
+        opened = asyncio.Event()
+        stream = collect(http, f"/jobs/{job_id}/events", events, opened)
+        task = asyncio.create_task(stream)
+        await opened.wait()
+        for i in range(1, 4):
+            await store.write(job_id, {"status": Status.RUNNING, "percent": float(i)})
+        async with asyncio.timeout(5):
+            while len(events) < 4:
+                await asyncio.sleep(0.01)
+
+        server.kill()
+        server.start()
+        # Written before the hub has subscribed again: pub/sub drops these, so only
+        # the re-read after resubscribing can deliver them.
+        await write_retrying(store, job_id, {"status": Status.RUNNING, "percent": 50.0})
+        await write_retrying(store, job_id, {"status": Status.RUNNING, "percent": 60.0})
+        await asyncio.sleep(0.5)
+        await write_retrying(store, job_id, {"status": Status.FINISHED, "percent": 100.0})
+        async with asyncio.timeout(15):
+            await task
     seqs = [e["seq"] for e in events]
     assert seqs == sorted(set(seqs)), "a seq went backwards or repeated"
     assert seqs[:4] == [1, 2, 3, 4]
@@ -366,34 +377,26 @@ async def test_the_all_jobs_stream_forgets_each_job_once_it_ended(
 
 
 async def test_the_stream_of_every_job_resyncs_after_redis_restarts() -> None:
-    with RedisServer(persist=True) as server:
-        client = redis.asyncio.Redis.from_url(server.url)
-        store = Store(client, result_ttl_seconds=3600)
-        app = create_app(Settings(redis_url=server.url, redis_timeout_seconds=10))
-        with ThreadedServer(app) as web:
-            job_id = await new_job(store)
-            events: list[dict] = []  # type: ignore[type-arg]
-            async with httpx.AsyncClient(base_url=web.base_url, timeout=30) as http:
-                task = asyncio.create_task(collect(http, "/events", events))
-                # The stream carries what is published once it has subscribed: write until
-                # a snapshot of the job comes through.
-                async with asyncio.timeout(10):
-                    for percent in range(1, 100):
-                        await write_retrying(
-                            store, job_id, {"status": Status.RUNNING, "percent": percent}
-                        )
-                        await asyncio.sleep(0.1)
-                        if any(e["job_id"] == job_id for e in events):
-                            break
-                before = sum(e["job_id"] == job_id for e in events)
-                server.kill()
-                server.start()
-                # Nothing is written after the restart: what arrives now is the resync (the
-                # newest jobs' snapshots read again), which would carry anything that
-                # changed while the connection was down.
-                async with asyncio.timeout(15):
-                    while sum(e["job_id"] == job_id for e in events) <= before:
-                        await asyncio.sleep(0.02)
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        await client.aclose()
+    events: list[dict] = []  # type: ignore[type-arg]
+    async with on_restartable_redis() as (server, store, http):
+        job_id = await new_job(store)
+        task = asyncio.create_task(collect(http, "/events", events))
+        # The stream carries what is published once it has subscribed: write until
+        # a snapshot of the job comes through.
+        async with asyncio.timeout(10):
+            for percent in range(1, 100):
+                await write_retrying(store, job_id, {"status": Status.RUNNING, "percent": percent})
+                await asyncio.sleep(0.1)
+                if any(e["job_id"] == job_id for e in events):
+                    break
+        before = sum(e["job_id"] == job_id for e in events)
+        server.kill()
+        server.start()
+        # Nothing is written after the restart: what arrives now is the resync (the
+        # newest jobs' snapshots read again), which would carry anything that
+        # changed while the connection was down.
+        async with asyncio.timeout(15):
+            while sum(e["job_id"] == job_id for e in events) <= before:
+                await asyncio.sleep(0.02)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
