@@ -24,7 +24,16 @@ from sse_starlette import ServerSentEvent
 from .exceptions import JobNotFound
 from .snapshot import decode_head
 
-__all__ = ["HEARTBEAT", "Entry", "Frame", "entry_key", "is_entry_id", "job_gone", "retry_field"]
+__all__ = [
+    "HEARTBEAT",
+    "LAST_ENTRY",
+    "Entry",
+    "Frame",
+    "entry_key",
+    "is_entry_id",
+    "job_gone",
+    "retry_field",
+]
 
 _SEP = ServerSentEvent.DEFAULT_SEPARATOR.encode()
 
@@ -56,9 +65,18 @@ class Frame:
 _ENTRY_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 
 
+LAST_ENTRY = (2**64 - 1, 2**64 - 1)
+"""The greatest id a Redis stream can hold, as ``entry_key`` gives it: each part is an
+unsigned 64-bit number."""
+
+
 def is_entry_id(text: str) -> bool:
-    """Whether ``text`` is a Redis stream id, ``<ms>-<n>`` in ASCII digits."""
-    return _ENTRY_ID.match(text) is not None
+    """Whether ``text`` is a Redis stream id, ``<ms>-<n>`` in ASCII digits that Redis takes
+    (each part below 2**64: a larger one is an error from Redis, not an empty read)."""
+    if _ENTRY_ID.fullmatch(text) is None:
+        return False
+    ms, _, seq = text.partition("-")
+    return int(ms) < 2**64 and int(seq) < 2**64
 
 
 def entry_key(entry_id: str) -> tuple[int, int]:

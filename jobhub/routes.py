@@ -33,7 +33,7 @@ from .exceptions import (
 )
 from .logs import job
 from .parsing import ascii_int, describe
-from .services import JOB_ID_PATTERN, job_id_of, json_response, services_of
+from .services import END, JOB_ID_PATTERN, job_id_of, json_response, services_of
 from .snapshot import Status, decode
 from .store import Store
 from .webhooks import check_target
@@ -57,7 +57,7 @@ MAX_DEFER_SECONDS = 366 * 24 * 3600
 
 # ARQ reads keyword arguments that start with "_" as its own options (_job_id, _defer_by…);
 # they are refused, so that a job's arguments never look like the queue's.
-KwargName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=100)]
+KwargName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z][A-Za-z0-9_]*" + END, max_length=100)]
 
 
 class EnqueueRequest(msgspec.Struct, forbid_unknown_fields=True):

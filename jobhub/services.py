@@ -19,9 +19,22 @@ from .sse import Streams
 from .store import Store
 from .webhooks import DeliveryLog
 
-__all__ = ["JOB_ID_PATTERN", "Services", "job_id_of", "json_response", "services_of", "valid_id"]
+__all__ = [
+    "END",
+    "JOB_ID_PATTERN",
+    "Services",
+    "job_id_of",
+    "json_response",
+    "services_of",
+    "valid_id",
+]
 
-JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+END = r"(?![\s\S])"
+"""The end of a pattern: no character follows. Python's ``$`` (what msgspec's patterns use,
+with ``re.search``) also matches before a final newline, so ``"abc\n"`` would pass for an id;
+this reads the same in Python and in JSON Schema's (ECMAScript) dialect."""
+
+JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}" + END
 _JOB_ID = re.compile(JOB_ID_PATTERN)
 
 
@@ -51,7 +64,9 @@ def job_id_of(request: Request) -> str:
 
 def valid_id(job_id: str) -> str:
     if not _JOB_ID.match(job_id):
-        raise InvalidRequest(f"invalid job id {job_id!r}: expected {JOB_ID_PATTERN}")
+        raise InvalidRequest(
+            f"invalid job id {job_id!r}: expected 1 to 64 letters, digits, '_' or '-'"
+        )
     return job_id
 
 

@@ -35,6 +35,7 @@ from .exceptions import (
     RunSuperseded,
     WrongStatus,
 )
+from .frames import LAST_ENTRY, entry_key
 from .scripts import CREATE, DELETE, FIELDS, FLUSH, WRITE
 from .snapshot import TERMINAL, Snapshot, Status, decode, utcnow
 
@@ -237,7 +238,9 @@ class Store:
     ) -> list[tuple[str, bytes]]:
         """Up to ``limit`` entries of the job's output after stream id ``after``, oldest
         first, as ``(id, JSON)``."""
-        start = "-" if after in ("", "0") else f"({after}"
+        start = _after(after)
+        if start is None:
+            return []
         entries = await self._redis.xrange(keys.job_output(job_id), start, "+", count=limit)
         return [(entry_id.decode(), fields[b"e"]) for entry_id, fields in entries]
 
@@ -245,11 +248,13 @@ class Store:
         self, places: Sequence[tuple[str, str]], limit: int
     ) -> list[list[tuple[str, bytes]]]:
         """``output`` for several ``(job id, after)`` places, in one round trip."""
+        starts = [_after(after) for _, after in places]
         async with self._redis.pipeline(transaction=False) as pipe:
-            for job_id, after in places:
-                start = "-" if after in ("", "0") else f"({after}"
-                pipe.xrange(keys.job_output(job_id), start, "+", count=limit)
-            pages = await pipe.execute()
+            for (job_id, _), start in zip(places, starts, strict=True):
+                if start is not None:
+                    pipe.xrange(keys.job_output(job_id), start, "+", count=limit)
+            read = iter(await pipe.execute())
+        pages = [[] if start is None else next(read) for start in starts]
         return [[(entry_id.decode(), fields[b"e"]) for entry_id, fields in page] for page in pages]
 
     async def write_many(self, writes: Sequence[PreparedWrite]) -> list[bytes | JobhubError]:
@@ -467,3 +472,11 @@ class Store:
         """``(seq, JSON)`` of the latest snapshot, for answers that carry an ETag."""
         seq, data = await self._redis.hmget(keys.job_snapshot(job_id), ["seq", "data"])  # type: ignore[misc]
         return None if data is None else (int(seq), data)
+
+
+def _after(entry_id: str) -> str | None:
+    """The XRANGE start for entries after ``entry_id``; None where none can follow (the last
+    id a stream can hold, where Redis refuses an exclusive start)."""
+    if entry_id in ("", "0"):
+        return "-"
+    return None if entry_key(entry_id) == LAST_ENTRY else f"({entry_id}"

@@ -149,6 +149,22 @@ def test_raw_bytes_in_the_request_target_are_a_json_400(base_url: str, target: b
     assert body["error"]["type"] == "InvalidRequest"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"function": "demo.noop", "job_id": "abc\n"},
+        {"function": "demo.count", "kwargs": {"steps\n": 1}},
+    ],
+)
+async def test_a_trailing_newline_in_an_id_or_a_kwarg_name_is_400(
+    client: httpx.AsyncClient, body: dict[str, Any]
+) -> None:
+    # Python's `$` matches before a final newline: such an id was stored, then broke the
+    # response's Location header.
+    assert_invalid_request(await client.post("/jobs", json=body))
+    assert_invalid_request(await client.get("/jobs/abc%0A"))
+
+
 @pytest.mark.parametrize("raw", ["²", "٣", "1²", "+5", " 5", "5_0", "0x10", "", "9" * 5000])
 async def test_limit_and_cursor_take_ascii_digits_only(client: httpx.AsyncClient, raw: str) -> None:
     # str.isdigit() takes "²" (then int() raises: a 500); int() takes "٣" as 3; 5,000 digits

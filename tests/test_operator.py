@@ -110,6 +110,19 @@ async def test_output_pages_with_a_cursor_and_a_kind_filter(client: httpx.AsyncC
     assert [e["message"] for e in logs] == ["10 words so far", "20 words so far"]
     for bad in ({"after": "x"}, {"limit": "0"}, {"limit": "²"}, {"kind": "snapshot"}):
         assert (await client.get(path, params=bad)).status_code == 400, bad
+    # Ids Redis cannot hold are the client's error, not Redis being down (a 503).
+    for bad in ("99999999999999999999-0", "0-18446744073709551616", "18446744073709551616-0"):
+        response = await client.get(path, params={"after": bad})
+        assert response.status_code == 400, (bad, response.text)
+    # After the last id a stream can hold, there is nothing (Redis refuses to read from it).
+    last = (await client.get(path, params={"after": f"{2**64 - 1}-{2**64 - 1}"})).json()
+    assert last["entries"] == []
+    # A stream resumed from ids like these starts afresh or has nothing more: never cut.
+    for held in ("1:99999999999999999999-0", f"1:{2**64 - 1}-{2**64 - 1}"):
+        headers = {"Last-Event-ID": held}
+        async with client.stream("GET", f"/jobs/{job['job_id']}/events", headers=headers) as r:
+            body = (await r.aread()).decode()
+        assert r.status_code == 200 and '"status":"finished"' in body, (held, body[-300:])
 
 
 @pytest.fixture
