@@ -57,10 +57,11 @@ from arq.constants import (
     result_key_prefix,
 )
 from arq.jobs import DeserializationError, Job, JobResult, serialize_job
+from arq.worker import RetryJob
 from redis.asyncio import Redis
 
 from .batch import WriteBatch
-from .exceptions import InvalidRequest, JobhubError, JobNotFound, WrongStatus
+from .exceptions import InvalidRequest, JobhubError, JobNotFound, RunSuperseded, WrongStatus
 from .metrics import WorkerMetrics
 from .snapshot import AT_WORK, TERMINAL, JobError, Snapshot, Status, decode, utcnow
 from .store import Enqueue, Store
@@ -113,9 +114,18 @@ def new_run_token() -> str:
     return secrets.token_hex(8)
 
 
+ERROR_DETAIL_LIMIT = 8192
+"""Characters of an error's message kept in the snapshot: the snapshot (and each history
+entry) would otherwise carry a message of any size; the full traceback goes to the job's
+log."""
+
+
 def _error(type_: str, detail: str) -> JobError:
     # A message may carry lone surrogates (os.listdir's names for undecodable bytes), which
     # UTF-8 cannot carry; escape them so that the failure itself can always be stored.
+    if len(detail) > ERROR_DETAIL_LIMIT:
+        cut = len(detail) - ERROR_DETAIL_LIMIT
+        detail = f"{detail[:ERROR_DETAIL_LIMIT]}… ({cut} more characters cut)"
     return JobError(type_, printable(detail))
 
 
@@ -126,7 +136,11 @@ def printable(text: str) -> str:
 
 def error_of(exc: BaseException) -> JobError:
     """The snapshot's ``error`` for an exception a job raised."""
-    return _error(type(exc).__name__, str(exc))
+    try:
+        detail = str(exc)
+    except Exception as broken:  # its __str__ raised: say so, rather than fail on it
+        detail = f"(its message could not be read: {type(broken).__name__})"
+    return _error(type(exc).__name__, detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -601,6 +615,20 @@ class Run:
 
     async def status(self) -> Snapshot | None:
         return await self._batch.store.read(self.job_id)
+
+    async def superseded(self) -> Exception:
+        """What to tell ARQ of this run, now that a newer one has taken the job over.
+
+        While the newer run still waits in ARQ's queue, ``RetryJob``: ARQ then leaves the
+        job's queue entry alone, where ending this run any other way would take it out, and
+        the newer run would never start (the job would be settled as failed). Once the newer
+        run is under way, ``RunSuperseded``: ARQ ends its bookkeeping of this run, the
+        newer one goes on under its own.
+        """
+        snapshot = await self.status()
+        if snapshot is not None and snapshot.status is Status.QUEUED:
+            return RetryJob()
+        return RunSuperseded(self.job_id, self.token)
 
     @property
     def metrics(self) -> WorkerMetrics | None:

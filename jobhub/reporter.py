@@ -306,6 +306,8 @@ def wrap(
         started = this.start(function.name)
         try:
             return await _run(function, this, entry, ctx, limit, tries, args, kwargs)
+        except RunSuperseded:
+            raise await this.superseded() from None
         finally:
             await _settle(started, job_id)
             worker.runs.remove(entry)
@@ -314,6 +316,19 @@ def wrap(
     # are recovered by the heartbeats (jobhub/recovery.py), not by ARQ's in-progress expiry.
     # (ARQ's type for a job function does not know positional-only parameters.)
     return func(run, name=function.name, timeout=ARQ_TIMEOUT, max_tries=tries)  # type: ignore[arg-type]
+
+
+class JobRaised(RuntimeError):
+    """What ARQ is told of a job's exception it cannot handle itself: one that is not an
+    Exception, or whose message cannot be read."""
+
+
+def _readable(exc: BaseException) -> bool:
+    try:
+        str(exc)
+    except Exception:
+        return False
+    return True
 
 
 ARQ_TIMEOUT = 10 * 365 * 24 * 3600.0
@@ -364,10 +379,17 @@ async def _run(
         raise error from None
     except Retry as exc:
         raise await _retry_or_fail(run, function, exc, tries) from exc
-    except Exception as exc:
+    except BaseException as exc:
+        # Any Exception; and SystemExit, KeyboardInterrupt, a job's own BaseException
+        # subclass, which ARQ does not handle: they would stop the worker (and then each
+        # worker that ran the job again). So would an exception whose message cannot be
+        # read, when ARQ logs it.
+        failure = error_of(exc)
         await _traceback(run, exc)
-        await _end(run, run.fail(error_of(exc)), "failed")
-        raise
+        await _end(run, run.fail(failure), "failed")
+        if isinstance(exc, Exception) and _readable(exc):
+            raise
+        raise JobRaised(f"{failure.type}: {failure.detail}") from exc
     try:
         await _end(run, run.finish(result), "finished")
     except (TypeError, ValueError) as exc:

@@ -84,7 +84,28 @@ async def quick(ctx: JobContext) -> str:
     return "quick done"
 
 
+class Halt(BaseException):
+    """Neither an Exception nor a cancellation."""
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no words")
+
+
+@job("t.exits")
+async def exits(ctx: JobContext, how: str) -> None:
+    if how == "exit":
+        raise SystemExit(3)
+    if how == "halt":
+        raise Halt("stop everything")
+    if how == "unprintable":
+        raise Unprintable()
+    raise ValueError("x" * 20_000)
+
+
 FUNCTIONS = [
+    exits,
     keeps_context,
     bad_percent,
     unserializable,
@@ -180,6 +201,26 @@ async def test_unserializable_result_fails_the_job_and_says_why(
     assert final.status is Status.FAILED
     assert final.error is not None
     assert "not JSON-serializable" in final.error.detail
+
+
+async def test_a_job_raising_anything_fails_and_the_worker_goes_on(
+    redis_url: str, store: Store
+) -> None:
+    # A BaseException that escaped to ARQ would stop the burst worker here, before the last
+    # job, and the jobs would stay `started`.
+    jobs = [("t.exits", {"how": how}) for how in ("exit", "halt", "unprintable", "long")]
+    ids = await run_burst(redis_url, store, [*jobs, ("t.quick", {})])
+    finals = [await store.read(job_id) for job_id in ids]
+    errors = [f.error for f in finals[:4] if f is not None and f.status is Status.FAILED]
+    assert [e.type for e in errors if e is not None] == [
+        "SystemExit", "Halt", "Unprintable", "ValueError"
+    ]  # fmt: skip
+    assert errors[0] is not None and errors[0].detail == "3"
+    assert errors[2] is not None and "could not be read" in errors[2].detail
+    assert errors[3] is not None and 8192 < len(errors[3].detail) < 8300
+    assert errors[3].detail.endswith("(11808 more characters cut)")
+    last = finals[4]
+    assert last is not None and last.status is Status.FINISHED
 
 
 async def test_worker_announces_its_functions(

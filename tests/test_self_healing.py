@@ -64,6 +64,47 @@ async def test_a_stalled_workers_late_writes_never_win() -> None:
         assert progress == sorted(progress), (job_id, progress)
 
 
+async def test_a_stalled_worker_waking_leaves_the_newer_attempt_queued() -> None:
+    # One job per worker: the other worker is busy, so the stalled job's newer attempt
+    # still waits in the queue when the stalled worker wakes and finds its run superseded.
+    env = {**os.environ, **FAST, "JOBHUB_MAX_JOBS": "1"}
+    with RedisServer() as server, Stack(server.url, cwd=str(ROOT), env=env, workers=2) as stack:
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as client:
+
+            async def start(steps: int, delay: float) -> str:
+                body = {"function": "demo.count", "kwargs": {"steps": steps, "delay": delay}}
+                job_id: str = (await client.post("/jobs", json=body)).json()["job_id"]
+                async with asyncio.timeout(10):
+                    while (await client.get(f"/jobs/{job_id}")).json()["status"] != "running":
+                        await asyncio.sleep(0.02)
+                return job_id
+
+            busy = await start(50, 0.1)
+            stalling = await start(40, 0.05)
+            holder = (await client.get(f"/jobs/{stalling}/detail")).json()["worker"]
+            stalled = next(p for p in stack.processes if str(p.pid) == holder.split(":")[1])
+            stalled.send_signal(signal.SIGSTOP)
+            try:
+                async with asyncio.timeout(10):
+                    while (await client.get(f"/jobs/{stalling}")).json()["attempt"] < 2:
+                        await asyncio.sleep(0.05)
+                assert (await client.get(f"/jobs/{stalling}")).json()["status"] == "queued"
+            finally:
+                stalled.send_signal(signal.SIGCONT)
+            async with asyncio.timeout(30):
+                finals = {}
+                while len(finals) < 2:
+                    for job_id in (busy, stalling):
+                        snapshot = (await client.get(f"/jobs/{job_id}")).json()
+                        if snapshot["status"] in TERMINAL:
+                            finals[job_id] = snapshot
+                    await asyncio.sleep(0.1)
+    assert finals[busy]["status"] == "finished"
+    # Run again, not failed with the stale run's "superseded".
+    assert finals[stalling]["status"] == "finished", finals[stalling]
+    assert finals[stalling]["attempt"] >= 2
+
+
 async def test_workers_survive_their_redis_connections_being_killed() -> None:
     env = {**os.environ, **FAST}
     with RedisServer() as server, Stack(server.url, cwd=str(ROOT), env=env, workers=2) as stack:
