@@ -5,6 +5,7 @@ app = create_app(Settings(redis_url="redis://localhost:6379/0"))
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -23,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from . import openapi
 from .auth import CSRF_HEADER, Gate, RedactTokens, Tokens
-from .connections import web_client, web_pool
+from .connections import pubsub_connection, web_client, web_pool
 from .cors import CORS
 from .exceptions import JobhubError
 from .guard import RequireUtf8
@@ -64,7 +65,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             wait_timeout_ms=int(settings.redis_wait_timeout_seconds * 1000),
         )
         hub = Hub(
-            pool.make_connection,
+            functools.partial(pubsub_connection, pool),
             store.get_many,
             read_outputs=store.output_many,
             read_recent=store.newest,

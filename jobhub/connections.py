@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
@@ -26,7 +27,14 @@ from redis.exceptions import ConnectionError, TimeoutError
 
 from .settings import Settings
 
-__all__ = ["SentinelBlockingConnectionPool", "arq_pool", "arq_settings", "web_client", "web_pool"]
+__all__ = [
+    "SentinelBlockingConnectionPool",
+    "arq_pool",
+    "arq_settings",
+    "pubsub_connection",
+    "web_client",
+    "web_pool",
+]
 
 
 class SentinelBlockingConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
@@ -81,12 +89,21 @@ def web_pool(settings: Settings) -> ConnectionPool:
     """The web process's command pool: bounded, and a burst waits for a connection (up to
     ``JOBHUB_REDIS_TIMEOUT``) rather than opening hundreds of them to Redis. A dropped
     connection is retried a few times before a request answers 503; with Sentinel, long
-    enough for a failover to name the new master."""
+    enough for a failover to name the new master.
+
+    A command also gives up on a Redis that does not answer (stopped, or stalled) after
+    ``JOBHUB_REDIS_TIMEOUT``, each try: without a read timeout a request would hold its
+    connection, and then the pool, for as long as Redis stays silent."""
+    timeouts = {
+        "socket_timeout": settings.redis_timeout_seconds,
+        "socket_connect_timeout": settings.redis_timeout_seconds,
+    }
     if not settings.redis_sentinels:
         return BlockingConnectionPool.from_url(
             settings.redis_url,
             max_connections=settings.redis_max_connections,
             timeout=settings.redis_timeout_seconds,
+            **timeouts,
             **_retrying(3),
         )
     return SentinelBlockingConnectionPool(  # type: ignore[no-untyped-call]
@@ -94,9 +111,18 @@ def web_pool(settings: Settings) -> ConnectionPool:
         _sentinel(settings),
         max_connections=settings.redis_max_connections,
         timeout=settings.redis_timeout_seconds,
+        **timeouts,
         **_auth(settings),
         **_retrying(12, sentinel=True),
     )
+
+
+def pubsub_connection(pool: ConnectionPool) -> AbstractConnection:
+    """A connection as ``pool`` makes them, for the hub's pub/sub, with no read timeout: it
+    waits for messages as long as none come, and notices a dead link by its own PINGs."""
+    options = {**pool.connection_kwargs, "socket_timeout": None}
+    connection: AbstractConnection = pool.connection_class(**options)
+    return connection
 
 
 def web_client(pool: ConnectionPool) -> Redis:

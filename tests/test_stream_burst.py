@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
+import signal
 import time
 
+import httpx
 import redis.asyncio
 
 from jobhub import Settings, create_app
@@ -102,3 +105,29 @@ async def test_a_stream_open_waits_out_a_redis_restart_and_gets_503_only_when_it
             writer.close()
             server.start()
         await client.aclose()
+
+
+async def test_requests_to_a_redis_that_stopped_answering_get_503_in_bounded_time() -> None:
+    # Redis alive but silent (SIGSTOP: a stalled host, a long fork): no connection error
+    # ever comes, so only a read timeout frees the requests holding the pool's connections.
+    with RedisServer() as server:
+        client = redis.asyncio.Redis.from_url(server.url)
+        settings = Settings(redis_url=server.url, redis_timeout_seconds=0.5)
+        with ThreadedServer(create_app(settings)) as web:
+            pid = int((await client.info("server"))["process_id"])
+            await client.aclose()
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                async with httpx.AsyncClient(base_url=web.base_url, timeout=30) as http:
+                    answers = await asyncio.gather(
+                        *(http.get(f"/jobs/stalled-{i}") for i in range(4))
+                    )
+                took = time.monotonic() - started
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            async with httpx.AsyncClient(base_url=web.base_url, timeout=10) as http:
+                after = await http.get("/jobs/stalled-0")
+    assert [a.status_code for a in answers] == [503] * 4, [a.text for a in answers]
+    assert took < 10, took  # a few read timeouts and retries, never "for as long as it lasts"
+    assert after.status_code == 404  # and once Redis answers again, so does the app
