@@ -131,16 +131,24 @@ async def _many_events(request: Request) -> Response:
         {job_id: p.seq for job_id, p in zip(job_ids, held, strict=True)},
         entries={job_id: p.entry or "0" for job_id, p in zip(job_ids, held, strict=True)},
     )
-    missing = [job_id for job_id, frame in zip(job_ids, found, strict=True) if frame is None]
+    # A job that is not there is unknown (404) unless the client's cursor holds a snapshot of
+    # it: then it was deleted or expired since, and the stream says so and goes on with the
+    # others, as it would have had the client stayed connected.
+    missing: list[str] = []
+    gone: list[str] = []
+    done: set[str] = set()
+    for job_id, frame, place in zip(job_ids, found, held, strict=True):
+        if frame is None:
+            (gone if place.seq else missing).append(job_id)
+        elif frame.terminal and frame.seq <= place.seq:
+            done.add(job_id)
     if missing:
         watch.close()
         raise JobNotFound(", ".join(missing))
-    frames = [frame for frame in found if frame is not None]
-    done = {f.job_id for f, p in zip(frames, held, strict=True) if f.terminal and f.seq <= p.seq}
-    if len(done) == len(job_ids):
+    if len(done) + len(gone) == len(job_ids):
         watch.close()
         return Response(status_code=204)
-    stream = _many_stream(watch, services.hub, job_ids, held, done)
+    stream = _many_stream(watch, services.hub, job_ids, held, done, gone)
     return EventStream(stream, watch, services.streams)
 
 
@@ -234,12 +242,21 @@ async def _stream(watch: Watch, hub: Hub, held: Position) -> AsyncIterator[bytes
 
 
 async def _many_stream(
-    watch: Watch, hub: Hub, job_ids: list[str], held: list[Position], done: set[str]
+    watch: Watch,
+    hub: Hub,
+    job_ids: list[str],
+    held: list[Position],
+    done: set[str],
+    gone: list[str],
 ) -> AsyncIterator[bytes]:
     """Several jobs' snapshots and output under cursor ids; ends once every job is final or
-    gone."""
+    gone (``gone``: jobs the client knew that no longer exist, told first)."""
     place = dict(zip(job_ids, held, strict=True))
     retry = _retry()
+    if gone:
+        done.update(gone)
+        yield retry + b"".join(job_gone(job_id) for job_id in gone)
+        retry = b""
 
     def ids() -> str:
         return ".".join(map(str, held))

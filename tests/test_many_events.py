@@ -71,6 +71,33 @@ async def test_reconnect_sends_only_what_the_cursor_lacks(client: httpx.AsyncCli
     assert {snap["job_id"] for _, snap in again} == set(job_ids)
 
 
+async def test_a_job_deleted_since_the_cursor_is_told_gone_and_the_rest_goes_on(
+    client: httpx.AsyncClient,
+) -> None:
+    ended = await start(client, "demo.count", steps=1, delay=0)
+    running = await start(client, "demo.count", steps=6, delay=0.2)
+    ended_final = await wait_for(client, ended["job_id"])
+    assert (await client.delete(f"/jobs/{ended['job_id']}")).status_code == 204
+    job_ids = [ended["job_id"], running["job_id"]]
+    path = "/events?jobs=" + ",".join(job_ids)
+    # Never seen by the client: unknown, as on a first open.
+    assert (await client.get(path)).status_code == 404
+    # Seen (its final snapshot is in the cursor): the stream says it is gone, then goes on.
+    events: list[tuple[str, dict]] = []  # type: ignore[type-arg]
+    headers = {"Last-Event-ID": f"{ended_final['seq']}.0"}
+    async with asyncio.timeout(20):
+        async with aconnect_sse(client, "GET", path, headers=headers) as source:
+            assert source.response.status_code == 200
+            async for sse in source.aiter_sse():
+                if sse.event in ("message", "error"):
+                    events.append((sse.event, json.loads(sse.data)))
+    assert events[0][0] == "error"
+    assert events[0][1]["error"]["type"] == "JobNotFound"
+    assert events[0][1]["error"]["job_id"] == ended["job_id"]
+    assert {snap["job_id"] for kind, snap in events[1:]} == {running["job_id"]}
+    assert events[-1][1]["status"] == "finished"
+
+
 async def test_a_cursor_of_anything_but_ascii_digits_is_no_cursor(
     client: httpx.AsyncClient,
 ) -> None:
