@@ -322,6 +322,12 @@ class Lifecycle:
         """
         run, owner = await self.store.hidden(job_id, "run", "worker")
         snapshot = await self.store.read(job_id)
+        if snapshot is not None and snapshot.is_terminal and owner == worker_id:
+            # Ended (canceled) while that run was lost: its worker never ends ARQ's side of
+            # the run, and the in-progress key it left would keep the job in ARQ's queue (and
+            # its id taken) for good.
+            await self._forget(job_id)
+            return False
         if snapshot is None or snapshot.status not in AT_WORK or owner != worker_id:
             return False
         if run is None or run == _NO_RUN:
@@ -462,6 +468,7 @@ class Lifecycle:
         """Take an ended job out of ARQ's queue, so that no worker runs it after all."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zrem(self.queue_name, job_id)
+            pipe.zrem(abort_jobs_ss, job_id)
             pipe.delete(in_progress_key_prefix + job_id, job_key_prefix + job_id)
             await pipe.execute()
 

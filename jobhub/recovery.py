@@ -127,6 +127,10 @@ class Recovery:
             ):
                 logger.warning("job %s: its run here ended silently; recovered", job_id,
                                extra=job(job_id))  # fmt: skip
+            elif job_id not in self._runs.job_ids():
+                # Not at work here any more (canceled, or taken over elsewhere): the writes
+                # that ended it were not this worker's, so nothing took it off its list.
+                await self._registry.release(self.worker_id, job_id)
 
     async def recover_lost(self) -> int:
         """Recover the jobs of every worker whose heartbeat expired; returns how many."""

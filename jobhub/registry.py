@@ -148,6 +148,11 @@ class Registry:
                 claimed.append(msgspec.json.decode(member))
         return claimed
 
+    async def release(self, worker_id: str, job_id: str) -> None:
+        """Take a job off the worker's held jobs: it is no longer at work there (canceled,
+        or recovered elsewhere, by writes that were not the worker's own)."""
+        await self._redis.srem(keys.worker_jobs(worker_id), msgspec.json.encode(job_id))  # type: ignore[misc]
+
     async def drop(self, worker_id: str) -> None:
         """Forget a lost worker whose jobs were all claimed (it re-joins if it beats again)."""
         if not await self._redis.scard(keys.worker_jobs(worker_id)):  # type: ignore[misc]

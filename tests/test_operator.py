@@ -164,6 +164,10 @@ async def test_stats_counts_move_and_a_killed_worker_leaves_the_list(
             await asyncio.sleep(0.05)
     stats = (await client.get("/stats")).json()
     assert stats["counts"] == {"queued": 0, "started": 0, "running": 0, "paused": 0}
+    # Canceled by the API, not by the workers' own writes: the workers let go of them too.
+    async with asyncio.timeout(5):
+        while sum(w["jobs"] for w in (await client.get("/stats")).json()["workers"]):
+            await asyncio.sleep(0.1)
     now = stats["ended_per_minute"][-1]["failed"] + stats["ended_per_minute"][-2]["failed"]
     ended = sum(m["canceled"] for m in stats["ended_per_minute"][-2:])
     assert now == 1 and ended == 4
@@ -172,3 +176,29 @@ async def test_stats_counts_move_and_a_killed_worker_leaves_the_list(
     async with asyncio.timeout(10):
         while len((await client.get("/stats")).json()["workers"]) != 1:
             await asyncio.sleep(0.1)
+
+
+async def test_a_job_canceled_after_its_worker_died_leaves_nothing_queued(
+    two_workers: tuple[Stack, httpx.AsyncClient],
+) -> None:
+    stack, client = two_workers
+    job_id = "orphan-" + os.urandom(4).hex()
+    body = {"function": "demo.count", "job_id": job_id, "kwargs": {"steps": 50, "delay": 0.1}}
+    assert (await client.post("/jobs", json=body)).status_code == 202
+    async with asyncio.timeout(10):
+        while (await client.get(f"/jobs/{job_id}")).json()["status"] != "running":
+            await asyncio.sleep(0.05)
+    holder = (await client.get(f"/jobs/{job_id}/detail")).json()["worker"]
+    dead = next(p for p in stack.processes if str(p.pid) == holder.split(":")[1])
+    dead.send_signal(signal.SIGKILL)
+    assert (await client.post(f"/jobs/{job_id}/cancel")).status_code == 200
+    # Its worker never finishes ARQ's side of the run; recovery does, once it is lost.
+    async with asyncio.timeout(10):
+        while (await client.get("/stats")).json()["queue_depth"]:
+            await asyncio.sleep(0.1)
+    # So the id is free again once the job is deleted.
+    assert (await client.delete(f"/jobs/{job_id}")).status_code == 204
+    body["kwargs"] = {"steps": 2, "delay": 0.01}
+    again = await client.post("/jobs", json=body)
+    assert again.status_code == 202, again.text
+    assert (await wait_for(client, job_id))["status"] == "finished"
