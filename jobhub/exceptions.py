@@ -50,6 +50,7 @@ __all__ = [
     "ServiceUnavailable",
     "Unauthorized",
     "UnknownFunction",
+    "UnsupportedMediaType",
     "WaitTimeout",
     "WrongStatus",
 ]
@@ -108,6 +109,10 @@ class UnknownFunction(InvalidRequest):
 
 class PayloadTooLarge(InvalidRequest):
     status_code = 413
+
+
+class UnsupportedMediaType(InvalidRequest):
+    status_code = 415
 
 
 class Unauthorized(JobhubError):

@@ -127,6 +127,7 @@ def document() -> dict[str, Any]:
                     "200": _json("Snapshot", "a job with this job_id exists already"),
                     "400": _BAD,
                     "413": _json("Error", "body over JOBHUB_MAX_BODY_BYTES"),
+                    "415": _json("Error", "the body is not sent as application/json"),
                     "422": _json("Error", "no worker runs this function"),
                     "503": _UNAVAILABLE,
                 },
@@ -303,6 +304,8 @@ def document() -> dict[str, Any]:
                     "200": _json("SessionState", "signed in (or the API is open)"),
                     "400": _BAD,
                     "401": _json("Error", "unknown API key"),
+                    "413": _json("Error", "body over 64 KiB"),
+                    "415": _json("Error", "the body is not sent as application/json"),
                 },
             },
             "delete": {

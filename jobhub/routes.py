@@ -27,13 +27,12 @@ from .exceptions import (
     InvalidRequest,
     JobIsFinal,
     JobNotFound,
-    PayloadTooLarge,
     UnknownFunction,
     WrongStatus,
 )
 from .logs import job
 from .parsing import ascii_int, describe
-from .services import END, JOB_ID_PATTERN, job_id_of, json_response, services_of
+from .services import END, JOB_ID_PATTERN, job_id_of, json_response, read_json, services_of
 from .snapshot import Status, decode
 from .store import Store
 from .webhooks import check_target
@@ -74,22 +73,10 @@ class EnqueueRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Start the job no sooner than this many seconds from now (it stays ``queued``)."""
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = ascii_int(request.headers.get("content-length", ""))
-    if declared is not None and declared > limit:
-        raise PayloadTooLarge(f"request body over {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body over {limit} bytes")
-    return bytes(body)
-
-
 async def create_job(request: Request) -> Response:
     services = services_of(request)
     services.gate.key(request)
-    body = await _read_body(request, services.settings.max_body_bytes)
+    body = await read_json(request, services.settings.max_body_bytes)
     try:
         req = msgspec.json.decode(body, type=EnqueueRequest)
     except msgspec.ValidationError as exc:

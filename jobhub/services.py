@@ -9,10 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .auth import Gate
-from .exceptions import InvalidRequest
+from .exceptions import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from .hub import Hub
 from .lifecycle import Lifecycle
 from .metrics import WebMetrics
+from .parsing import ascii_int
 from .registry import Registry
 from .settings import Settings
 from .sse import Streams
@@ -25,6 +26,7 @@ __all__ = [
     "Services",
     "job_id_of",
     "json_response",
+    "read_json",
     "services_of",
     "valid_id",
 ]
@@ -74,3 +76,33 @@ def json_response(
     data: bytes, status_code: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     return Response(data, status_code, headers, media_type="application/json")
+
+
+async def read_json(request: Request, limit: int) -> bytes:
+    """A request's JSON body, at most ``limit`` bytes, as sent (``PayloadTooLarge`` past it).
+
+    It must say it is JSON (``Content-Type: application/json``, or a ``+json`` type) and be
+    sent as is (no ``Content-Encoding``), else ``UnsupportedMediaType``: a page of any other
+    site may send a form or ``text/plain`` body to this origin without the browser asking
+    first (no CORS preflight), and it must not start jobs that way.
+    """
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media != "application/json" and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        shown = repr(media) if media else "none"
+        raise UnsupportedMediaType(
+            f"send the body as JSON with Content-Type: application/json (got {shown})"
+        )
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted: send it as is")
+    declared = ascii_int(request.headers.get("content-length", ""))
+    if declared is not None and declared > limit:
+        raise PayloadTooLarge(f"request body over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body over {limit} bytes")
+    return bytes(body)

@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from .auth import SESSION, SESSION_COOKIE
 from .exceptions import InvalidRequest, Unauthorized
-from .services import json_response, services_of
+from .services import json_response, read_json, services_of
 
 __all__ = ["SessionState", "SignIn", "routes"]
 
@@ -38,10 +38,14 @@ class SessionState(msgspec.Struct):
     """Send it as ``X-CSRF-Token`` with every POST and DELETE of the signed-in console."""
 
 
+_SIGN_IN_LIMIT = 64 * 1024  # an API key, in JSON
+
+
 async def sign_in(request: Request) -> Response:
     gate = services_of(request).gate
     try:
-        body = msgspec.json.decode(await request.body(), type=SignIn)
+        raw = await read_json(request, _SIGN_IN_LIMIT)
+        body = msgspec.json.decode(raw, type=SignIn)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f'expected {{"api_key": "..."}}: {exc}') from None
     if gate.open or gate.tokens is None:

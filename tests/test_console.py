@@ -137,9 +137,10 @@ def test_filters_by_status_and_function_and_live_jobs_join_them(page: Page, base
     rows = page.locator("#rows tr")
     wait_for_rows(page, status="failed")
 
-    page.fill("#filters input[name=function]", "demo.noop")
+    # (Not demo.noop: other tests' noop jobs may fail, given arguments it does not take.)
+    page.fill("#filters input[name=function]", "demo.none")
     page.press("#filters input[name=function]", "Enter")
-    expect(page.locator("#empty")).to_be_visible()  # no demo.noop ever fails
+    expect(page.locator("#empty")).to_be_visible()  # no such job, so none failed
     expect(rows).to_have_count(0)
 
     page.fill("#filters input[name=function]", "demo.fail")

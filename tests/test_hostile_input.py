@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -147,6 +148,28 @@ def test_raw_bytes_in_the_request_target_are_a_json_400(base_url: str, target: b
     status, body = json_answer(answer)
     assert status == 400
     assert body["error"]["type"] == "InvalidRequest"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"content-type": "text/plain"},  # what any page may send cross-origin unasked
+        {"content-type": "application/x-www-form-urlencoded"},
+        {"content-type": "multipart/form-data; boundary=x"},
+        {},
+        {"content-type": "application/json", "content-encoding": "gzip"},
+    ],
+)
+@pytest.mark.parametrize("path", ["/jobs", "/session"])
+async def test_a_body_not_sent_as_json_is_415_and_starts_nothing(
+    client: httpx.AsyncClient, headers: dict[str, str], path: str
+) -> None:
+    job_id = "not-json-" + os.urandom(4).hex()
+    body = json.dumps({"function": "demo.noop", "job_id": job_id, "api_key": "k"})
+    response = await client.post(path, content=body, headers=headers)
+    assert response.status_code == 415, response.text
+    assert response.json()["error"]["type"] == "UnsupportedMediaType"
+    assert (await client.get(f"/jobs/{job_id}")).status_code == 404
 
 
 @pytest.mark.parametrize(

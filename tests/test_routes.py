@@ -11,6 +11,8 @@ from .helpers import follow, start, wait_for
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
+JSON = {"content-type": "application/json"}
+
 
 async def test_enqueue_answers_202_with_location_and_queued_snapshot(
     client: httpx.AsyncClient,
@@ -134,7 +136,7 @@ async def test_bad_bodies_are_4xx_json_errors(
 
 async def test_body_over_the_cap_is_413(client: httpx.AsyncClient) -> None:
     big = b'{"function": "demo.count", "args": ["' + b"x" * (1024 * 1024) + b'"]}'
-    response = await client.post("/jobs", content=big)
+    response = await client.post("/jobs", content=big, headers=JSON)
     assert response.status_code == 413
     assert response.json()["error"]["type"] == "PayloadTooLarge"
 
@@ -142,7 +144,7 @@ async def test_body_over_the_cap_is_413(client: httpx.AsyncClient) -> None:
         for _ in range(20):
             yield b"x" * 65536  # no Content-Length: the cap holds while streaming too
 
-    streamed = await client.post("/jobs", content=chunks())
+    streamed = await client.post("/jobs", content=chunks(), headers=JSON)
     assert streamed.status_code == 413
 
 
@@ -265,27 +267,27 @@ async def test_listing_rejects_bad_parameters(client: httpx.AsyncClient) -> None
 @pytest.mark.parametrize("depth", [66, 1_000, 100_000])
 async def test_deep_nesting_is_a_clear_400(client: httpx.AsyncClient, depth: int) -> None:
     body = b'{"function": "demo.count", "args": [' + b"[" * depth + b"]" * depth + b"]}"
-    response = await client.post("/jobs", content=body)
+    response = await client.post("/jobs", content=body, headers=JSON)
     assert response.status_code == 400
     assert "nest" in response.json()["error"]["detail"]
 
 
 async def test_nesting_within_the_limit_is_accepted(client: httpx.AsyncClient) -> None:
     body = b'{"function": "demo.noop", "kwargs": {}, "args": []}'
-    assert (await client.post("/jobs", content=body)).status_code == 202
+    assert (await client.post("/jobs", content=body, headers=JSON)).status_code == 202
     nested = b'{"function": "demo.count", "kwargs": {"extra": ' + b"[" * 60 + b"]" * 60 + b"}}"
-    response = await client.post("/jobs", content=nested)
+    response = await client.post("/jobs", content=nested, headers=JSON)
     assert response.status_code == 202  # accepted; the job itself fails on the odd kwarg
 
 
 async def test_enormous_and_negative_numbers_are_handled(client: httpx.AsyncClient) -> None:
     beyond = b'{"function": "demo.count", "kwargs": {"steps": ' + b"9" * 5000 + b"}}"
-    response = await client.post("/jobs", content=beyond)
+    response = await client.post("/jobs", content=beyond, headers=JSON)
     assert response.status_code == 400
     assert "out of range" in response.json()["error"]["detail"]
     # A big but decodable number is the job's to judge: demo.count refuses it at once.
     big = b'{"function": "demo.count", "kwargs": {"steps": ' + b"9" * 400 + b"}}"
-    accepted = await client.post("/jobs", content=big)
+    accepted = await client.post("/jobs", content=big, headers=JSON)
     assert accepted.status_code == 202
     failed = await wait_for(client, accepted.json()["job_id"])
     assert failed["status"] == "failed" and failed["error"]["type"] == "ValueError"

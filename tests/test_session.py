@@ -72,4 +72,5 @@ async def test_an_open_api_needs_no_sign_in(client: httpx.AsyncClient) -> None:
         "secured": False, "signed_in": False, "csrf": None
     }  # fmt: skip
     assert (await client.post("/session", json={"api_key": "x"})).json()["secured"] is False
-    assert (await client.post("/session", content=b"\xff")).status_code == 400
+    headers = {"content-type": "application/json"}
+    assert (await client.post("/session", content=b"\xff", headers=headers)).status_code == 400
