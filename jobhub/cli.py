@@ -94,13 +94,15 @@ class _Command(click.Group):
 def _explain(exc: Exception, target: Target) -> tuple[int, str]:
     if isinstance(exc, ApiError):
         return EXIT_API, str(exc)
+    if isinstance(exc, httpx.InvalidURL):  # (not an httpx.HTTPError)
+        return 2, f"--url {target.url!r} is not a usable http:// or https:// URL ({exc})"
     if not isinstance(exc, httpx.HTTPError):
         return 1, f"unexpected {type(exc).__name__}: {exc} (--debug shows where)"
     hint = "is it running? Point --url or JOBHUB_URL at it"
     if isinstance(exc, httpx.TimeoutException):
         wait = target.request_timeout
         return EXIT_NO_ANSWER, f"{target.url} did not answer within {wait:g} s (--request-timeout)"
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+    if isinstance(exc, httpx.UnsupportedProtocol):
         return 2, f"--url {target.url!r} is not an http:// or https:// URL ({exc})"
     if isinstance(exc, httpx.ConnectError):
         return EXIT_UNREACHABLE, f"cannot connect to {target.url} ({_reason(exc)}): {hint}"

@@ -34,7 +34,7 @@ import msgspec
 from httpx_sse import ServerSentEvent, aconnect_sse
 
 from .exceptions import ApiError, JobCanceled, JobFailed, WaitTimeout
-from .snapshot import Snapshot, Status, decode
+from .snapshot import JOB_ID, Snapshot, Status, decode
 
 __all__ = ["AsyncClient", "Client", "JobEvent", "LogEntry", "OutputChunk"]
 
@@ -148,7 +148,7 @@ class AsyncClient:
         timeout: float = 10.0,
         poll_interval: float = 1.0,
     ) -> None:
-        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+        self._http = httpx.AsyncClient(base_url=_checked_url(base_url), timeout=timeout)
         self._stream_timeout = httpx.Timeout(timeout, read=max(timeout, STREAM_IDLE_TIMEOUT))
         self._api_key = api_key
         self._tokens: dict[str, str] = {}
@@ -194,10 +194,10 @@ class AsyncClient:
         return snapshot
 
     async def get(self, job_id: str) -> Snapshot:
-        return _snapshot(await self._http.get(f"/jobs/{job_id}", headers=self._auth(job_id)))
+        return _snapshot(await self._http.get(_job(job_id), headers=self._auth(job_id)))
 
     async def cancel(self, job_id: str) -> Snapshot:
-        path = f"/jobs/{job_id}/cancel"
+        path = _job(job_id, "/cancel")
         return _snapshot(await self._http.post(path, headers=self._auth(job_id)))
 
     @overload
@@ -243,7 +243,7 @@ class AsyncClient:
         async with aconnect_sse(
             self._http,
             "GET",
-            f"/jobs/{job_id}/events",
+            _job(job_id, "/events"),
             headers=headers,
             timeout=self._stream_timeout,
         ) as source:
@@ -288,7 +288,7 @@ class AsyncClient:
         cursor = after or "0"
         while True:
             response = await self._http.get(
-                f"/jobs/{job_id}/output",
+                _job(job_id, "/output"),
                 params={"after": cursor, "limit": OUTPUT_PAGE},
                 headers=self._auth(job_id),
             )
@@ -349,9 +349,14 @@ class Client:
     (where ``wait``'s ``on_log`` and ``on_output`` are called too)."""
 
     def __init__(self, base_url: str, **options: Any) -> None:
+        _checked_url(base_url)  # before the loop thread starts: nothing to stop if it fails
         self._exit = contextlib.ExitStack()
         self._portal = self._exit.enter_context(anyio.from_thread.start_blocking_portal())
-        self._client = self._portal.call(_make_client, base_url, options)
+        try:
+            self._client = self._portal.call(_make_client, base_url, options)
+        except BaseException:
+            self._exit.close()
+            raise
 
     def __enter__(self) -> Self:
         return self
@@ -417,6 +422,24 @@ class Client:
             except (StopAsyncIteration, TimeoutError):
                 return
             yield event
+
+
+def _job(job_id: str, rest: str = "") -> str:
+    """The path of a job's resource; an id that is no job id (``..``, ``a/b``) would name
+    another resource, so it is refused here as the API refuses it."""
+    if re.fullmatch(JOB_ID, job_id) is None:
+        raise ApiError(400, "InvalidRequest", f"invalid job id {job_id!r}: expected {JOB_ID}")
+    return f"/jobs/{job_id}{rest}"
+
+
+def _checked_url(base_url: str) -> httpx.URL:
+    """``base_url`` parsed, or ``httpx.InvalidURL`` now rather than at the first request."""
+    url = httpx.URL(base_url)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise httpx.InvalidURL(f"expected http://host[:port] or https://..., got {base_url!r}")
+    if url.port is not None and not 0 < url.port < 65536:
+        raise httpx.InvalidURL(f"port {url.port} is not between 1 and 65535")
+    return url
 
 
 async def _make_client(base_url: str, options: dict[str, Any]) -> AsyncClient:

@@ -16,6 +16,7 @@ from .metrics import WebMetrics
 from .parsing import ascii_int
 from .registry import Registry
 from .settings import Settings
+from .snapshot import JOB_ID
 from .sse import Streams
 from .store import Store
 from .webhooks import DeliveryLog
@@ -36,7 +37,7 @@ END = r"(?![\s\S])"
 with ``re.search``) also matches before a final newline, so ``"abc\n"`` would pass for an id;
 this reads the same in Python and in JSON Schema's (ECMAScript) dialect."""
 
-JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}" + END
+JOB_ID_PATTERN = "^" + JOB_ID + END
 _JOB_ID = re.compile(JOB_ID_PATTERN)
 
 

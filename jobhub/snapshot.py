@@ -19,6 +19,7 @@ import msgspec
 
 __all__ = [
     "AT_WORK",
+    "JOB_ID",
     "TERMINAL",
     "JobError",
     "Snapshot",
@@ -29,6 +30,9 @@ __all__ = [
     "encode",
     "utcnow",
 ]
+
+JOB_ID = r"[A-Za-z0-9_-]{1,64}"
+"""What a job id is made of: it goes into URL paths and Redis keys as it is."""
 
 
 class Status(enum.StrEnum):

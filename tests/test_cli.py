@@ -185,11 +185,23 @@ def test_debug_shows_the_traceback(dead_url: str) -> None:
     assert "Traceback" in result.stderr and "ConnectError" in result.stderr
 
 
-def test_a_url_that_is_not_http_is_a_usage_error() -> None:
-    result = run("status", "some-job", "--url", "localhost:8000")
+@pytest.mark.parametrize(
+    "url", ["localhost:8000", "ftp://example.com", "http://[::1", "http://127.0.0.1:99999"]
+)
+def test_a_url_that_is_not_http_is_a_usage_error(url: str) -> None:
+    # (A malformed one used to leave the command hanging at exit, its loop thread unstopped.)
+    result = run("status", "some-job", "--url", url)
     assert result.returncode == 2
-    assert result.stderr.startswith("jobhub: --url 'localhost:8000' is not an http://")
+    assert result.stderr.startswith(f"jobhub: --url {url!r} is not a usable http:// or https://")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("job_id", ["../healthz", "..", "a/b", "x" * 65])
+def test_an_id_that_is_no_job_id_is_refused_before_any_request(job_id: str) -> None:
+    # Sent as it is, "../healthz" would have fetched another resource.
+    result = run("status", job_id, "--url", "http://127.0.0.1:1")
+    assert result.returncode == 6, result.stderr
+    assert "invalid job id" in result.stderr
 
 
 def test_watch_of_an_unknown_job_says_so_before_drawing_anything(base_url: str) -> None:
