@@ -89,7 +89,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await hub.start()
         await streams.start()
         lifecycle = Lifecycle(redis, store, queue_name=settings.queue_name)
-        registry = Registry(redis, lost_after=settings.worker_lost_after_seconds)
+        registry = Registry(
+            redis, lost_after=settings.worker_lost_after_seconds, queue_name=settings.queue_name
+        )
         app.state.services = Services(
             settings,
             metrics,

@@ -11,7 +11,6 @@ __all__ = [
     "COUNTS",
     "ENDED",
     "EVENTS",
-    "FUNCTIONS",
     "JOBS",
     "PREFIX",
     "RECONCILER",
@@ -23,6 +22,7 @@ __all__ = [
     "job_history",
     "job_output",
     "job_snapshot",
+    "offered",
     "outbox",
     "worker_alive",
     "worker_jobs",
@@ -40,9 +40,13 @@ WEBHOOKS = PREFIX + "webhooks"
 EVENTS = PREFIX + "events"
 """Pub/sub channel on which every snapshot of every job is published too (dashboards)."""
 
-FUNCTIONS = PREFIX + "offered"
-"""Sorted set: function name -> when (ms, Redis clock) the last worker offering it will count
-as lost unless it beats again. The web app accepts only functions whose score is ahead."""
+
+def offered(queue_name: str) -> str:
+    """Sorted set: function name -> when (ms, Redis clock) a worker on ``queue_name`` last
+    offered it. Per queue: a worker on another queue never runs this queue's jobs, so its
+    functions must not make the web app accept them."""
+    return f"{PREFIX}offered:{queue_name}"
+
 
 ACTIVE = PREFIX + "active"
 """Sorted set of the jobs not yet ended, scored by creation (ms): what the reconciler walks.

@@ -6,9 +6,10 @@ a worker once declared lost, or every worker after Redis lost its data, is watch
 and stamps each of its functions with Redis's clock. The web app accepts a function only
 while some worker stamped it within the lost-after window, so a function that no live
 worker offers any more stops being accepted, and after Redis loses its data every function
-is back within one heartbeat.
+is back within one heartbeat. Functions are offered per queue: a worker on another queue
+never takes this one's jobs.
 
-    registry = Registry(redis, lost_after=5.0)
+    registry = Registry(redis, lost_after=5.0, queue_name="arq:queue")
     held = await registry.beat(worker_id, ["demo.count"])
     await registry.is_offered("demo.count")
 """
@@ -36,42 +37,45 @@ def new_worker_id() -> str:
 
 
 # KEYS: alive key, the worker's held set (its members are job ids as JSON strings: the
-# snapshot's own fragment). ARGV: worker id, lost-after (ms), what the alive key holds (the
-# worker's functions and the time of the beat, as JSON), function names.
+# snapshot's own fragment), its queue's offered functions. ARGV: worker id, lost-after (ms),
+# what the alive key holds (the worker's functions and the time of the beat, as JSON),
+# function names.
 # Replies the jobs the worker holds.
 _BEAT = f"""
 local now = redis.call('TIME')
 local ms = now[1] * 1000 + math.floor(now[2] / 1000)
 redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
 redis.call('SADD', '{keys.WORKERS}', ARGV[1])
-for i = 4, #ARGV do redis.call('ZADD', '{keys.FUNCTIONS}', 'GT', ms, ARGV[i]) end
+for i = 4, #ARGV do redis.call('ZADD', KEYS[3], 'GT', ms, ARGV[i]) end
 return redis.call('SMEMBERS', KEYS[2])
 """
 
-# ARGV: lost-after (ms), then names. Replies, per name, whether a live worker offers it.
-_OFFERED = f"""
+# KEYS: the queue's offered functions. ARGV: lost-after (ms), then names. Replies, per name,
+# whether a live worker on the queue offers it.
+_OFFERED = """
 local now = redis.call('TIME')
 local since = now[1] * 1000 + math.floor(now[2] / 1000) - tonumber(ARGV[1])
-local found = {{}}
+local found = {}
 for i = 2, #ARGV do
-  local stamp = redis.call('ZSCORE', '{keys.FUNCTIONS}', ARGV[i])
+  local stamp = redis.call('ZSCORE', KEYS[1], ARGV[i])
   found[#found + 1] = (stamp and tonumber(stamp) >= since) and 1 or 0
 end
 return found
 """
 
-_LIVE = f"""
+_LIVE = """
 local now = redis.call('TIME')
 local since = now[1] * 1000 + math.floor(now[2] / 1000) - tonumber(ARGV[1])
 -- Stamps older than a day are of functions nobody offers any more: drop them.
-redis.call('ZREMRANGEBYSCORE', '{keys.FUNCTIONS}', '-inf', since - 86400000)
-return redis.call('ZRANGEBYSCORE', '{keys.FUNCTIONS}', since, '+inf')
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', since - 86400000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], since, '+inf')
 """
 
 
 class Registry:
-    def __init__(self, redis: Redis, *, lost_after: float) -> None:
+    def __init__(self, redis: Redis, *, lost_after: float, queue_name: str) -> None:
         self._redis = redis
+        self._offered_key = keys.offered(queue_name)
         self._lost_after_ms = int(lost_after * 1000)
         self._beat = redis.register_script(_BEAT)
         self._offered = redis.register_script(_OFFERED)
@@ -81,7 +85,7 @@ class Registry:
         """Say the worker is alive and offers ``functions``; returns the jobs it holds."""
         about = msgspec.json.encode({"functions": sorted(functions), "beat": utcnow()})
         held = await self._beat(
-            keys=[keys.worker_alive(worker_id), keys.worker_jobs(worker_id)],
+            keys=[keys.worker_alive(worker_id), keys.worker_jobs(worker_id), self._offered_key],
             args=[worker_id, self._lost_after_ms, about, *functions],
         )
         return {msgspec.json.decode(member) for member in held}
@@ -91,18 +95,22 @@ class Registry:
         await self._redis.delete(keys.worker_alive(worker_id))
 
     async def is_offered(self, function: str) -> bool:
-        [found] = await self._offered(args=[self._lost_after_ms, function])
+        [found] = await self._offered(
+            keys=[self._offered_key], args=[self._lost_after_ms, function]
+        )
         return bool(found)
 
     async def offered(self, functions: Sequence[str]) -> list[bool]:
         if not functions:
             return []
-        found = await self._offered(args=[self._lost_after_ms, *functions])
+        found = await self._offered(
+            keys=[self._offered_key], args=[self._lost_after_ms, *functions]
+        )
         return [bool(f) for f in found]
 
     async def live_functions(self) -> list[str]:
         """Every function some live worker offers, sorted."""
-        names = await self._live(args=[self._lost_after_ms])
+        names = await self._live(keys=[self._offered_key], args=[self._lost_after_ms])
         return sorted(name.decode() for name in names)
 
     async def workers(self) -> list[dict[str, Any]]:

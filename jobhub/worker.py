@@ -77,7 +77,11 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
                 settings.worker_metrics_port, registry=metrics.registry
             )
         lifecycle = Lifecycle(ctx["redis"], store, queue_name=settings.queue_name)
-        registry = Registry(ctx["redis"], lost_after=settings.worker_lost_after_seconds)
+        registry = Registry(
+            ctx["redis"],
+            lost_after=settings.worker_lost_after_seconds,
+            queue_name=settings.queue_name,
+        )
         ctx[RECOVERY] = Recovery(
             lifecycle,
             registry,

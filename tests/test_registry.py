@@ -14,7 +14,7 @@ from jobhub.registry import Registry
 async def test_a_function_is_offered_only_while_a_worker_beats(
     redis_client: redis.asyncio.Redis,
 ) -> None:
-    registry = Registry(redis_client, lost_after=0.3)
+    registry = Registry(redis_client, lost_after=0.3, queue_name="q:" + secrets.token_hex(4))
     name = "t.fn-" + secrets.token_hex(4)
     assert not await registry.is_offered(name)
     await registry.beat("w-" + secrets.token_hex(4), [name])
@@ -31,7 +31,7 @@ async def test_a_function_is_offered_only_while_a_worker_beats(
 async def test_a_lost_worker_rejoins_and_its_jobs_are_claimed_once(
     redis_client: redis.asyncio.Redis,
 ) -> None:
-    registry = Registry(redis_client, lost_after=0.2)
+    registry = Registry(redis_client, lost_after=0.2, queue_name="q:" + secrets.token_hex(4))
     me, other = "w-" + secrets.token_hex(4), "w-" + secrets.token_hex(4)
     await registry.beat(other, [])
     await redis_client.sadd(keys.worker_jobs(other), '"job-a"', '"job-b"')

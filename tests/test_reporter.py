@@ -226,9 +226,13 @@ async def test_a_job_raising_anything_fails_and_the_worker_goes_on(
 async def test_worker_announces_its_functions(
     redis_url: str, store: Store, redis_client: redis.asyncio.Redis
 ) -> None:
-    await run_burst(redis_url, store, [])
-    known = await Registry(redis_client, lost_after=5).live_functions()
+    queue = "announce:" + secrets.token_hex(4)
+    await drain(Settings(redis_url=redis_url, queue_name=queue))
+    known = await Registry(redis_client, lost_after=5, queue_name=queue).live_functions()
     assert {"t.keeps_context", "t.bad_percent", "t.unserializable"} <= set(known)
+    # Offered on that queue only: a worker on another queue never takes this one's jobs.
+    elsewhere = Registry(redis_client, lost_after=5, queue_name=queue + ":other")
+    assert not await elsewhere.is_offered("t.keeps_context")
 
 
 async def test_job_enqueued_with_arq_directly_still_gets_snapshots(
