@@ -203,8 +203,10 @@ def dev(host: str, port: int, workers: int, web_processes: int, worker_settings:
             if workers:
                 check_worker_settings(worker_settings, os.getcwd())
             redis_url = os.environ.get("REDIS_URL") or ("redis://" if sentinels else "")
+            private: RedisServer | None = None
             if not redis_url:
-                redis_url = resources.enter_context(RedisServer()).url
+                private = resources.enter_context(RedisServer())
+                redis_url = private.url
                 click.echo(f"jobhub: started a private redis-server at {redis_url}")
             stack = Stack(
                 redis_url,
@@ -222,7 +224,7 @@ def dev(host: str, port: int, workers: int, web_processes: int, worker_settings:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         while not stopping:
-            exited = stack.exited()
+            exited = stack.exited() or (private.exited() if private is not None else None)
             if exited:
                 click.echo(f"jobhub: {exited}; stopping the rest", err=True)
                 stack.stop()

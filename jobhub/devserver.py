@@ -161,6 +161,12 @@ class RedisServer:
             stop([self._proc])
             self._proc = None
 
+    def exited(self) -> str | None:
+        """How the server exited, or None while it runs (or was never started)."""
+        if self._proc is None or self._proc.poll() is None:
+            return None
+        return f"the private redis-server exited with code {self._proc.returncode}"
+
     def kill(self) -> None:
         """SIGKILL, as a crash would; ``start`` brings it back on the same port and data."""
         if self._proc is not None:
