@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from .auth import Gate
@@ -102,8 +102,12 @@ async def read_json(request: Request, limit: int) -> bytes:
     if declared is not None and declared > limit:
         raise PayloadTooLarge(f"request body over {limit} bytes")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body over {limit} bytes")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise PayloadTooLarge(f"request body over {limit} bytes")
+    except ClientDisconnect:
+        # Nobody is left to answer; an error of the API's own keeps a traceback out of the log.
+        raise InvalidRequest("the client went away before it sent the whole body") from None
     return bytes(body)

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -14,6 +16,8 @@ import httpx
 import pytest
 
 from jobhub.parsing import ascii_int, utf8_error
+
+from .conftest import ThreadedServer
 
 # Byte sequences no UTF-8 decoder may accept (RFC 3629 §3, Unicode ch. 3 D92).
 NOT_UTF8 = {
@@ -255,3 +259,20 @@ def test_a_huge_request_head_is_refused_before_it_is_read_and_the_server_goes_on
     with socket.create_connection(server, timeout=10) as sock:
         sock.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\nCookie: " + cookie + b"\r\n\r\n")
         assert sock.recv(100).startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize("path", ["/jobs", "/session"])
+async def test_a_client_gone_mid_body_leaves_no_traceback(
+    threaded: ThreadedServer, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, writer = await asyncio.open_connection("127.0.0.1", threaded.port)
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        "Content-Length: 100\r\n\r\n{}".encode()
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.close()
+    await asyncio.sleep(0.3)  # the server reads on, and finds the client gone
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
