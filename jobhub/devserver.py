@@ -89,9 +89,21 @@ def check_port_free(host: str, port: int) -> None:
             if exc.errno == errno.EADDRINUSE:
                 raise ConfigError(
                     f"port {port} on {host} is already in use by another program: stop it, "
-                    f"or choose another port with --port or PORT (e.g. --port {port + 1})"
+                    f"or choose another port with --port or PORT (e.g. --port "
+                    f"{_free_after(host, port)})"
                 ) from None
             raise ConfigError(f"cannot bind the web app to {host}:{port}: {exc}") from None
+
+
+def _free_after(host: str, port: int) -> int:
+    """The first port above ``port`` that is free on ``host`` now (to suggest one)."""
+    for candidate in range(port + 1, min(port + 100, 65535)):
+        try:
+            check_port_free(host, candidate)
+        except ConfigError:
+            continue
+        return candidate
+    return free_port()
 
 
 def check_worker_settings(settings: str, directory: str) -> None:

@@ -297,7 +297,10 @@ def test_every_python_block_is_run() -> None:
         ("./scripts/test", ".ci/run, every CI run"),
         ("arq worker_settings.WorkerSettings", "every Stack in tests/conftest.py"),
         ("uvicorn --factory jobhub.app:create_app --port 8000", "every Stack in tests/conftest.py"),
-        ("honcho start", "tests/test_stack.py::test_procfile_with_honcho_runs_web_and_worker"),
+        (
+            "PORT=8000 honcho start",
+            "tests/test_stack.py::test_procfile_with_honcho_runs_web_and_worker",
+        ),
         (
             "jobhub dev --worker-settings myapp.workers.WorkerSettings",
             "tests/test_readme.py::test_your_own_job_in_five_minutes",
@@ -323,7 +326,8 @@ def test_the_other_commands_are_run_elsewhere(documented: str, covered_by: str) 
 
 def test_every_shell_command_is_tested() -> None:
     known = (
-        "curl", "jobhub ", "./scripts/dev", "./scripts/test", "arq ", "uvicorn ", "honcho ",
+        "curl", "jobhub ", "./scripts/dev", "./scripts/test", "arq ", "uvicorn ",
+        "PORT=8000 honcho ",
         ".venv/bin/jobhub submit reports.", "source .venv/bin/activate",
     )  # fmt: skip
     untested = [line for line in shell_lines() if not line.startswith(known)]

@@ -56,11 +56,12 @@ def alive(pid: int) -> bool:
 
 
 def run_a_job(base: str) -> dict:  # type: ignore[type-arg]
-    response = httpx.post(
-        base + "/jobs",
-        json={"function": "demo.count", "kwargs": {"steps": 3, "delay": 0.05}},
-        timeout=5,
-    )
+    body = {"function": "demo.count", "kwargs": {"steps": 3, "delay": 0.05}}
+    deadline = time.monotonic() + 20
+    # Until the worker has announced its functions (its first heartbeat) the app answers 422.
+    while (response := httpx.post(base + "/jobs", json=body, timeout=5)).status_code == 422:
+        assert time.monotonic() < deadline, response.text
+        time.sleep(0.1)
     assert response.status_code == 202, response.text
     job_id = response.json()["job_id"]
     deadline = time.monotonic() + 20
@@ -129,7 +130,7 @@ def test_dev_command_says_what_to_install_when_redis_is_missing() -> None:
 
 
 def test_procfile_with_honcho_runs_web_and_worker(redis_url: str) -> None:
-    # As the README says: activate the environment, then `honcho start`; nothing of the
+    # As the README says: activate the environment, then `PORT=... honcho start`; nothing of the
     # environment is on PATH but what activation puts there (the Procfile's arq, uvicorn).
     venv = ROOT / ".venv" if (ROOT / ".venv").exists() else Path(sys.prefix)
     if not (venv / "bin" / "honcho").exists():
@@ -137,7 +138,7 @@ def test_procfile_with_honcho_runs_web_and_worker(redis_url: str) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
     proc = subprocess.Popen(
-        ["bash", "-c", f"source {venv}/bin/activate && exec honcho start -p {port}"],
+        ["bash", "-c", f"source {venv}/bin/activate && PORT={port} exec honcho start"],
         cwd=ROOT, env={**env, "REDIS_URL": redis_url, "PATH": "/usr/bin:/bin"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
@@ -223,9 +224,11 @@ def test_dev_exits_1_naming_the_process_that_died(part: bytes, named: str) -> No
         [sys.executable, "-m", "jobhub", "dev", "--port", str(port)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: serving(base) or proc.poll() is not None, timeout=30, what="jobhub dev")
+        assert proc.stdout is not None
+        # Once the stack is up (it says where to open it), not while it is still starting.
+        while "jobhub: open " not in (line := proc.stdout.readline()):
+            assert line, "jobhub dev ended before the stack was up"
         victims = [pid for pid in children_of(proc.pid) if part in cmdline(pid)]
         assert len(victims) == 1
         os.kill(victims[0], signal.SIGKILL)
