@@ -32,7 +32,7 @@ from .exceptions import InvalidRequest, JobNotFound
 from .frames import HEARTBEAT, Entry, Frame, is_entry_id, job_gone, retry_field
 from .hub import OUTPUT_PAGE, Hub
 from .parsing import ascii_int
-from .services import job_id_of, services_of, valid_id
+from .services import job_id_of, query_of, services_of, valid_id
 from .sse import EventStream
 from .watch import Behind, Update, Vanished, Watch
 
@@ -118,12 +118,13 @@ async def _many_events(request: Request) -> Response:
     never one twice, and 204 once it holds the final snapshot of every job.
     """
     services = services_of(request)
-    if "jobs" not in request.query_params:
+    query = query_of(request)
+    if "jobs" not in query:
         # Every job's snapshots from now on, for a dashboard; the stream does not end.
         services.gate.key(request)
         watch = await services.hub.watch_all()
         return EventStream(_stream_all(watch), watch, services.streams)
-    job_ids = _job_list(request.query_params.get("jobs", ""))
+    job_ids = _job_list(query["jobs"])
     services.gate.jobs(request, job_ids)
     held = _cursor(request.headers.get("last-event-id", ""), len(job_ids))
     watch, found = await services.hub.watch(

@@ -24,7 +24,7 @@ from .exceptions import InvalidRequest, JobIsFinal, JobNotFound, UnknownFunction
 from .frames import is_entry_id
 from .parsing import ascii_int
 from .routes import conflict, with_token
-from .services import job_id_of, json_response, services_of
+from .services import job_id_of, json_response, query_of, services_of
 from .snapshot import Snapshot
 
 __all__ = [
@@ -149,7 +149,7 @@ async def job_output(request: Request) -> Response:
     services = services_of(request)
     job_id = job_id_of(request)
     services.gate.job(request, job_id)
-    query = request.query_params
+    query = query_of(request)
     after = query.get("after", "0")
     if after != "0" and not is_entry_id(after):
         raise InvalidRequest(f"after must be an entry id like 1700000000000-0, got {after!r}")

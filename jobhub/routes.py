@@ -32,7 +32,15 @@ from .exceptions import (
 )
 from .logs import job
 from .parsing import ascii_int, describe
-from .services import END, JOB_ID_PATTERN, job_id_of, json_response, read_json, services_of
+from .services import (
+    END,
+    JOB_ID_PATTERN,
+    job_id_of,
+    json_response,
+    query_of,
+    read_json,
+    services_of,
+)
 from .snapshot import Status, decode
 from .store import Store
 from .webhooks import check_target
@@ -241,7 +249,7 @@ async def get_job(request: Request) -> Response:
 async def list_jobs(request: Request) -> Response:
     """``GET /jobs?status=&function=&limit=&cursor=``: newest first, a page at a time."""
     services_of(request).gate.key(request)
-    query = request.query_params
+    query = query_of(request)
     # A parameter given must be valid, even if empty: `?status=` is no way to ask for all.
     status = query.get("status")
     if status is not None and status not in Status.__members__.values():

@@ -27,6 +27,7 @@ __all__ = [
     "Services",
     "job_id_of",
     "json_response",
+    "query_of",
     "read_json",
     "services_of",
     "valid_id",
@@ -111,3 +112,16 @@ async def read_json(request: Request, limit: int) -> bytes:
         # Nobody is left to answer; an error of the API's own keeps a traceback out of the log.
         raise InvalidRequest("the client went away before it sent the whole body") from None
     return bytes(body)
+
+
+def query_of(request: Request) -> dict[str, str]:
+    """The query parameters, each given once: a repeated one is ``InvalidRequest`` rather
+    than silently its last value (``?status=a&status=b`` is not "a or b")."""
+    params = request.query_params
+    found: dict[str, str] = {}
+    for name, value in params.multi_items():
+        if name in found:
+            count = len(params.getlist(name))
+            raise InvalidRequest(f"query parameter {name!r} is given {count} times: give it once")
+        found[name] = value
+    return found

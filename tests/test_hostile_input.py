@@ -155,6 +155,20 @@ def test_raw_bytes_in_the_request_target_are_a_json_400(base_url: str, target: b
 
 
 @pytest.mark.parametrize(
+    "target",
+    [
+        "/jobs?status=finished&status=failed",
+        "/events?jobs=a&jobs=b",
+        "/jobs/some-job/output?after=0&after=0",
+        "/jobs?limit=5&limit=6",
+    ],
+)
+async def test_a_query_parameter_given_twice_is_400(client: httpx.AsyncClient, target: str) -> None:
+    # Not silently its last value: `?status=finished&status=failed` is not "either".
+    assert_invalid_request(await client.get(target), "given 2 times")
+
+
+@pytest.mark.parametrize(
     "headers",
     [
         {"content-type": "text/plain"},  # what any page may send cross-origin unasked
