@@ -31,7 +31,7 @@ from .exceptions import (
     WrongStatus,
 )
 from .logs import job
-from .parsing import ascii_int, describe
+from .parsing import ascii_int
 from .services import (
     END,
     JOB_ID_PATTERN,
@@ -93,10 +93,6 @@ async def create_job(request: Request) -> Response:
         # Also a "\ud800" escape: msgspec refuses a lone surrogate, which would decode to a
         # str that cannot be encoded again (for Redis, for the worker's result).
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
-    except UnicodeDecodeError as exc:
-        # Raw bytes in a string that are not UTF-8 (ed a0 80, c0 af, a stray 0x80): msgspec
-        # lets the codec's error through, which is no DecodeError.
-        raise InvalidRequest(f"request body is not valid UTF-8: {describe(exc)}") from None
     except RecursionError:
         # msgspec decodes nesting recursively; ~1000 levels exhaust Python's stack.
         raise InvalidRequest(f"request body nests deeper than {MAX_NESTING} levels") from None

@@ -13,7 +13,7 @@ from .exceptions import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from .hub import Hub
 from .lifecycle import Lifecycle
 from .metrics import WebMetrics
-from .parsing import ascii_int
+from .parsing import ascii_int, utf8_error
 from .registry import Registry
 from .settings import Settings
 from .snapshot import JOB_ID
@@ -111,6 +111,11 @@ async def read_json(request: Request, limit: int) -> bytes:
     except ClientDisconnect:
         # Nobody is left to answer; an error of the API's own keeps a traceback out of the log.
         raise InvalidRequest("the client went away before it sent the whole body") from None
+    # Checked whole, before decoding: the offset then counts from the body's start, where
+    # the JSON decoder's own error would count from the start of the string holding it.
+    why = utf8_error(bytes(body))
+    if why is not None:
+        raise InvalidRequest(f"request body is not valid UTF-8: {why}")
     return bytes(body)
 
 

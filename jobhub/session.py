@@ -46,7 +46,7 @@ async def sign_in(request: Request) -> Response:
     try:
         raw = await read_json(request, _SIGN_IN_LIMIT)
         body = msgspec.json.decode(raw, type=SignIn)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InvalidRequest(f'expected {{"api_key": "..."}}: {exc}') from None
     if gate.open or gate.tokens is None:
         return _state(False, True, None)

@@ -82,6 +82,15 @@ async def test_lone_surrogate_escapes_in_any_body_string_are_400(
     assert_invalid_request(response, "not valid JSON")
 
 
+@pytest.mark.parametrize("path", ["/jobs", "/session"])
+async def test_a_bad_byte_is_named_where_it_is_in_the_body(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    body = b'{"function":"\xff\xfe"}'  # the 0xff is the body's 14th byte
+    response = await client.post(path, content=body, headers={"content-type": "application/json"})
+    assert_invalid_request(response, "not valid UTF-8", "byte 0xff at offset 13")
+
+
 async def test_text_that_is_utf8_still_goes_through(client: httpx.AsyncClient) -> None:
     # A surrogate pair escape, raw multi-byte characters: what is valid is not refused.
     body = '{"function": "demo.noop", "args": ["\\ud83d\\ude00", "é€😀"]}'.encode()
