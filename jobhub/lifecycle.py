@@ -41,6 +41,8 @@ wakes up can no longer overwrite the attempt that replaced it.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -108,6 +110,12 @@ TRANSITIONS: Mapping[str, Transition] = {
 
 _NO_RUN = "none"
 """The run token of a job that no run holds (new tokens are hex: they never equal it)."""
+
+
+def retry_id(job_id: str) -> str:
+    """The id of ``job_id``'s retry: 128 bits derived from it, in a job id's alphabet."""
+    digest = hashlib.blake2b(f"retry:{job_id}".encode(), digest_size=16).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
 def new_run_token() -> str:
@@ -215,10 +223,14 @@ class Lifecycle:
         created, data = await self.store.create(queued, hidden=hidden, enqueue=enqueue)
         return job_id, created, data
 
-    async def retry(self, job_id: str) -> tuple[str, bytes]:
+    async def retry(self, job_id: str) -> tuple[str, bool, bytes]:
         """Run an ended job again as a new job (a new id) with the same function and
         arguments; the new snapshot's ``retry_of`` names the old one, which keeps its final
-        state. Returns ``(new job id, its snapshot)``.
+        state. Returns ``(new job id, created, its snapshot)``.
+
+        A job is retried once: its retry's id is derived from its own, so asking again (a
+        second click, two operators at once) returns that job (``created`` false) instead of
+        starting another. To run it once more, retry the retry.
 
         Raises ``JobNotFound``, ``WrongStatus`` for a job not ended yet, and
         ``InvalidRequest`` when its arguments were too large to keep.
@@ -239,10 +251,13 @@ class Lifecycle:
                 f"job {job_id!r} cannot be retried: its arguments were not kept "
                 f"(over {MAX_ARGUMENTS_BYTES} bytes, or it was enqueued with ARQ directly)"
             )
-        new_id, _, data = await self.create(
-            snapshot.function, arguments["args"], arguments["kwargs"], retry_of=job_id
+        return await self.create(
+            snapshot.function,
+            arguments["args"],
+            arguments["kwargs"],
+            job_id=retry_id(job_id),
+            retry_of=job_id,
         )
-        return new_id, data
 
     async def delete(self, job_id: str) -> None:
         """Remove an ended job: its snapshot, history, output, deliveries, listing entry and

@@ -276,6 +276,7 @@ def document() -> dict[str, Any]:
                 "responses": {
                     **_DENIED,
                     "202": _json("Snapshot", "the new job; Location names it"),
+                    "200": _json("Snapshot", "the job was retried before: that retry"),
                     "400": _BAD,
                     "404": _MISSING,
                     "409": _json("Conflict", "the job has not ended"),

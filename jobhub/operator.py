@@ -117,11 +117,12 @@ async def retry_job(request: Request) -> Response:
     if not await services.registry.is_offered(snapshot.function):
         raise UnknownFunction(snapshot.function, await services.registry.live_functions())
     try:
-        new_id, data = await services.lifecycle.retry(job_id)
+        new_id, created, data = await services.lifecycle.retry(job_id)
     except WrongStatus as exc:
         return await conflict(services.store, exc)
-    services.metrics.enqueued.labels(snapshot.function).inc()
-    response = json_response(data, 202, {"Location": f"/jobs/{new_id}"})
+    if created:
+        services.metrics.enqueued.labels(snapshot.function).inc()
+    response = json_response(data, 202 if created else 200, {"Location": f"/jobs/{new_id}"})
     return with_token(request, response, new_id)
 
 
