@@ -24,7 +24,9 @@ once Redis confirms, it re-reads the snapshots of those jobs (pub/sub drops what
 published while the connection was down) and offers them, and since a watch accepts only
 a higher ``seq`` than it has seen, no stream ever repeats a snapshot or goes backwards. A
 job whose snapshot is gone (Redis came back without its data) is offered as ``Vanished``,
-so that its streams end instead of waiting for news that will never come.
+so that its streams end instead of waiting for news that will never come. Output is not
+re-read here: at the same confirmation each watch taking output is told to catch up from
+Redis from its own position (``Watch.resubscribed``), so no entry is lost or repeated.
 """
 
 from __future__ import annotations
@@ -361,6 +363,13 @@ class Hub:
                 channel.ready.set()
                 if channel.resync:
                     channel.resync = False
+                    if channel.job_id is not None:
+                        # Output is a log, not state: what pub/sub dropped while the
+                        # connection was down is read from Redis by each stream from its
+                        # own place. Done before any message of the new subscription is
+                        # handled, so that no live entry is queued past the gap.
+                        for watch in channel.watches:
+                            watch.resubscribed(channel.job_id)
                     self._stale.append(channel)
                     if self._resync_task is None:
                         self._resync_task = asyncio.create_task(

@@ -14,7 +14,8 @@ Two delivery contracts live side by side:
   opened, and first replays what is stored) drops them and is handed a ``Behind``: the
   stream then reads the entries from Redis from its own position until it has caught up
   (``caught_up``), so a slow reader costs the web process no memory and no other reader
-  any time.
+  any time. After the hub's pub/sub connection was lost (pub/sub drops what is published
+  while it is down), every watch taking output catches up the same way (``resubscribed``).
 
 A snapshot is delivered where it was published among its job's entries (a log line written
 before a report comes before that report's snapshot); when newer snapshots replace it, the
@@ -102,13 +103,14 @@ class Watch:
         self._marked: set[str] = set()
         self._entries = 0  # entries in the queue
         # Output: per job, the newest entry queued or left to catch up on (None: the
-        # stream takes no output), and the jobs it is catching up on.
+        # stream takes no output), and the jobs it is catching up on, each with whether a
+        # read it made may predate the job's resubscription (then it has to read again).
         self._positions: dict[str, tuple[int, int]] | None = None
-        self._behind: set[str] = set()
+        self._behind: dict[str, bool] = {}
         if entries is not None:
             self._positions = {job_id: entry_key(entries.get(job_id, "0-0")) for job_id in job_ids}
             for job_id in job_ids:  # replay what is stored after the client's position first
-                self._behind.add(job_id)
+                self._behind[job_id] = False
                 self._queue.append(Behind(job_id))
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
@@ -151,7 +153,7 @@ class Watch:
             kept = [i for i in self._queue if not (isinstance(i, Entry) and i.job_id == job_id)]
             self._entries -= len(self._queue) - len(kept)
             self._queue = kept
-            self._behind.add(job_id)
+            self._behind[job_id] = False
             self._queue.append(Behind(job_id))
         else:
             self._queue.append(entry)
@@ -166,12 +168,41 @@ class Watch:
         positions = self._positions
         if positions is None:
             return True
+        if self._behind.get(job_id):
+            # The read that got the stream here may have run before the job's channel was
+            # subscribed again, and missed what was published until then: read once more.
+            self._behind[job_id] = False
+            return False
         key = entry_key(entry_id)
         if positions[job_id] > key:
             return False
         positions[job_id] = key
-        self._behind.discard(job_id)
+        self._behind.pop(job_id, None)
         return True
+
+    def resubscribed(self, job_id: str) -> None:
+        """The hub's pub/sub connection was lost, and Redis has now confirmed the job's
+        channel on a new one: what was published in between reached no watch, so a stream
+        taking the job's output catches up from Redis, from its own position, as a slow
+        reader does. Entries published from now on arrive live again; they are the ones
+        ``caught_up`` waits for.
+
+        Called at the confirmation, not at the loss: a catch-up ending before it would read
+        Redis before the gap closed, and while the connection is down nothing arrives that
+        could be queued past the gap.
+        """
+        positions = self._positions
+        if positions is None or job_id not in positions:
+            return
+        if job_id in self._behind:
+            # Already catching up, but perhaps from reads made before the confirmation.
+            self._behind[job_id] = True
+            return
+        # After the entries already queued, which came before the gap.
+        self._behind[job_id] = False
+        self._queue.append(Behind(job_id))
+        self._marked.discard(job_id)  # a later snapshot goes after the entries caught up on
+        self._wake()
 
     async def next(self) -> list[Update]:
         """Wait for news; returns what there is to deliver, in order.
