@@ -24,7 +24,7 @@ API key for reads and streams (EventSource sends it); a request that changes som
 page of this origin can learn (``GET /session``).
 
     tokens = Tokens("secret", ttl_seconds=3600)
-    token = tokens.issue("job-1", instance(snapshot_json))
+    token = tokens.issue("job-1", instance_of(snapshot_json))
     tokens.verify(token, "job-1")   # its instance; Forbidden for another job or when expired
 """
 
@@ -53,7 +53,7 @@ __all__ = [
     "Gate",
     "RedactTokens",
     "Tokens",
-    "instance",
+    "instance_of",
     "redact_query",
 ]
 
@@ -77,7 +77,7 @@ _NOT_ALNUM = re.compile(r"[^0-9A-Za-z]")
 _INSTANCE = re.compile(r"[0-9A-Za-z]{1,64}")
 
 
-def instance(snapshot: bytes) -> str:
+def instance_of(snapshot: bytes) -> str:
     """The instance of the job a snapshot (JSON) is of, as a token names it: the digits and
     letters of its ``created_at``, set once when the job is created and never written again
     (``2026-11-22T05:08:58.123456Z`` -> ``20261122T050858123456Z``)."""
@@ -90,7 +90,7 @@ class Tokens:
         self.ttl_seconds = ttl_seconds
 
     def issue(self, job_id: str, instance: str, *, now: float | None = None) -> str:
-        """A token for the job ``job_id`` as long as it is ``instance`` (see ``instance()``)."""
+        """A token for the job ``job_id`` as long as it is ``instance`` (see ``instance_of``)."""
         if not _INSTANCE.fullmatch(instance):
             raise ValueError(f"not a job instance: {instance!r}")
         payload = f"{job_id}.{instance}.{self._expiry(now)}"
@@ -127,12 +127,12 @@ class Tokens:
         expected = self._sign(f"{SESSION}.{parts[1]}").encode()
         return hmac.compare_digest(parts[2].encode(), expected) and int(parts[1]) >= time.time()
 
-    def _expiry(self, now: float | None) -> int:
-        return int((time.time() if now is None else now) + self.ttl_seconds)
-
     def csrf(self, session: str) -> str:
         """The CSRF token that goes with a session token."""
         return self._sign(f"csrf.{session}")
+
+    def _expiry(self, now: float | None) -> int:
+        return int((time.time() if now is None else now) + self.ttl_seconds)
 
     def _sign(self, payload: str) -> str:
         digest = hmac.new(self._secret, payload.encode(), hashlib.sha256).digest()
@@ -289,7 +289,7 @@ def redact_query(target: str) -> str:
 
 
 def _same_instance(claimed: str, snapshot: bytes, job_id: str) -> None:
-    if not hmac.compare_digest(claimed.encode(), instance(snapshot).encode()):
+    if not hmac.compare_digest(claimed.encode(), instance_of(snapshot).encode()):
         raise Forbidden(
             f"this token is for an earlier job that had the id {job_id!r}, not for this one"
         )

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from .auth import COOKIE, instance
+from .auth import COOKIE, instance_of
 from .events import job_events, many_events
 from .exceptions import (
     InvalidRequest,
@@ -136,7 +136,7 @@ def with_token(request: Request, response: Response, job_id: str) -> Response:
     to its status and stream (the cookie opens reads only; see jobhub.auth)."""
     tokens = services_of(request).gate.tokens
     if tokens is not None:
-        token = tokens.issue(job_id, instance(bytes(response.body)))
+        token = tokens.issue(job_id, instance_of(bytes(response.body)))
         response.headers[TOKEN_HEADER] = token
         response.set_cookie(
             COOKIE,

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from jobhub import ApiError, AsyncClient, ConfigError, Settings, create_app
-from jobhub.auth import Tokens, instance, redact_query
+from jobhub.auth import Tokens, instance_of, redact_query
 
 from .conftest import ThreadedServer
 
@@ -88,7 +88,7 @@ async def test_a_token_for_another_job_or_an_expired_one_is_403(anon: httpx.Asyn
     first = await start(anon, headers=HEADERS)
     second = await start(anon, headers=HEADERS)
     other_token = second.headers["jobhub-token"]
-    job_id, created = first.json()["job_id"], instance(first.content)
+    job_id, created = first.json()["job_id"], instance_of(first.content)
     path = f"/jobs/{job_id}"
     for credential in (
         other_token,

@@ -22,7 +22,7 @@ import pytest
 from redis.asyncio import Redis
 
 from jobhub import keys
-from jobhub.auth import Tokens, instance
+from jobhub.auth import Tokens, instance_of
 from jobhub.devserver import RedisServer, Stack
 from jobhub.exceptions import Forbidden
 
@@ -301,7 +301,7 @@ async def test_metrics_need_an_api_key_when_keys_are_set(client: httpx.AsyncClie
 def test_a_token_names_one_instance_of_one_job() -> None:
     tokens = Tokens("s", ttl_seconds=60)
     snapshot = b'{"job_id":"j","created_at":"2026-11-22T05:08:58.123456Z","seq":1}'
-    token = tokens.issue("j", instance(snapshot))
+    token = tokens.issue("j", instance_of(snapshot))
     assert token.startswith("j.20261122T050858123456Z.")
     assert tokens.verify(token, "j") == "20261122T050858123456Z"
     job, _, rest = token.partition(".")
