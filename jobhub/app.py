@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         tokens = None
         if settings.token_secret:
             tokens = Tokens(settings.token_secret, ttl_seconds=settings.token_ttl_seconds)
-        gate = Gate(settings.api_keys, tokens)
+        gate = Gate(settings.api_keys, tokens, store.get_many)
         if gate.open:
             logger.warning("no JOBHUB_API_KEYS set: anyone who can reach this app can use it")
         redact = RedactTokens()
@@ -123,6 +123,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return Response(spec, media_type="application/json")
 
     async def metrics(request: Request) -> Response:
+        # Function names and their counts are the business of whoever runs jobhub.
+        request.app.state.services.gate.key(request)
         registry = request.app.state.services.metrics.registry
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

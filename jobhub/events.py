@@ -91,7 +91,7 @@ class _Endpoint:
 async def _job_events(request: Request) -> Response:
     services = services_of(request)
     job_id = job_id_of(request)
-    services.gate.job(request, job_id)
+    await services.gate.job(request, job_id)
     # Anything but a position of ours is no cursor, never an error.
     held = Position.parse(request.headers.get("last-event-id", "").strip()) or Position()
     watch, [frame] = await services.hub.watch(
@@ -125,7 +125,7 @@ async def _many_events(request: Request) -> Response:
         watch = await services.hub.watch_all()
         return EventStream(_stream_all(watch), watch, services.streams)
     job_ids = _job_list(query["jobs"])
-    services.gate.jobs(request, job_ids)
+    await services.gate.jobs(request, job_ids)
     held = _cursor(request.headers.get("last-event-id", ""), len(job_ids))
     watch, found = await services.hub.watch(
         job_ids,

@@ -129,7 +129,7 @@ async def retry_job(request: Request) -> Response:
 async def delete_job(request: Request) -> Response:
     services = services_of(request)
     job_id = job_id_of(request)
-    services.gate.job(request, job_id)
+    await services.gate.job(request, job_id)
     try:
         await services.lifecycle.delete(job_id)
     except (WrongStatus, JobIsFinal) as exc:
@@ -140,7 +140,7 @@ async def delete_job(request: Request) -> Response:
 async def job_detail(request: Request) -> Response:
     services = services_of(request)
     job_id = job_id_of(request)
-    services.gate.job(request, job_id)
+    await services.gate.job(request, job_id)
     return json_response(msgspec.json.encode(await services.lifecycle.detail(job_id)))
 
 
@@ -149,7 +149,7 @@ async def job_output(request: Request) -> Response:
     first, and ``next``, the cursor to pass as ``after`` for the following page."""
     services = services_of(request)
     job_id = job_id_of(request)
-    services.gate.job(request, job_id)
+    await services.gate.job(request, job_id)
     query = query_of(request)
     after = query.get("after", "0")
     if after != "0" and not is_entry_id(after):

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from .auth import COOKIE
+from .auth import COOKIE, instance_of
 from .events import job_events, many_events
 from .exceptions import (
     InvalidRequest,
@@ -131,11 +131,12 @@ TOKEN_HEADER = "Jobhub-Token"
 
 
 def with_token(request: Request, response: Response, job_id: str) -> Response:
-    """Hand out the job's token: in a header for API clients, and as an HttpOnly cookie
-    scoped to the job's path, which the browser then sends to its status and stream."""
+    """Hand out the token of the job whose snapshot ``response`` carries: in a header for API
+    clients, and as an HttpOnly cookie scoped to the job's path, which the browser then sends
+    to its status and stream (the cookie opens reads only; see jobhub.auth)."""
     tokens = services_of(request).gate.tokens
     if tokens is not None:
-        token = tokens.issue(job_id)
+        token = tokens.issue(job_id, instance_of(bytes(response.body)))
         response.headers[TOKEN_HEADER] = token
         response.set_cookie(
             COOKIE,
@@ -155,7 +156,7 @@ async def cancel_job(request: Request) -> Response:
     ``finally`` blocks run). A job that already ended answers 409 with its snapshot."""
     services = services_of(request)
     job_id = job_id_of(request)
-    services.gate.job(request, job_id)
+    await services.gate.job(request, job_id)
     try:
         return json_response(await services.lifecycle.cancel(job_id))
     except (JobIsFinal, WrongStatus) as exc:
@@ -194,7 +195,7 @@ async def _guarded(
 ) -> Response:
     store = services_of(request).store
     job_id = job_id_of(request)
-    services_of(request).gate.job(request, job_id)
+    await services_of(request).gate.job(request, job_id)
     try:
         return json_response(await change(job_id))
     except JobIsFinal as exc:
@@ -230,7 +231,7 @@ def _too_deep(value: Any, limit: int) -> bool:
 
 async def get_job(request: Request) -> Response:
     job_id = job_id_of(request)
-    services_of(request).gate.job(request, job_id)
+    await services_of(request).gate.job(request, job_id)
     found = await services_of(request).store.get_versioned(job_id)
     if found is None:
         raise JobNotFound(job_id)
@@ -276,7 +277,7 @@ def _bounded_int(raw: str, name: str, low: int, high: int) -> int:
 
 async def job_history(request: Request) -> Response:
     job_id = job_id_of(request)
-    services_of(request).gate.job(request, job_id)
+    await services_of(request).gate.job(request, job_id)
     store = services_of(request).store
     entries = await store.history(job_id)
     if not entries and await store.get(job_id) is None:
@@ -303,7 +304,7 @@ async def job_deliveries(request: Request) -> Response:
     """``GET /jobs/{id}/deliveries``: every attempt to deliver the job's webhook so far."""
     job_id = job_id_of(request)
     services = services_of(request)
-    services.gate.job(request, job_id)
+    await services.gate.job(request, job_id)
     entries = await services.deliveries.read(job_id)
     if not entries and await services.store.get(job_id) is None:
         raise JobNotFound(job_id)

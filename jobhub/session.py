@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .auth import SESSION, SESSION_COOKIE
+from .auth import SESSION_COOKIE
 from .exceptions import InvalidRequest, Unauthorized
 from .services import json_response, read_json, services_of
 
@@ -52,7 +52,7 @@ async def sign_in(request: Request) -> Response:
         return _state(False, True, None)
     if not gate.check_key(body.api_key):
         raise Unauthorized("unknown API key")
-    session = gate.tokens.issue(SESSION)
+    session = gate.tokens.session()
     response = _state(True, True, gate.tokens.csrf(session))
     response.set_cookie(
         SESSION_COOKIE,
@@ -71,7 +71,7 @@ async def session_state(request: Request) -> Response:
     if gate.open or gate.tokens is None:
         return _state(False, False, None)
     cookie = request.cookies.get(SESSION_COOKIE)
-    if cookie is None or not gate.tokens.valid(cookie, SESSION):
+    if cookie is None or not gate.tokens.valid_session(cookie):
         return _state(True, False, None)
     return _state(True, True, gate.tokens.csrf(cookie))
 

@@ -94,6 +94,9 @@ class Settings:
     """``JOBHUB_WEBHOOK_MAX_ATTEMPTS``: deliveries tried before a webhook is given up."""
     webhook_backoff_seconds: float = 1.0
     """``JOBHUB_WEBHOOK_BACKOFF``: wait before the second try, doubling for each after."""
+    webhook_timeout_seconds: float = 10.0
+    """``JOBHUB_WEBHOOK_TIMEOUT``: the whole of one delivery attempt (connecting, sending, the
+    answer's status and headers); a receiver slower than that has failed this attempt."""
     cors_origins: tuple[str, ...] = ()
     """``JOBHUB_CORS_ORIGINS``: comma-separated origins whose pages may call the API from the
     browser, with credentials (cookies); none by default. No wildcard: with credentials a
@@ -241,6 +244,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "webhook_allow_private": ("JOBHUB_WEBHOOK_ALLOW_PRIVATE", _flag),
     "webhook_max_attempts": ("JOBHUB_WEBHOOK_MAX_ATTEMPTS", int),
     "webhook_backoff_seconds": ("JOBHUB_WEBHOOK_BACKOFF", float),
+    "webhook_timeout_seconds": ("JOBHUB_WEBHOOK_TIMEOUT", float),
     "cors_origins": ("JOBHUB_CORS_ORIGINS", _origins),
     "history_limit": ("JOBHUB_HISTORY_LIMIT", int),
     "output_limit": ("JOBHUB_OUTPUT_LIMIT", int),

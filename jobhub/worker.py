@@ -103,6 +103,7 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
                 allow_private=settings.webhook_allow_private,
                 max_attempts=settings.webhook_max_attempts,
                 backoff=settings.webhook_backoff_seconds,
+                timeout=settings.webhook_timeout_seconds,
             )
             await ctx[DELIVERIES].start()
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from jobhub import ApiError, AsyncClient, ConfigError, Settings, create_app
-from jobhub.auth import Tokens, redact_query
+from jobhub.auth import Tokens, instance_of, redact_query
 
 from .conftest import ThreadedServer
 
@@ -88,13 +88,15 @@ async def test_a_token_for_another_job_or_an_expired_one_is_403(anon: httpx.Asyn
     first = await start(anon, headers=HEADERS)
     second = await start(anon, headers=HEADERS)
     other_token = second.headers["jobhub-token"]
-    path = f"/jobs/{first.json()['job_id']}"
+    job_id, created = first.json()["job_id"], instance_of(first.content)
+    path = f"/jobs/{job_id}"
     for credential in (
         other_token,
-        Tokens(SECRET, ttl_seconds=60).issue(first.json()["job_id"], now=0),  # expired
-        Tokens("another-secret", ttl_seconds=60).issue(first.json()["job_id"]),  # forged
+        Tokens(SECRET, ttl_seconds=60).issue(job_id, created, now=0),  # expired
+        Tokens("another-secret", ttl_seconds=60).issue(job_id, created),  # forged
         "not-a-token",
-        f"{first.json()['job_id']}.9999999999.é-not-ascii",
+        f"{job_id}.{created}.9999999999.é-not-ascii",
+        f"{job_id}.9999999999.{first.headers['jobhub-token'].rsplit('.', 1)[1]}",  # 3 parts
     ):
         responses = [
             await anon.get(path, params={"token": credential}),
