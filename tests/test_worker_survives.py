@@ -1,0 +1,150 @@
+"""Workers run as plain `arq` CLI subprocesses, with nothing to restart them: killed Redis
+connections and Redis restarts, while jobs are enqueued and run, end none of them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+
+import httpx
+import redis.asyncio
+
+from jobhub.devserver import RedisServer, Stack
+
+from .conftest import ROOT
+
+TERMINAL = {"finished", "failed", "canceled"}
+FAST = {"JOBHUB_WORKER_HEARTBEAT": "0.2", "JOBHUB_WORKER_LOST_AFTER": "1"}
+WORKERS = 2
+URL = []
+
+
+def exits(workers: list[subprocess.Popen[bytes]]) -> list[str]:
+    return [f"worker {p.pid} exited with {p.returncode}" for p in workers if p.poll() is not None]
+
+
+async def enqueue(client: httpx.AsyncClient, ids: list[str]) -> None:
+    """POST jobs for ever, a few at a time, keeping what the web app accepted: a refusal or
+    a 503 while Redis is away is tried again."""
+    body = {"function": "demo.count", "kwargs": {"steps": 3, "delay": 0.02}}
+
+    async def one() -> None:
+        try:
+            response = await client.post("/jobs", json=body)
+        except httpx.TransportError:
+            return
+        if response.status_code == 202:
+            ids.append(response.json()["job_id"])
+
+    while True:
+        await asyncio.gather(*(one() for _ in range(4)))
+        await asyncio.sleep(0.02)
+
+
+async def final_statuses(
+    client: httpx.AsyncClient, ids: list[str], workers: list[subprocess.Popen[bytes]]
+) -> dict[str, str]:
+    """Each job's status once every job has ended (within 30 s: else the ones that did not,
+    with their details)."""
+    statuses: dict[str, str] = {}
+    pending = list(ids)
+    deadline = time.monotonic() + 30
+    while pending and time.monotonic() < deadline:
+        assert not exits(workers), exits(workers)
+        for job_id in pending:
+            statuses[job_id] = (await client.get(f"/jobs/{job_id}")).json()["status"]
+        pending = [j for j in pending if statuses[j] not in TERMINAL]
+        if pending:
+            await asyncio.sleep(0.1)
+    stuck = [(await client.get(f"/jobs/{j}/detail")).json() for j in pending]
+    if stuck:
+        import redis as _r
+
+        r = _r.Redis.from_url(URL[0])
+        for j in pending:
+            print(
+                "STUCK",
+                j,
+                r.zscore("arq:queue", j),
+                r.exists("arq:in-progress:" + j),
+                r.pttl("arq:in-progress:" + j),
+                r.exists("arq:job:" + j),
+                r.exists("arq:result:" + j),
+                r.exists("arq:retry:" + j),
+            )
+            print("DETAIL", stuck)
+    assert not stuck, stuck
+    return statuses
+
+
+async def test_no_worker_exits_on_killed_connections_and_redis_restarts() -> None:
+    env = {**os.environ, **FAST}
+    # Persistent, so that a restart keeps the jobs and each of them can still end.
+    with (
+        RedisServer(persist=True) as server,
+        Stack(server.url, cwd=str(ROOT), env=env, workers=WORKERS) as stack,
+    ):
+        URL.append(server.url)
+        workers = stack.processes[:WORKERS]  # a Stack starts its workers first
+        admin = redis.asyncio.Redis.from_url(server.url)
+        ids: list[str] = []
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as client:
+            enqueuing = asyncio.create_task(enqueue(client, ids))
+            try:
+                # 10 kills of every client connection and 5 restarts, interleaved; before
+                # each, jobs flow again (the web app accepts a job only while a live
+                # worker offers its function).
+                for i in range(15):
+                    async with asyncio.timeout(15):
+                        seen = len(ids)
+                        while len(ids) < seen + 8:
+                            assert not exits(workers), exits(workers)
+                            await asyncio.sleep(0.02)
+                    if i % 3 == 2:
+                        server.kill()
+                        server.start()
+                    else:
+                        await admin.client_kill_filter(_type="normal", skipme=True)
+                    assert not exits(workers), exits(workers)
+            finally:
+                enqueuing.cancel()
+                await asyncio.gather(enqueuing, return_exceptions=True)
+                await admin.aclose()
+            statuses = await final_statuses(client, ids, workers)
+        assert not exits(workers), exits(workers)
+    assert len(ids) >= 15 * 8
+    assert set(statuses.values()) == {"finished"}, sorted(statuses.values())
+
+
+async def test_no_worker_exits_while_redis_refuses_new_connections() -> None:
+    # Redis at its client limit accepts a connection and closes it with an error: the
+    # worker's reconnect then fails in its handshake, a step redis-py does not retry.
+    env = {**os.environ, **FAST}
+    with (
+        RedisServer() as server,
+        Stack(server.url, cwd=str(ROOT), env=env, workers=WORKERS) as stack,
+    ):
+        workers = stack.processes[:WORKERS]
+        admin = redis.asyncio.Redis.from_url(server.url, single_connection_client=True)
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as client:
+            await admin.config_set("maxclients", 1)  # this connection holds the one slot
+            try:
+                await admin.client_kill_filter(_type="normal", skipme=True)
+                # Each worker tries again and again, refused: long enough for several tries.
+                async with asyncio.timeout(10):
+                    while (await admin.info("stats"))["rejected_connections"] < 10 * WORKERS:
+                        assert not exits(workers), exits(workers)
+                        await asyncio.sleep(0.05)
+            finally:
+                await admin.config_set("maxclients", 10000)
+                await admin.aclose()
+            body = {"function": "demo.count", "kwargs": {"steps": 2, "delay": 0.01}}
+            async with asyncio.timeout(10):
+                while (response := await client.post("/jobs", json=body)).status_code != 202:
+                    assert not exits(workers), exits(workers)
+                    await asyncio.sleep(0.1)
+            statuses = await final_statuses(client, [response.json()["job_id"]], workers)
+        assert not exits(workers), exits(workers)
+    assert statuses == {response.json()["job_id"]: "finished"}
