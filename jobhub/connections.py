@@ -211,16 +211,15 @@ class _ConnectsUntilItCan:
     takes the connection.
 
     redis-py retries a command, and the TCP connect under it, but not what the pool does
-    between them: the handshake on a new connection (a Redis still loading its data
-    answers ``LOADING``; one that is going away resets it) and the check that a reused
-    one is clean. Their ``ConnectionError`` would reach ARQ's poll loop and end the worker.
-    A wrong password is not waited out: it ends the worker, saying so."""
+    between them: the handshake on a new connection (a Redis at its client limit closes
+    it with an error, one still loading its data answers ``LOADING``, one going away
+    resets it) and the check that a reused one is clean. Their ``ConnectionError`` would
+    reach ARQ's poll loop and end the worker. A wrong password is not waited out: it ends
+    the worker, saying so."""
 
     connection_kwargs: dict[str, Any]
 
-    async def get_connection(
-        self, command_name: Any = None, *keys: Any, **options: Any
-    ) -> AbstractConnection:
+    async def get_connection(self, *args: Any, **options: Any) -> AbstractConnection:
         get: Callable[..., Awaitable[AbstractConnection]] = super().get_connection  # type: ignore[misc]
         retry: Retry = self.connection_kwargs["retry"]
         warned = False
@@ -233,7 +232,7 @@ class _ConnectsUntilItCan:
                 logger.warning("cannot connect to Redis (%s); trying again", error)
                 warned = True
 
-        return await retry.call_with_retry(lambda: get(command_name, *keys, **options), failed)
+        return await retry.call_with_retry(lambda: get(*args, **options), failed)
 
 
 class WorkerConnectionPool(_ConnectsUntilItCan, ConnectionPool):

@@ -8,13 +8,17 @@ import asyncio
 import os
 import subprocess
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import redis.asyncio
 from arq.constants import default_queue_name, in_progress_key_prefix, retry_key_prefix
+from redis.exceptions import WatchError
 
+from jobhub.connections import WorkerRedis, arq_pool
 from jobhub.devserver import RedisServer, Stack
+from jobhub.settings import Settings
 
 from .conftest import ROOT
 
@@ -152,3 +156,51 @@ async def test_no_worker_exits_while_redis_refuses_new_connections() -> None:
             statuses, pending = await wait_until_ended(client, [job_id], workers)
         assert not exits(workers), exits(workers)
     assert statuses == {job_id: "finished"}, pending
+
+
+@pytest.fixture
+async def private_redis() -> AsyncIterator[tuple[WorkerRedis, redis.asyncio.Redis]]:
+    """The workers' client and an admin one, on a Redis of their own (its connections
+    are killed)."""
+    with RedisServer() as server:
+        worker = arq_pool(Settings(redis_url=server.url))
+        admin = redis.asyncio.Redis.from_url(server.url)
+        yield worker, admin
+        await worker.aclose(close_connection_pool=True)
+        await admin.aclose()
+
+
+async def test_a_watch_lost_before_any_read_is_watched_again(
+    private_redis: tuple[WorkerRedis, redis.asyncio.Redis],
+) -> None:
+    worker, admin = private_redis
+    async with worker.pipeline(transaction=True) as pipe:
+        await pipe.watch("k")
+        await admin.client_kill_filter(_type="normal", skipme=True)
+        assert not await pipe.exists("k")  # read after a new WATCH: nothing read before
+        pipe.multi()
+        pipe.set("k", "mine")
+        assert await pipe.execute() == [True]
+    assert await admin.get("k") == b"mine"
+
+
+async def test_a_watch_lost_after_a_read_aborts_the_transaction(
+    private_redis: tuple[WorkerRedis, redis.asyncio.Redis],
+) -> None:
+    worker, admin = private_redis
+    async with worker.pipeline(transaction=True) as pipe:
+        await pipe.watch("k")
+        assert not await pipe.exists("k")
+        await admin.client_kill_filter(_type="normal", skipme=True)
+        await admin.set("k", "theirs")  # unseen by the lost WATCH, nor by the new one
+        assert await pipe.get("k") == b"theirs"  # the read goes on, on a new connection
+        pipe.multi()
+        pipe.set("k", "mine")
+        with pytest.raises(WatchError):  # as if "k" had changed: it may have
+            await pipe.execute()
+    assert await admin.get("k") == b"theirs"
+    async with worker.pipeline(transaction=True) as pipe:  # a new transaction is whole
+        await pipe.watch("k")
+        pipe.multi()
+        pipe.set("k", "mine")
+        assert await pipe.execute() == [True]
