@@ -44,6 +44,20 @@ from redis.exceptions import (
 
 from .settings import Settings
 
+__all__ = [
+    "RedisPolicy",
+    "SentinelBlockingConnectionPool",
+    "WorkerConnectionPool",
+    "WorkerPipeline",
+    "WorkerRedis",
+    "WorkerSentinelConnectionPool",
+    "arq_pool",
+    "arq_settings",
+    "pubsub_connection",
+    "web_client",
+    "web_pool",
+]
+
 logger = logging.getLogger("jobhub.redis")
 
 BACKOFF_BASE_SECONDS = 0.05
@@ -126,21 +140,6 @@ class RedisPolicy:
             "socket_timeout": self.timeout,
             "socket_connect_timeout": self.connect_timeout,
         }
-
-
-__all__ = [
-    "RedisPolicy",
-    "SentinelBlockingConnectionPool",
-    "WorkerConnectionPool",
-    "WorkerPipeline",
-    "WorkerRedis",
-    "WorkerSentinelConnectionPool",
-    "arq_pool",
-    "arq_settings",
-    "pubsub_connection",
-    "web_client",
-    "web_pool",
-]
 
 
 class SentinelBlockingConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
@@ -253,7 +252,8 @@ class WorkerPipeline(Pipeline):
     yet been read under the lost WATCH this is as if the WATCH had come later, and the
     transaction goes on; otherwise a key may have changed between a reply and the new
     WATCH, so EXEC is not sent and ``execute`` raises ``WatchError``, as for a changed key:
-    ARQ then leaves the job queued for its next poll (``enqueue_job`` returns None)."""
+    ARQ's ``start_jobs`` then leaves the job queued for its next poll. (``enqueue_job``
+    reads once, so there a lost WATCH is always watched again.)"""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -325,11 +325,9 @@ def arq_settings(settings: Settings) -> RedisSettings:
     (``arq --check``): retried as the workers' pool is, and a worker started before its
     Redis waits for it."""
     base = RedisSettings.from_dsn(settings.redis_url)
-    policy = RedisPolicy.for_workers(settings)
-    kwargs = policy.connection_kwargs()
+    kwargs = RedisPolicy.for_workers(settings).connection_kwargs()
     base.retry = kwargs["retry"]
     base.retry_on_error = kwargs["retry_on_error"]
-    base.conn_timeout = int(policy.connect_timeout) or 1
     base.conn_retries = 1_000_000
     base.conn_retry_delay = 1
     return base
