@@ -126,8 +126,10 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
             "max_tries": settings.max_tries,
             "on_startup": on_startup,
             "on_shutdown": on_shutdown,
+            # ARQ's own connection, for `arq --check` only: the worker runs on redis_pool.
             "redis_settings": arq_settings(settings),
-            # With Sentinel, a pool of jobhub's own (ARQ's passes no retry settings on).
+            # A client of jobhub's own, so that no dropped connection, Redis restart or
+            # failover ends the worker (jobhub/connections.py says how).
             "redis_pool": arq_pool(settings),
             # Jobs keep their own time limits (jobhub/reporter.py); ARQ's would also expire
             # in-progress keys under long jobs and start them twice.
