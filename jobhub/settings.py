@@ -102,8 +102,8 @@ class Settings:
     """``JOBHUB_HISTORY_LIMIT``: snapshots kept in each job's history (the newest)."""
     output_limit: int = 10_000
     """``JOBHUB_OUTPUT_LIMIT``: output entries (log lines and chunks) kept per job (the
-    newest); a stream that reconnects after older ones were dropped resumes from the oldest
-    kept."""
+    newest); a reader whose place is older than the oldest kept is told how many it missed
+    (a ``gap``), then reads on from the oldest kept."""
     output_max_bytes: int = 1 << 20
     """``JOBHUB_OUTPUT_MAX_BYTES``: the most one output entry (a log line or a chunk) may
     take as JSON; a bigger one raises ``OutputTooLarge`` in the job and is not stored. Every
