@@ -35,6 +35,7 @@ import msgspec
 from httpx_sse import ServerSentEvent, aconnect_sse
 
 from .exceptions import ApiError, JobCanceled, JobFailed, WaitTimeout
+from .logs import job as log_job
 from .snapshot import JOB_ID, Snapshot, Status, decode
 
 __all__ = ["AsyncClient", "Client", "Gap", "JobEvent", "LogEntry", "OutputChunk"]
@@ -367,6 +368,7 @@ class AsyncClient:
                                 "job %s: missed %d entries of its output (trimmed)",
                                 job_id,
                                 event.missed,
+                                extra=log_job(job_id),
                             )
                     elif on_output is not None:
                         on_output(event.data)
