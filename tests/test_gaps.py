@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,7 +22,6 @@ import pytest
 import redis.asyncio
 from arq.worker import create_worker
 from httpx_sse import aconnect_sse
-from playwright.sync_api import Page
 
 from jobhub import JobContext, Settings, job, worker_settings
 from jobhub.client import AsyncClient, Gap, OutputChunk
@@ -33,9 +31,6 @@ from jobhub.snapshot import Snapshot, Status
 from jobhub.store import Store
 
 from .conftest import stop_worker
-from .test_browser import HAVE_CHROMIUM, IN_CI, browser, page
-
-__all__ = ["browser", "page"]  # fixtures, used by name
 
 WRITTEN = 25_000
 CAP = 10_000
@@ -261,41 +256,6 @@ async def small_trimmed_job(redis_url: str) -> str:
         return job_id
     finally:
         await client.aclose()
-
-
-@pytest.mark.skipif(not HAVE_CHROMIUM and not IN_CI, reason="no browser (see test_browser.py)")
-def test_jobhub_js_hands_the_gap_to_on_gap_over_the_stream_and_polling(
-    page: Page, redis_url: str
-) -> None:
-    # Playwright's sync API holds this thread's event loop: write from a thread of its own.
-    with ThreadPoolExecutor(1) as pool:
-        job_id = pool.submit(asyncio.run, small_trimmed_job(redis_url)).result()
-    warnings: list[str] = []
-    page.on("console", lambda m: warnings.append(m.text) if m.type == "warning" else None)
-    page.goto("/static/jobhub.js")  # any page of the origin will do
-    page.add_script_tag(url="/static/jobhub.js")
-    got: dict[str, Any] = page.evaluate(
-        """async (id) => {
-            const follow = async (transport) => {
-                const seen = [];
-                await jobhub.watch(id, {
-                    transport,
-                    onOutput: (data) => seen.push(data.n),
-                    onGap: (gap) => seen.push(gap),
-                });
-                return seen;
-            };
-            const stream = await follow("auto"), poll = await follow("poll");
-            await jobhub.watch(id, { transport: "poll", onOutput: () => {} });
-            return { stream, poll };
-        }""",
-        job_id,
-    )
-    for seen in (got["stream"], got["poll"]):
-        gap, *rest = seen
-        assert gap["missed"] == 150 and ordinal(gap["from"]) == 1 and ordinal(gap["to"]) == 150
-        assert rest == list(range(151, 251))
-    assert f"jobhub: job {job_id} missed 150 entries of its output (trimmed)" in warnings
 
 
 # What JSON would not carry as the job gave it, each somewhere inside a chunk.
