@@ -305,6 +305,13 @@
       // said once, and the watcher reads on after them.
       function skip(gap) {
         if (done || !isAfter(gap.to, lastEntry)) return false;
+        // Ids carry their entry's ordinal ("<ms>-<n>"). A reopened stream replays from the
+        // job's first entry, not from this watcher's place: count from here.
+        var held = lastEntry ? lastEntry.split("-") : ["0", "0"];
+        if (Number(held[1]) >= Number(gap.from.split("-")[1])) {
+          var had = Number(held[1]);
+          gap = { missed: Number(gap.to.split("-")[1]) - had, from: held[0] + "-" + (had + 1), to: gap.to };
+        }
         lastEntry = gap.to;
         try { onGap(gap); } catch (e) { setTimeout(function () { throw e; }, 0); }
         return true;
