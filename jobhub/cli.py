@@ -29,7 +29,7 @@ import click
 import httpx
 import msgspec
 
-from .client import Client, JobEvent
+from .client import Client, Gap, JobEvent, LogEntry, OutputChunk
 from .exceptions import ApiError, ConfigError
 from .screen import Screen
 from .settings import Settings
@@ -367,9 +367,14 @@ def _follow(
     sys.exit(EXIT.get(last.status, 0))
 
 
-def _newer(first: Snapshot, events: Iterator[JobEvent]) -> Iterator[JobEvent]:
+def _newer(
+    first: Snapshot, events: Iterator[JobEvent]
+) -> Iterator[Snapshot | LogEntry | OutputChunk]:
     """The events after ``first``: every entry, and the snapshots newer than ``first`` (the
-    stream starts with the current one again)."""
+    stream starts with the current one again). Entries the job's capped output dropped
+    before they were read are said on stderr, one line, where they were."""
     for event in events:
-        if not isinstance(event, Snapshot) or event.seq > first.seq:
+        if isinstance(event, Gap):
+            click.echo(f"jobhub: missed {event.missed} entries (trimmed)", err=True)
+        elif not isinstance(event, Snapshot) or event.seq > first.seq:
             yield event

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
@@ -34,9 +35,10 @@ import msgspec
 from httpx_sse import ServerSentEvent, aconnect_sse
 
 from .exceptions import ApiError, JobCanceled, JobFailed, WaitTimeout
+from .logs import job as log_job
 from .snapshot import JOB_ID, Snapshot, Status, decode
 
-__all__ = ["AsyncClient", "Client", "JobEvent", "LogEntry", "OutputChunk"]
+__all__ = ["AsyncClient", "Client", "Gap", "JobEvent", "LogEntry", "OutputChunk"]
 
 STREAM_FAILURES = 3
 """Stream failures in a row before ``events()`` polls instead."""
@@ -74,16 +76,33 @@ class OutputChunk(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", t
     """When the job wrote it (ISO 8601, UTC)."""
 
 
-JobEvent: TypeAlias = Snapshot | LogEntry | OutputChunk
+class Gap(msgspec.Struct, frozen=True):
+    """Entries of the job's output that never reached this client: the job's capped output
+    (``JOBHUB_OUTPUT_LIMIT``, the newest kept) dropped them before they were read, by a
+    reader too slow or resuming too late. What follows it comes on in order."""
+
+    missed: int
+    """How many, exactly."""
+    first: str = msgspec.field(name="from")
+    """An id carrying the first missed entry's ordinal (the part after ``-``)."""
+    last: str = msgspec.field(name="to")
+    """An id carrying the last missed entry's ordinal: the place read on from."""
+
+
+JobEvent: TypeAlias = Snapshot | LogEntry | OutputChunk | Gap
 """What ``events(job_id, output=True)`` yields."""
 
 _ENTRY: msgspec.json.Decoder[LogEntry | OutputChunk] = msgspec.json.Decoder(LogEntry | OutputChunk)
+_GAP = msgspec.json.Decoder(Gap)
 _ENTRY_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+
+logger = logging.getLogger("jobhub.client")
 
 
 class _Page(msgspec.Struct):
     entries: list[LogEntry | OutputChunk]
     next: str
+    gap: Gap | None = None
 
 
 _PAGE = msgspec.json.Decoder(_Page)
@@ -120,9 +139,10 @@ class _Place:
             self.seq = event.seq
             self.done = event.is_terminal
             return True
-        if self.entry is not None and _entry_key(event.id) <= _entry_key(self.entry):
+        entry_id = event.last if isinstance(event, Gap) else event.id
+        if self.entry is not None and _entry_key(entry_id) <= _entry_key(self.entry):
             return False
-        self.entry = event.id
+        self.entry = entry_id
         return True
 
 
@@ -136,6 +156,8 @@ def _event(sse: ServerSentEvent) -> JobEvent | None:
         entry_id = sse.id.partition(":")[2]
         if _ENTRY_ID.fullmatch(entry_id) and sse.data.startswith("{"):
             return _ENTRY.decode(f'{{"id":"{entry_id}",{sse.data[1:]}')
+    if sse.event == "gap":
+        return _GAP.decode(sse.data)
     return None
 
 
@@ -208,7 +230,9 @@ class AsyncClient:
     async def events(self, job_id: str, *, output: bool = False) -> AsyncIterator[JobEvent]:
         """Every new snapshot of the job, in seq order, until it ends. With ``output=True``,
         also every entry of the job's output (``LogEntry``, ``OutputChunk``), once each and
-        in the order the job wrote them; a new call starts from the job's first entry.
+        in the order the job wrote them; a new call starts from the job's first entry. Where
+        the job's capped output dropped entries before they were read, a ``Gap`` says how
+        many, in their place.
 
             async for event in hub.events(job_id, output=True):
                 if isinstance(event, OutputChunk):
@@ -283,8 +307,9 @@ class AsyncClient:
 
     async def _output(
         self, job_id: str, after: str | None
-    ) -> AsyncGenerator[LogEntry | OutputChunk]:
-        """The job's entries after ``after`` (all, for None), a page at a time."""
+    ) -> AsyncGenerator[LogEntry | OutputChunk | Gap]:
+        """The job's entries after ``after`` (all, for None), a page at a time, each page's
+        gap (entries trimmed before they were read) in front of it."""
         cursor = after or "0"
         while True:
             response = await self._http.get(
@@ -295,6 +320,8 @@ class AsyncClient:
             if response.is_error:
                 _raise(response)
             page = _PAGE.decode(response.content)
+            if page.gap is not None:
+                yield page.gap
             for entry in page.entries:
                 yield entry
             if len(page.entries) < OUTPUT_PAGE:
@@ -308,13 +335,16 @@ class AsyncClient:
         timeout: float | None = None,  # noqa: ASYNC109 - the API's own deadline, as WaitTimeout
         on_log: Callable[[LogEntry], object] | None = None,
         on_output: Callable[[Any], object] | None = None,
+        on_gap: Callable[[Gap], object] | None = None,
     ) -> Snapshot:
         """The final snapshot of a finished job; raises ``JobFailed``, ``JobCanceled``, or
         ``WaitTimeout`` (with the last snapshot seen) when ``timeout`` passes first.
 
         ``on_output`` is called with each chunk of the job's output and ``on_log`` with each
         log line, in order, from the job's first, as they come; what they were given stays
-        given when the wait raises:
+        given when the wait raises. Entries the job's capped output dropped before they were
+        read go to ``on_gap`` as a ``Gap`` (with none, a warning is logged on
+        ``jobhub.client``), in their place among the others:
 
             chunks = []
             final = await hub.wait(job_id, on_output=chunks.append)
@@ -330,6 +360,16 @@ class AsyncClient:
                     elif isinstance(event, LogEntry):
                         if on_log is not None:
                             on_log(event)
+                    elif isinstance(event, Gap):
+                        if on_gap is not None:
+                            on_gap(event)
+                        else:
+                            logger.warning(
+                                "job %s: missed %d entries of its output (trimmed)",
+                                job_id,
+                                event.missed,
+                                extra=log_job(job_id),
+                            )
                     elif on_output is not None:
                         on_output(event.data)
         except TimeoutError:
@@ -393,9 +433,15 @@ class Client:
         timeout: float | None = None,
         on_log: Callable[[LogEntry], object] | None = None,
         on_output: Callable[[Any], object] | None = None,
+        on_gap: Callable[[Gap], object] | None = None,
     ) -> Snapshot:
         wait = functools.partial(
-            self._client.wait, job_id, timeout=timeout, on_log=on_log, on_output=on_output
+            self._client.wait,
+            job_id,
+            timeout=timeout,
+            on_log=on_log,
+            on_output=on_output,
+            on_gap=on_gap,
         )
         snapshot: Snapshot = self._portal.call(wait)
         return snapshot

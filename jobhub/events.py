@@ -9,9 +9,12 @@ events named ``log`` and ``output``, in the order the job wrote them among its s
 new stream first replays the job's stored output, then its current snapshot, then goes
 live. Each event's id is the client's position: ``<seq>`` (the snapshot it holds) while it
 has received no output, then ``<seq>:<entry id>`` (and the entry of the job's output it
-has last received). ``Last-Event-ID`` resumes from there: no entry lost, none repeated,
-snapshots never backwards. On ``/events?jobs=``, the id joins every job's position with
-``.`` in the order listed (``4.12:1700000000000-3``).
+has last received). ``Last-Event-ID`` resumes from there: no entry repeated, snapshots
+never backwards, and no entry lost unseen: where the job's capped output dropped entries
+before the client read them (a slow reader, a late resume), an event named ``gap`` says
+how many (``{"missed": N, "from": id, "to": id}``) and its id moves the client past them.
+On ``/events?jobs=``, the id joins every job's position with ``.`` in the order listed
+(``4.12:1700000000000-3``).
 
 Each stream's first event carries a ``retry`` field, the browser's reconnection delay,
 drawn per stream from ``RETRY_MS``. A stream whose job no longer exists (Redis came back
@@ -29,7 +32,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .exceptions import InvalidRequest, JobNotFound
-from .frames import HEARTBEAT, Entry, Frame, is_entry_id, job_gone, retry_field
+from .frames import HEARTBEAT, Entry, Frame, Gap, is_entry_id, job_gone, retry_field
 from .hub import OUTPUT_PAGE, Hub
 from .parsing import ascii_int
 from .services import job_id_of, query_of, services_of, valid_id
@@ -180,10 +183,16 @@ async def _catch_up(
     watch: Watch, hub: Hub, job_id: str, held: Position, ids: Callable[[], str]
 ) -> AsyncIterator[bytes]:
     """The job's output from Redis, from the client's place on, a page per chunk, until the
-    watch has caught up with what was published meanwhile."""
+    watch has caught up with what was published meanwhile. Where the stream's cap dropped
+    entries the client never got, it is told how many (a ``gap`` event) before the rest."""
     while True:
         page = await hub.output(job_id, held.entry or "0")
         chunk = []
+        # Checked on every page: the job may trim past the next page while this one is sent.
+        gap = Gap.between(held.entry or "0", page[0][0]) if page else None
+        if gap is not None:
+            held.entry = gap.last
+            chunk.append(gap.event(ids()))
         for entry_id, data in page:
             held.entry = entry_id
             chunk.append(Entry(job_id, entry_id, data).event(ids()))

@@ -18,6 +18,7 @@ The tree:
     ├── RunSuperseded                409 a write of a run that is no longer the job's newest
     ├── QueueHoldsId                 409 the queue still holds a job under the requested id
     ├── InvalidProgress              a job reported a percent outside 0..100 (also a ValueError)
+    │   └── OutputTooLarge           an output entry over JOBHUB_OUTPUT_MAX_BYTES
     ├── RetriesExhausted             a job asked for a retry after its last try
     ├── ServiceUnavailable           503 Redis cannot be reached in time
     ├── ApiError                     (client) the API answered with an error
@@ -43,6 +44,7 @@ __all__ = [
     "JobIsFinal",
     "JobNotFound",
     "JobhubError",
+    "OutputTooLarge",
     "PayloadTooLarge",
     "QueueHoldsId",
     "RetriesExhausted",
@@ -174,6 +176,11 @@ class QueueHoldsId(JobhubError):
 
 class InvalidProgress(JobhubError, ValueError):
     pass
+
+
+class OutputTooLarge(InvalidProgress):
+    """A log line or output chunk whose JSON is over ``JOBHUB_OUTPUT_MAX_BYTES``; nothing of
+    it is stored."""
 
 
 class RetriesExhausted(JobhubError):

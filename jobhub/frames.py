@@ -29,6 +29,7 @@ __all__ = [
     "LAST_ENTRY",
     "Entry",
     "Frame",
+    "Gap",
     "entry_key",
     "is_entry_id",
     "job_gone",
@@ -108,6 +109,51 @@ class Entry:
 
     def event(self, event_id: str) -> bytes:
         return b"id: " + event_id.encode() + _SEP + self._lines
+
+
+class Gap(msgspec.Struct, frozen=True):
+    """Entries of a job's output that a reader never got: trimmed from the capped stream
+    (``JOBHUB_OUTPUT_LIMIT``) before it read them. ``missed`` is exact; ``from``/``to`` carry
+    the ordinals of the first and last missed entry (the part after ``-``; see
+    jobhub/scripts.py), and ``to`` is a place to read on from: nothing kept lies before it."""
+
+    missed: int
+    first: str = msgspec.field(name="from")
+    last: str = msgspec.field(name="to")
+
+    @classmethod
+    def between(cls, after: str, first_kept: str) -> Gap | None:
+        """The gap between a reader's place ``after`` (an entry id, ``"0"`` for none) and
+        the first entry the stream still holds after it; None where nothing is missing.
+
+        Each id carries its entry's ordinal, and ids increase with it, so
+        ``<ms of first kept>-<its n - 1>`` follows every missed entry and precedes every
+        kept one, whatever the missed entries' own times were.
+        """
+        held_ms, held_n = (0, 0) if after in ("", "0") else entry_key(after)
+        kept_ms, kept_n = entry_key(first_kept)
+        missed = kept_n - held_n - 1
+        if missed <= 0:
+            return None
+        return cls(missed, f"{held_ms}-{held_n + 1}", f"{kept_ms}-{kept_n - 1}")
+
+    @property
+    def json(self) -> bytes:
+        return msgspec.json.encode(self)
+
+    def event(self, event_id: str) -> bytes:
+        """The SSE event named ``gap``; its id is the reader's place past the hole."""
+        return (
+            b"id: "
+            + event_id.encode()
+            + _SEP
+            + b"event: gap"
+            + _SEP
+            + b"data: "
+            + self.json
+            + _SEP
+            + _SEP
+        )
 
 
 def retry_field(milliseconds: int) -> bytes:

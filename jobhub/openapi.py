@@ -251,7 +251,7 @@ def document() -> dict[str, Any]:
                 ],
                 "responses": {
                     **_DENIED,
-                    "200": _json("OutputPage", "entries and the cursor of the next page"),
+                    "200": _json("OutputPage", "entries, any gap before them, and the next cursor"),
                     "400": _BAD,
                     "404": _MISSING,
                 },

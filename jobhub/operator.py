@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .exceptions import InvalidRequest, JobIsFinal, JobNotFound, UnknownFunction, WrongStatus
-from .frames import is_entry_id
+from .frames import Gap, is_entry_id
 from .parsing import ascii_int
 from .routes import conflict, with_token
 from .services import job_id_of, json_response, query_of, services_of
@@ -76,6 +76,10 @@ class Entry(msgspec.Struct, omit_defaults=True):
 
 class OutputPage(msgspec.Struct):
     entries: list[Entry]
+    gap: Gap | None
+    """Entries after ``after`` that the job's capped output dropped before this read: how
+    many, exactly, and the ordinals of the first and last (``from``, ``to``); null when
+    none were."""
     next: str
     """Pass it as ``after`` for the next page."""
 
@@ -146,7 +150,8 @@ async def job_detail(request: Request) -> Response:
 
 async def job_output(request: Request) -> Response:
     """``GET /jobs/{id}/output?after=<entry id>&limit=&kind=log|output``: entries oldest
-    first, and ``next``, the cursor to pass as ``after`` for the following page."""
+    first, ``gap`` (entries after ``after`` trimmed before they were read, or null) and
+    ``next``, the cursor to pass as ``after`` for the following page."""
     services = services_of(request)
     job_id = job_id_of(request)
     await services.gate.job(request, job_id)
@@ -168,8 +173,13 @@ async def job_output(request: Request) -> Response:
     for entry_id, data in entries:
         if kind is None or data.startswith(b'{"kind":"%s"' % kind.encode()):
             parts.append(b'{"id":"%s",' % entry_id.encode() + data[1:])
+    gap = Gap.between(after, entries[0][0]) if entries else None
     cursor = entries[-1][0] if entries else after
-    body = b'{"entries":[' + b",".join(parts) + b'],"next":"' + cursor.encode() + b'"}'
+    body = b'{"entries":[%s],"gap":%s,"next":"%s"}' % (
+        b",".join(parts),
+        b"null" if gap is None else gap.json,
+        cursor.encode(),
+    )
     return json_response(body)
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from .client import JobEvent, LogEntry
+from .client import LogEntry, OutputChunk
 from .snapshot import Snapshot, Status
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class Screen:
             yield Text(self.row)
         yield self.progress.get_renderable()
 
-    def show(self, events: Iterator[JobEvent]) -> Snapshot:
+    def show(self, events: Iterator[Snapshot | LogEntry | OutputChunk]) -> Snapshot:
         """Shows each event as it comes; returns the last snapshot."""
         last = self.first
         for event in events:

@@ -128,7 +128,11 @@ return {{1, data}}
 # a queued snapshot, or empty) creates a job that is missing, for jobs enqueued with ARQ
 # directly. An entry (``!entry`` and its JSON) is appended to the job's output stream instead
 # (capped, oldest dropped) and published as ``><stream id> <JSON>`` on the same channel, so
-# that snapshots and entries reach every reader in the order the job wrote them.
+# that snapshots and entries reach every reader in the order the job wrote them. An entry's
+# id is ``<ms>-<n>``, n its ordinal in the job's output (1, 2, 3, ...) and ms Redis's clock,
+# never below the newest entry's: so ids still increase, and a reader whose place was
+# trimmed away learns exactly how many entries it missed from the first kept id alone
+# (Redis 6.2 keeps no count of entries ever added to a stream).
 # Replies {outcome, status, data of each applied patch or id of each entry}; outcome is 'ok',
 # 'final' (the rest were refused: the job is terminal), 'refused' (a status guard), 'fenced'
 # (the writing run is not the job's newest) or 'missing'.
@@ -149,6 +153,7 @@ if not status then
   status = redis.call('HGET', KEYS[1], 'status')
 end
 local applied = {{}}
+local last_ms, last_n  -- of the newest output entry, read at the first entry appended
 for i = 7, #ARGV do
   if terminal[status] then return {{'final', status, unpack(applied)}} end
   local patch = split(ARGV[i])
@@ -170,7 +175,20 @@ for i = 7, #ARGV do
     table.remove(patch, 1)
   end
   if patch[1] == '!entry' then
-    local id = redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[4], '*', 'e', patch[2])
+    if not last_n then
+      local newest = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)[1]
+      last_ms, last_n = 0, 0
+      if newest then
+        local dash = string.find(newest[1], '-', 1, true)
+        last_ms = tonumber(string.sub(newest[1], 1, dash - 1))
+        last_n = tonumber(string.sub(newest[1], dash + 1))
+      end
+      local now = redis.call('TIME')
+      last_ms = math.max(last_ms, now[1] * 1000 + math.floor(now[2] / 1000))
+    end
+    last_n = last_n + 1
+    local id = string.format('%d-%d', last_ms, last_n)
+    redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[4], id, 'e', patch[2])
     publish(ARGV[1], '>' .. id .. ' ' .. patch[2])
     applied[#applied + 1] = id
   else

@@ -105,8 +105,13 @@ class Settings:
     """``JOBHUB_HISTORY_LIMIT``: snapshots kept in each job's history (the newest)."""
     output_limit: int = 10_000
     """``JOBHUB_OUTPUT_LIMIT``: output entries (log lines and chunks) kept per job (the
-    newest); a stream that reconnects after older ones were dropped resumes from the oldest
-    kept."""
+    newest); a reader whose place is older than the oldest kept is told how many it missed
+    (a ``gap``), then reads on from the oldest kept."""
+    output_max_bytes: int = 1 << 20
+    """``JOBHUB_OUTPUT_MAX_BYTES``: the most one output entry (a log line or a chunk) may
+    take as JSON; a bigger one raises ``OutputTooLarge`` in the job and is not stored. Every
+    entry is published too, and Redis cuts a subscriber whose buffer passes 32 MB: 1 MiB
+    keeps a burst of big entries well below that."""
     log_format: str = "text"
     """``JOBHUB_LOG_FORMAT``: ``text`` or ``json`` for jobhub's own log lines."""
     gc_threshold: tuple[int, int, int] | None = (50_000, 50, 50)
@@ -248,6 +253,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "cors_origins": ("JOBHUB_CORS_ORIGINS", _origins),
     "history_limit": ("JOBHUB_HISTORY_LIMIT", int),
     "output_limit": ("JOBHUB_OUTPUT_LIMIT", int),
+    "output_max_bytes": ("JOBHUB_OUTPUT_MAX_BYTES", int),
     "log_format": ("JOBHUB_LOG_FORMAT", str),
     "gc_threshold": ("JOBHUB_GC_THRESHOLD", _gc_threshold),
 }

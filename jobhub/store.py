@@ -31,6 +31,7 @@ from .exceptions import (
     JobhubError,
     JobIsFinal,
     JobNotFound,
+    OutputTooLarge,
     QueueHoldsId,
     RunSuperseded,
     WrongStatus,
@@ -99,6 +100,7 @@ class Store:
         result_ttl_seconds: int,
         history_limit: int = 500,
         output_limit: int = 10_000,
+        output_max_bytes: int = 1 << 20,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 500,
     ) -> None:
@@ -106,6 +108,7 @@ class Store:
         self._ttl = result_ttl_seconds
         self._history = history_limit
         self._output = output_limit
+        self._output_max = output_max_bytes
         self._replicas = wait_replicas
         self._wait_ms = wait_timeout_ms
         self._create = redis.register_script(CREATE)
@@ -227,8 +230,20 @@ class Store:
         self, job_id: str, entry: Mapping[str, Any], *, run: str | None, owner: str | None
     ) -> PreparedWrite:
         """Encode an output entry (a log line or a chunk) to append, as for ``prepare``; its
-        result in ``write_many`` is the entry's stream id."""
-        parts = [b"!entry", _encode(entry)]
+        result in ``write_many`` is the entry's stream id.
+
+        Raises ``OutputTooLarge`` for an entry whose JSON is over ``output_max_bytes``: every
+        entry is also published, and a reader's Redis connection is cut once its pub/sub
+        buffer passes 32 MB (Redis's default ``client-output-buffer-limit``), so a few huge
+        entries would drop every web process's subscription at once.
+        """
+        encoded = _encode(entry)
+        if len(encoded) > self._output_max:
+            raise OutputTooLarge(
+                f"an output entry of {len(encoded):,} bytes of JSON is over the "
+                f"{self._output_max:,} allowed (JOBHUB_OUTPUT_MAX_BYTES); nothing was stored"
+            )
+        parts = [b"!entry", encoded]
         if run is not None:
             parts[:0] = [b"?run", run.encode()]
         return PreparedWrite(job_id, b"\0".join(parts), b"", owner, run)

@@ -64,6 +64,7 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
             result_ttl_seconds=settings.result_ttl_seconds,
             history_limit=settings.history_limit,
             output_limit=settings.output_limit,
+            output_max_bytes=settings.output_max_bytes,
             wait_replicas=settings.wait_replicas,
             wait_timeout_ms=int(settings.redis_wait_timeout_seconds * 1000),
         )

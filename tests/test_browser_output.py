@@ -1,12 +1,14 @@
-"""A job's live output in a real Chromium: jobhub.js's onOutput and onLog, over the stream
-and over polling, and the demo page's text that grows under a job's bar, against the real
+"""A job's live output in a real Chromium: jobhub.js's onOutput, onLog and onGap, over the
+stream and over polling, and the demo page's text that grows under a job's bar, against the real
 stack. Every chunk must arrive once and in order, whichever way it came, and a refresh
 must bring back all of it."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from jobhub import Settings, create_app
 from .conftest import ROOT, ThreadedServer
 from .readme import blocks
 from .test_browser import HAVE_CHROMIUM, IN_CI, browser, page, serve, wait_for
+from .test_gaps import ordinal, small_trimmed_job
 
 __all__ = ["browser", "page"]  # fixtures, used by name
 
@@ -209,3 +212,37 @@ def test_the_readme_output_snippet_types_the_answer(page: Page, base_url: str) -
     assert page.locator("#answer").text_content() == words(20)
     assert logged == ["info 10 words so far", "info 20 words so far"]
     assert errors == []
+
+
+def test_jobhub_js_hands_the_gap_to_on_gap_over_the_stream_and_polling(
+    page: Page, redis_url: str
+) -> None:
+    # Playwright's sync API holds this thread's event loop: write from a thread of its own.
+    with ThreadPoolExecutor(1) as pool:
+        job_id = pool.submit(asyncio.run, small_trimmed_job(redis_url)).result()
+    warnings: list[str] = []
+    page.on("console", lambda m: warnings.append(m.text) if m.type == "warning" else None)
+    page.goto("/static/jobhub.js")  # any page of the origin will do
+    page.add_script_tag(url="/static/jobhub.js")
+    got: dict[str, Any] = page.evaluate(
+        """async (id) => {
+            const follow = async (transport) => {
+                const seen = [];
+                await jobhub.watch(id, {
+                    transport,
+                    onOutput: (data) => seen.push(data.n),
+                    onGap: (gap) => seen.push(gap),
+                });
+                return seen;
+            };
+            const stream = await follow("auto"), poll = await follow("poll");
+            await jobhub.watch(id, { transport: "poll", onOutput: () => {} });
+            return { stream, poll };
+        }""",
+        job_id,
+    )
+    for seen in (got["stream"], got["poll"]):
+        gap, *rest = seen
+        assert gap["missed"] == 150 and ordinal(gap["from"]) == 1 and ordinal(gap["to"]) == 150
+        assert rest == list(range(151, 251))
+    assert f"jobhub: job {job_id} missed 150 entries of its output (trimmed)" in warnings

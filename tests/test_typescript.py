@@ -42,6 +42,7 @@ async function main(): Promise<void> {
   await jobhub.watch<string, string>("tokens-1", {
     onOutput: (chunk, entry) => { text += chunk.toUpperCase() + entry.id + entry.at; },
     onLog: (entry: jobhub.LogEntry) => console.log(entry.level, entry.message, entry.id),
+    onGap: (gap: jobhub.Gap) => console.warn(gap.missed.toFixed(0), gap.from, gap.to),
   });
 }
 main().catch((error: jobhub.WatchError) => console.log(error.name, error.snapshot?.seq));
@@ -49,7 +50,7 @@ main().catch((error: jobhub.WatchError) => console.log(error.name, error.snapsho
 
 MODULE = """\
 import jobhub, { start, watch, TERMINAL, type Snapshot } from "./jobhub.mjs";
-import type { LogEntry, OutputEntry, WatchOptions } from "./jobhub.mjs";
+import type { Gap, LogEntry, OutputEntry, WatchOptions } from "./jobhub.mjs";
 jobhub.baseUrl = "https://jobs.example.com";
 const job: Snapshot = await start("demo.count", { args: [5], apiKey: "key" });
 const final = await watch(job.job_id, { onUpdate: (s: Snapshot) => s.seq });
@@ -58,6 +59,7 @@ const rows: OutputEntry<{ n: number }>[] = [];
 const options: WatchOptions<unknown, { n: number }> = {
   onOutput: (row, entry) => { rows.push(entry); console.log(row.n + 1); },
   onLog: (entry: LogEntry) => entry.level === "error" && console.error(entry.message),
+  onGap: (gap: Gap) => { console.warn(`missed ${gap.missed}`); },
 };
 await watch(job.job_id, options);
 """
@@ -68,6 +70,7 @@ jobhub.watch("x", { transport: "sse" });
 jobhub.start("demo.count", { kwarg: {} });
 const percent: string = (await jobhub.start("demo.count")).percent;
 jobhub.watch("x", { onLog: (entry) => entry.data });
+jobhub.watch("x", { onGap: (gap) => gap.missed.toUpperCase() });
 """
 
 
@@ -98,10 +101,11 @@ def test_wrong_options_and_types_are_refused(tmp_path: Path) -> None:
     result = tsc(tmp_path, "wrong.mts")
     assert result.returncode != 0
     errors = [line for line in result.stdout.splitlines() if ": error TS" in line]
-    assert len(errors) == 4, result.stdout
+    assert len(errors) == 5, result.stdout
     assert "'\"sse\"' is not assignable" in result.stdout
     assert "'kwarg' does not exist" in result.stdout
     assert "Property 'data' does not exist on type 'LogEntry'" in result.stdout
+    assert "Property 'toUpperCase' does not exist on type 'number'" in result.stdout
 
 
 def test_the_snapshot_type_has_the_models_fields_and_statuses() -> None:

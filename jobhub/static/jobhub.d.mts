@@ -6,6 +6,7 @@ export type JobError = jobhub.JobError;
 export type Snapshot<Result = unknown> = jobhub.Snapshot<Result>;
 export type LogEntry = jobhub.LogEntry;
 export type OutputEntry<Output = unknown> = jobhub.OutputEntry<Output>;
+export type Gap = jobhub.Gap;
 export type StartOptions = jobhub.StartOptions;
 export type WatchOptions<Result = unknown, Output = unknown> = jobhub.WatchOptions<Result, Output>;
 export type RequestError = jobhub.RequestError;

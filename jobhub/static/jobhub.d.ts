@@ -60,6 +60,17 @@ declare namespace jobhub {
     at: string;
   }
 
+  /** Entries of the job's output that never reached this page: the job's capped output
+   *  (JOBHUB_OUTPUT_LIMIT, the newest kept) dropped them before they were read. */
+  interface Gap {
+    /** How many, exactly. */
+    missed: number;
+    /** An id carrying the first missed entry's ordinal (the part after "-"). */
+    from: string;
+    /** An id carrying the last missed entry's ordinal; what follows comes after it. */
+    to: string;
+  }
+
   interface StartOptions {
     /** Positional arguments of the job function. */
     args?: unknown[];
@@ -81,6 +92,9 @@ declare namespace jobhub {
     onOutput?: (data: Output, entry: OutputEntry<Output>) => void;
     /** Called with each line the job logged, from its first, once each and in order. */
     onLog?: (entry: LogEntry) => void;
+    /** Called in the place of entries the job's capped output dropped before this page
+     *  read them; without it, console.warn says how many were missed. */
+    onGap?: (gap: Gap) => void;
     /** Milliseconds before watch() rejects with a "TimeoutError"; the job goes on. */
     timeout?: number;
     /** Failed polls in a row before watch() rejects with a "NetworkError" (default 10). */

@@ -27,7 +27,9 @@
  * same stream, the job's stored entries first: a page that watches a job again after a
  * refresh gets all of it. A polling watcher reads GET /jobs/{id}/output after the last
  * entry it has. Each watcher keeps the id of the last entry it received, so no entry
- * reaches it twice or out of order, whichever way it came.
+ * reaches it twice or out of order, whichever way it came. Entries the job's capped output
+ * dropped before they were read reach options.onGap as one {missed, from, to}, in their
+ * place.
  */
 (function (root) {
   "use strict";
@@ -178,24 +180,31 @@
     // before its watcher's (each entry that moved one was handed to it), so that job is the
     // only candidate, and when none is, the entry is one its watcher already has (a new
     // stream replays all output).
-    function onEntry(event) {
-      received = true;
-      self.failures = 0;
-      var places = String(event.lastEventId).split(".");
-      if (places.length !== ids.length) return;
-      for (var i = 0; i < ids.length; i++) {
-        var watcher = self.watchers[ids[i]];
-        var entryId = places[i].split(":")[1];
-        if (watcher && entryId && isAfter(entryId, watcher.lastEntry())) {
-          var entry = JSON.parse(event.data);
-          entry.id = entryId;
-          watcher.take(entry);
-          return;
+    // A gap (entries the job's capped output dropped before they were read) is routed the
+    // same way: its id moves the position past them.
+    function routed(handle) {
+      return function (event) {
+        received = true;
+        self.failures = 0;
+        var places = String(event.lastEventId).split(".");
+        if (places.length !== ids.length) return;
+        for (var i = 0; i < ids.length; i++) {
+          var watcher = self.watchers[ids[i]];
+          var entryId = places[i].split(":")[1];
+          if (watcher && entryId && isAfter(entryId, watcher.lastEntry())) {
+            handle(watcher, JSON.parse(event.data), entryId);
+            return;
+          }
         }
-      }
+      };
     }
+    var onEntry = routed(function (watcher, entry, entryId) {
+      entry.id = entryId;
+      watcher.take(entry);
+    });
     source.addEventListener("log", onEntry);
     source.addEventListener("output", onEntry);
+    source.addEventListener("gap", routed(function (watcher, gap) { watcher.skip(gap); }));
     source.onerror = function () {
       if (source !== self.source) return;
       self.failures += 1;
@@ -223,7 +232,9 @@
    * when options.timeout (ms) passes (error.name "TimeoutError").
    * options: onUpdate(snapshot), onOutput(data, entry) for each chunk of the job's output
    * and onLog(entry) for each line it logged (both from the job's first, each once, in
-   * order), timeout, maxAttempts (failed polls in a row before giving up, default 10),
+   * order), onGap({missed, from, to}) in the place of entries the job's capped output
+   * dropped before they were read (without it, console.warn says how many), timeout,
+   * maxAttempts (failed polls in a row before giving up, default 10),
    * baseUrl, transport ("auto" or "poll"), token (the job's token, when it was not started
    * by this page).
    */
@@ -234,6 +245,9 @@
     var onUpdate = options.onUpdate || function () {};
     var onLog = options.onLog || null;
     var onOutput = options.onOutput || null;
+    var onGap = options.onGap || function (gap) {
+      console.warn("jobhub: job " + jobId + " missed " + gap.missed + " entries of its output (trimmed)");
+    };
     var maxAttempts = options.maxAttempts || 10;
     var usePolling = options.transport === "poll" || typeof EventSource === "undefined";
     if (options.token) tokens[jobId] = options.token;
@@ -251,7 +265,7 @@
       var stream = usePolling ? null : mux(baseUrl);
 
       var watcher = {
-        jobId: jobId, accept: accept, take: take, poll: startPolling,
+        jobId: jobId, accept: accept, take: take, skip: skip, poll: startPolling,
         lastEntry: function () { return lastEntry; },
       };
 
@@ -287,6 +301,22 @@
         return true;
       }
 
+      // Entries that were dropped before they reached this watcher ({missed, from, to}):
+      // said once, and the watcher reads on after them.
+      function skip(gap) {
+        if (done || !isAfter(gap.to, lastEntry)) return false;
+        // Ids carry their entry's ordinal ("<ms>-<n>"). A reopened stream replays from the
+        // job's first entry, not from this watcher's place: count from here.
+        var held = lastEntry ? lastEntry.split("-") : ["0", "0"];
+        if (Number(held[1]) >= Number(gap.from.split("-")[1])) {
+          var had = Number(held[1]);
+          gap = { missed: Number(gap.to.split("-")[1]) - had, from: held[0] + "-" + (had + 1), to: gap.to };
+        }
+        lastEntry = gap.to;
+        try { onGap(gap); } catch (e) { setTimeout(function () { throw e; }, 0); }
+        return true;
+      }
+
       // The entries after the last one received, a page at a time; resolves with how many.
       function pollOutput() {
         var url = baseUrl + "/jobs/" + encodeURIComponent(jobId) + "/output?limit=" +
@@ -298,6 +328,7 @@
             return response.json();
           })
           .then(function (page) {
+            if (page.gap) skip(page.gap);
             var taken = page.entries.filter(take).length;
             if (page.entries.length < OUTPUT_PAGE || done) return taken;
             return pollOutput().then(function (more) { return taken + more; });
