@@ -53,6 +53,7 @@ __all__ = [
     "Runs",
     "ThreadJobContext",
     "WorkerRuntime",
+    "after_job_end",
     "job",
     "wrap",
 ]
@@ -61,6 +62,9 @@ logger = logging.getLogger("jobhub.worker")
 
 RUNTIME = "jobhub.runtime"
 """Key of the worker's ``WorkerRuntime`` in ARQ's ``ctx``, put there at worker startup."""
+
+SUPERSEDED = "jobhub.superseded"
+"""Key, in one job's ARQ ``ctx``, of its run when that run ended superseded."""
 
 PAUSE_POLL_SECONDS = 0.2
 """How often a paused job looks whether it was resumed."""
@@ -307,7 +311,8 @@ def wrap(
         try:
             return await _run(function, this, entry, ctx, limit, tries, args, kwargs)
         except RunSuperseded:
-            raise await this.superseded() from None
+            ctx[SUPERSEDED] = this  # for after_job_end, once ARQ has ended the run
+            raise this.superseded() from None
         finally:
             await _settle(started, job_id)
             worker.runs.remove(entry)
@@ -316,6 +321,18 @@ def wrap(
     # are recovered by the heartbeats (jobhub/recovery.py), not by ARQ's in-progress expiry.
     # (ARQ's type for a job function does not know positional-only parameters.)
     return func(run, name=function.name, timeout=ARQ_TIMEOUT, max_tries=tries)  # type: ignore[arg-type]
+
+
+async def after_job_end(ctx: dict[str, Any]) -> None:
+    """ARQ's ``after_job_end``: once ARQ has ended a superseded run's bookkeeping, put back
+    what of the newer run's it deleted (``Run.keep_newer``)."""
+    stale = cast(Run | None, ctx.get(SUPERSEDED))
+    if stale is None:
+        return
+    # ARQ's in-progress keys live as long as its time limit, plus 10 s (arq.worker.Worker).
+    if await stale.keep_newer(int((ARQ_TIMEOUT + 10) * 1000)):
+        logger.info("job %s: the newer run's in-progress mark put back", stale.job_id,
+                    extra=log_job(stale.job_id))  # fmt: skip
 
 
 class JobRaised(RuntimeError):
@@ -439,6 +456,9 @@ async def _settle(started: asyncio.Future[bytes], job_id: str) -> None:
         )
     except WrongStatus as exc:
         logger.info("job %s could not start: %s", job_id, exc, extra=log_job(job_id))
+    except JobNotFound:
+        # Deleted: ARQ still ran it (its queue entry outlived the delete); it stays deleted.
+        logger.info("job %s was deleted before it started", job_id, extra=log_job(job_id))
 
 
 async def _traceback(run: Run, exc: BaseException) -> None:

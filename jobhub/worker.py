@@ -24,7 +24,15 @@ from .metrics import WorkerMetrics
 from .reconciler import Reconciler
 from .recovery import Recovery
 from .registry import Registry, new_worker_id
-from .reporter import ARQ_TIMEOUT, RUNTIME, JobFunction, Runs, WorkerRuntime, wrap
+from .reporter import (
+    ARQ_TIMEOUT,
+    RUNTIME,
+    JobFunction,
+    Runs,
+    WorkerRuntime,
+    after_job_end,
+    wrap,
+)
 from .settings import Settings
 from .store import Store
 from .webhooks import Deliveries
@@ -125,6 +133,8 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
             "max_tries": settings.max_tries,
             "on_startup": on_startup,
             "on_shutdown": on_shutdown,
+            # A superseded run's end: put back what ARQ deleted of the newer run's.
+            "after_job_end": after_job_end,
             "redis_settings": arq_settings(settings),
             # With Sentinel, a pool of jobhub's own (ARQ's passes no retry settings on).
             "redis_pool": arq_pool(settings),
