@@ -50,7 +50,7 @@ async def test_a_stale_run_leaves_the_newer_runs_retry_working() -> None:
         RedisServer() as server,
         Stack(server.url, cwd=str(ROOT), env=env, workers=2, worker_settings=settings) as stack,
     ):
-        r = redis.asyncio.from_url(server.url)
+        r = redis.asyncio.Redis.from_url(server.url)
         async with r, httpx.AsyncClient(base_url=stack.base_url, timeout=30) as client:
             key = f"tests:{secrets.token_hex(4)}"
             body = {"function": "extra.retry_after_stall", "kwargs": {"key": key}}
@@ -129,7 +129,7 @@ async def test_a_write_sent_twice_is_applied_once(store: Store) -> None:
                                 once=("r1", 3))  # fmt: skip
     [entry_id] = await store.write_many([entry])
     [entry_again] = await store.write_many([entry])
-    assert entry_again == entry_id
+    assert isinstance(entry_id, bytes) and entry_again == entry_id
     assert [e for e, _ in await store.output(job_id)] == [entry_id.decode()]
 
     # A start sent again does not take the job back to `started`; a newer number applies.
