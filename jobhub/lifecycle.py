@@ -38,7 +38,8 @@ job's newest run (``RunSuperseded``): a worker that stalled past the lost-worker
 wakes up can no longer overwrite the attempt that replaced it. Nor can its ARQ: the stale run
 ends as ``RetryJob``, the one end after which ARQ keeps the job's record, queue entry and
 result as they are, and the one key ARQ still deletes, the job's in-progress key (by then the
-newer run's), is put back (``Run.keep_newer``). Each write of a run carries its number too,
+newer run's), is put back (``Run.keep_newer``), the job's queue entry parked out of every
+poll's reach meanwhile. Each write of a run carries its number too,
 so that one sent again after a failover is applied once.
 
 A deleted job leaves a tombstone for longer than ARQ keeps a result: a run still ending when
@@ -50,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import secrets
 import time
@@ -61,6 +63,7 @@ from typing import Any
 import msgspec
 from arq.constants import (
     abort_jobs_ss,
+    default_queue_name,
     expires_extra_ms,
     in_progress_key_prefix,
     job_key_prefix,
@@ -69,6 +72,7 @@ from arq.constants import (
 from arq.jobs import DeserializationError, Job, JobResult, serialize_job
 from arq.worker import RetryJob
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from .batch import WriteBatch
 from .exceptions import InvalidRequest, JobhubError, JobNotFound, WrongStatus
@@ -577,6 +581,11 @@ def _arq_failure(result: JobResult | None, unreadable: str | None) -> tuple[str,
     return "Failed", f"{type(error).__name__}: {detail}"
 
 
+PARK_MS = 60_000
+"""How far a newer run's queue entry is moved while ARQ ends a superseded run (a round trip
+or two): out of every poll's reach. Should the stale worker die in between, the newer run's
+next try (after its ``Retry``) starts this much later."""
+
 OUTPUT_BACKLOG = 1000
 """Unsent writes at which a job appending output waits for Redis to take them."""
 
@@ -590,13 +599,24 @@ class Run:
     await run.finish({"steps": 5})
     """
 
-    __slots__ = ("_batch", "_refused", "_writes", "attempt", "job_id", "token", "worker_id")
+    __slots__ = (
+        "_batch", "_refused", "_writes", "attempt", "job_id", "queue_name", "token", "worker_id",
+    )  # fmt: skip
 
-    def __init__(self, batch: WriteBatch, job_id: str, *, attempt: int, worker_id: str) -> None:
+    def __init__(
+        self,
+        batch: WriteBatch,
+        job_id: str,
+        *,
+        attempt: int,
+        worker_id: str,
+        queue_name: str = default_queue_name,
+    ) -> None:
         self._batch = batch
         self.job_id = job_id
         self.attempt = attempt
         self.worker_id = worker_id
+        self.queue_name = queue_name
         self.token = new_run_token()
         self._refused: BaseException | None = None
         self._writes = 0
@@ -673,7 +693,7 @@ class Run:
     async def status(self) -> Snapshot | None:
         return await self._batch.store.read(self.job_id)
 
-    def superseded(self) -> Exception:
+    async def superseded(self) -> Exception:
         """What to tell ARQ of this run, now that a newer one has taken the job over.
 
         ``RetryJob``, whether the newer run waits in the queue, is under way or has ended:
@@ -682,22 +702,27 @@ class Run:
         other end makes ARQ delete the job's record and queue entry and store a result, so
         that the newer run's ``Retry`` would find no job to retry (measured: it then failed
         as ``Expired``). A ``Retry`` with a delay would move the queue entry, and a return
-        would store this run's result. ARQ still deletes the in-progress key, which
-        ``keep_newer`` puts back once ARQ is done.
+        would store this run's result. ARQ still deletes the in-progress key: first the
+        job's queue entry is parked out of any poll's reach while a newer run holds the
+        job, and ``keep_newer`` puts both back once ARQ is done.
         """
+        # RetryJob even if Redis fails here: any other end would cost the newer run more.
+        with contextlib.suppress(RedisError, OSError):
+            await self._newer_run("park", PARK_MS)
         return RetryJob()
 
     async def keep_newer(self, held_ttl_ms: int) -> bool:
-        """Once ARQ has ended this superseded run: put back the in-progress key ARQ deleted
-        for it, which was the newer run's, so that no worker starts the job a third time
-        while the newer run is under way. Returns whether it was put back."""
-        return await self._batch.store.keep_newer_run(
-            self.job_id,
-            self.token,
-            no_run=_NO_RUN,
-            held_key=in_progress_key_prefix + self.job_id,
-            job_key=job_key_prefix + self.job_id,
-            ttl_ms=held_ttl_ms,
+        """Once ARQ has ended this superseded run: put the newer run's queue entry back where
+        it was, and the in-progress key ARQ deleted for this run, which was the newer run's,
+        so that no worker starts the job a third time while the newer run is under way.
+        Returns whether the key was put back."""
+        return await self._newer_run("keep", held_ttl_ms)
+
+    async def _newer_run(self, step: str, amount: int) -> bool:
+        job_id = self.job_id
+        arq = [in_progress_key_prefix + job_id, job_key_prefix + job_id, self.queue_name]
+        return await self._batch.store.newer_run(
+            job_id, step, self.token, arq, [_NO_RUN, job_id, amount]
         )
 
     @property

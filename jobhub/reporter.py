@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+from arq.constants import default_queue_name
 from arq.worker import Function, Retry, func
+from redis.exceptions import RedisError
 
 from .batch import WriteBatch
 from .exceptions import (
@@ -216,6 +218,7 @@ class WorkerRuntime:
     batch: WriteBatch
     worker_id: str
     runs: Runs
+    queue_name: str = default_queue_name
 
 
 class ThreadJobContext:
@@ -301,7 +304,7 @@ def wrap(
         worker = cast(WorkerRuntime, ctx[RUNTIME])
         job_id = cast(str, ctx["job_id"])
         this = Run(worker.batch, job_id, attempt=cast(int, ctx["job_try"]),
-                   worker_id=worker.worker_id)  # fmt: skip
+                   worker_id=worker.worker_id, queue_name=worker.queue_name)  # fmt: skip
         # Known to this worker before its start is stored, so that the heartbeat never
         # takes a run that is just starting for one that was lost.
         entry = worker.runs.add(this)
@@ -312,7 +315,10 @@ def wrap(
             return await _run(function, this, entry, ctx, limit, tries, args, kwargs)
         except RunSuperseded:
             ctx[SUPERSEDED] = this  # for after_job_end, once ARQ has ended the run
-            raise this.superseded() from None
+            # Known as superseded now, so that the heartbeat, finding it out too, does not
+            # cancel what is left of it: telling ARQ how it ends.
+            entry.superseded = True
+            raise await this.superseded() from None
         finally:
             await _settle(started, job_id)
             worker.runs.remove(entry)
@@ -329,10 +335,19 @@ async def after_job_end(ctx: dict[str, Any]) -> None:
     stale = cast(Run | None, ctx.get(SUPERSEDED))
     if stale is None:
         return
-    # ARQ's in-progress keys live as long as its time limit, plus 10 s (arq.worker.Worker).
-    if await stale.keep_newer(int((ARQ_TIMEOUT + 10) * 1000)):
-        logger.info("job %s: the newer run's in-progress mark put back", stale.job_id,
-                    extra=log_job(stale.job_id))  # fmt: skip
+    job_id = stale.job_id
+    try:
+        # ARQ's in-progress keys live as long as its time limit, plus 10 s (arq.worker).
+        kept = await stale.keep_newer(int((ARQ_TIMEOUT + 10) * 1000))
+    except (RedisError, OSError) as exc:
+        # Never raised to ARQ: an error from this hook ends the worker's poll loop. The
+        # newer run goes on; only another worker could now start the job too.
+        logger.warning("job %s: the newer run's in-progress mark not put back (%s)", job_id,
+                       exc, extra=log_job(job_id))  # fmt: skip
+        return
+    if kept:
+        logger.info("job %s: the newer run's in-progress mark put back", job_id,
+                    extra=log_job(job_id))  # fmt: skip
 
 
 class JobRaised(RuntimeError):

@@ -14,7 +14,7 @@ import msgspec
 from . import keys
 from .snapshot import AT_WORK, TERMINAL, Snapshot, Status
 
-__all__ = ["CREATE", "DELETE", "FIELDS", "FLUSH", "KEEP_NEWER_RUN", "WRITE"]
+__all__ = ["CREATE", "DELETE", "FIELDS", "FLUSH", "NEWER_RUN", "WRITE"]
 
 FIELDS = [field.name for field in msgspec.structs.fields(Snapshot)]  # in wire order
 
@@ -261,18 +261,38 @@ redis.call('ZREM', '{keys.ACTIVE}', job_id)
 return status
 """
 
-# KEYS: job hash, the queue's in-progress key and job key of the job. ARGV: the token of a
-# run that was superseded, the token of no run, the in-progress key's TTL (ms).
+# KEYS: job hash, the queue's in-progress key, job key and queue. ARGV: 'park' or 'keep', the
+# token of a superseded run, the token of no run, the job's id in the queue, then how far (ms)
+# to move its queue entry ('park') or the in-progress key's TTL (ms, 'keep').
 # The queue ends a superseded run's bookkeeping by deleting the job's in-progress key, which
-# by then is the newer run's: without it any worker would start the job a third time. Put
-# back while a newer run is at work and the queue still holds the job; replies 1 if it was.
-KEEP_NEWER_RUN = f"""
+# by then is the newer run's: without it any worker (the stale one's own next poll first)
+# would start the job a third time. So, before the queue ends the stale run, 'park' moves the
+# job's queue entry into the future while a newer run holds the job (no poll selects it,
+# and the queue's own moves of the entry are relative, so they add up); once it has, 'keep'
+# moves the entry back and puts the in-progress key back while the newer run is at work.
+# Reply 1 if it moved the entry ('park') or put the key back ('keep').
+NEWER_RUN = f"""
 local run = redis.call('HGET', KEYS[1], 'run')
 local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 0 end
 local at_work = {_AT_WORK_LUA}
-if not run or run == ARGV[1] or run == ARGV[2] or not at_work[status] then return 0 end
-if redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
-return redis.call('SET', KEYS[2], '1', 'PX', ARGV[3], 'NX') and 1 or 0
+local newer = run and run ~= ARGV[2] and run ~= ARGV[3] and at_work[status]
+if ARGV[1] == 'park' then
+  if not (newer or redis.call('EXISTS', KEYS[2]) == 1) then return 0 end
+  if not redis.call('ZSCORE', KEYS[4], ARGV[4]) then return 0 end
+  redis.call('ZINCRBY', KEYS[4], ARGV[5], ARGV[4])
+  redis.call('HINCRBY', KEYS[1], 'parked', ARGV[5])
+  return 1
+end
+local parked = redis.call('HGET', KEYS[1], 'parked')
+if parked then
+  redis.call('HDEL', KEYS[1], 'parked')
+  if redis.call('ZSCORE', KEYS[4], ARGV[4]) then
+    redis.call('ZINCRBY', KEYS[4], -tonumber(parked), ARGV[4])
+  end
+end
+if not newer or redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+return redis.call('SET', KEYS[2], '1', 'PX', ARGV[5], 'NX') and 1 or 0
 """
 
 # KEYS: an outbox (see ``_PUBLISH_LUA``). Publishes what it holds, in order, and deletes it.

@@ -36,7 +36,7 @@ from .exceptions import (
     WrongStatus,
 )
 from .frames import LAST_ENTRY, entry_key
-from .scripts import CREATE, DELETE, FIELDS, FLUSH, KEEP_NEWER_RUN, WRITE
+from .scripts import CREATE, DELETE, FIELDS, FLUSH, NEWER_RUN, WRITE
 from .snapshot import TERMINAL, Snapshot, Status, decode, utcnow
 
 __all__ = ["PATCHABLE", "TOMBSTONE_MARGIN_SECONDS", "Enqueue", "PreparedWrite", "Store"]
@@ -115,7 +115,7 @@ class Store:
         self._wait_ms = wait_timeout_ms
         self._create = redis.register_script(CREATE)
         self._delete = redis.register_script(DELETE)
-        self._keep_newer_run = redis.register_script(KEEP_NEWER_RUN)
+        self._newer_run = redis.register_script(NEWER_RUN)
         self._write_sha = redis.register_script(WRITE).sha
 
     async def create(
@@ -470,14 +470,15 @@ class Store:
                 pipe.exists(keys.job_deleted(job_id))
             return [bool(n) for n in await pipe.execute()]
 
-    async def keep_newer_run(
-        self, job_id: str, stale: str, *, no_run: str, held_key: str, job_key: str, ttl_ms: int
+    async def newer_run(
+        self, job_id: str, step: str, stale: str, arq: Sequence[str], argv: Sequence[Any]
     ) -> bool:
-        """Put back ``held_key`` (the queue's mark that a run holds the job) with ``ttl_ms``
-        while a run newer than ``stale`` is at work and ``job_key`` exists; see
-        ``scripts.KEEP_NEWER_RUN``. Returns whether it was put back."""
-        done = await self._keep_newer_run(
-            keys=[keys.job_snapshot(job_id), held_key, job_key], args=[stale, no_run, ttl_ms]
+        """Keep a newer run's queue records safe from the queue's end of the superseded run
+        ``stale``: ``step`` is ``park`` (before that end) or ``keep`` (after it); ``arq`` the
+        queue's in-progress key, job key and queue; ``argv`` the token of no run, the job's
+        id in the queue and the step's amount. See ``scripts.NEWER_RUN``."""
+        done = await self._newer_run(
+            keys=[keys.job_snapshot(job_id), *arq], args=[step, stale, *argv]
         )
         return bool(done)
 

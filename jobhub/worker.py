@@ -79,7 +79,7 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
         metrics = WorkerMetrics()
         runs = Runs()
         ctx[RUNTIME] = WorkerRuntime(WriteBatch(store, owner=worker_id, metrics=metrics),
-                                     worker_id, runs)  # fmt: skip
+                                     worker_id, runs, settings.queue_name)  # fmt: skip
         if settings.worker_metrics_port is not None:
             ctx[METRICS_SERVER], _ = start_http_server(
                 settings.worker_metrics_port, registry=metrics.registry
