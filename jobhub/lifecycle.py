@@ -275,15 +275,13 @@ class Lifecycle:
         """Remove an ended job: its snapshot, history, output, deliveries, listing entry and
         ARQ's result. Raises ``JobNotFound``, or ``WrongStatus`` for a job not ended yet
         (cancel it first)."""
-        # ARQ's job record too: a canceled job that never started still waits in ARQ's queue,
-        # and the worker that takes it would write a result (then refused by the tombstone).
-        status = await self.store.delete(
-            job_id, also=[result_key_prefix + job_id, job_key_prefix + job_id]
-        )
+        # ARQ's job record stays: a run of the job may still be ending (a canceled job's
+        # `finally`), and a new job under the id must not be created while it does (ARQ's end
+        # of the old run would delete the new one's record). What ARQ writes for the deleted
+        # job later cannot bring it back: the delete leaves a tombstone.
+        status = await self.store.delete(job_id, also=[result_key_prefix + job_id])
         if status is None:
             raise JobNotFound(job_id)
-        if status in TERMINAL:
-            await self._redis.zrem(self.queue_name, job_id)
         if status not in TERMINAL:
             raise WrongStatus(
                 job_id, status.value, f"job {job_id!r} is {status.value}: cancel it first"

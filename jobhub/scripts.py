@@ -213,9 +213,10 @@ for i = 7, #ARGV do repeat  -- (`break` leaves the repeat: Lua 5.1 has no `conti
 {_COUNT_LUA}
     status = new_status
   end
-  if once then
+  if once and patch[1] == '!entry' then
+    redis.call('HSET', KEYS[1], 'wn', once, 'we', applied[#applied])
+  elseif once then
     redis.call('HSET', KEYS[1], 'wn', once)
-    if patch[1] == '!entry' then redis.call('HSET', KEYS[1], 'we', applied[#applied]) end
   end
 until true end
 if terminal[status] then

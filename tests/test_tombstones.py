@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import redis.asyncio
-from arq.constants import in_progress_key_prefix, result_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 from arq.jobs import JobResult
 
 from jobhub import keys
@@ -87,8 +87,13 @@ async def test_a_new_job_under_a_deleted_id_replaces_its_late_result(
     await lifecycle.cancel(job_id)
     await lifecycle.delete(job_id)
     assert await redis_client.ttl(keys.job_deleted(job_id)) > 0
-    # The result of the deleted job's run, as ARQ writes it once its `finally` is done.
-    await redis_client.set(result_key_prefix + job_id, b"late", px=60_000)
+    # ARQ ends the deleted job's run once its `finally` is done, as its finish_job does:
+    # the job's record and queue entry go, its result is written.
+    async with redis_client.pipeline(transaction=True) as pipe:
+        pipe.delete(job_key_prefix + job_id)
+        pipe.zrem(lifecycle.queue_name, job_id)
+        pipe.set(result_key_prefix + job_id, b"late", px=60_000)
+        await pipe.execute()
     # Adopting what only the queue knows is refused while the tombstone lives ...
     assert not await lifecycle.adopt(job_id, _result("demo.count"))
     assert await store.get(job_id) is None
