@@ -16,10 +16,13 @@ import pytest
 import redis.asyncio
 from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 from arq.jobs import Job
+from arq.worker import RetryJob
 from httpx_sse import aconnect_sse
 
+from jobhub.batch import WriteBatch
 from jobhub.devserver import RedisServer, Stack
 from jobhub.exceptions import RunSuperseded
+from jobhub.lifecycle import PARK_MS, Run
 from jobhub.snapshot import Snapshot, Status
 from jobhub.store import Store
 
@@ -139,3 +142,37 @@ async def test_a_write_sent_twice_is_applied_once(store: Store) -> None:
     # Another run's write with the same number is its own write, not a repeat (fenced here).
     with pytest.raises(RunSuperseded):
         await store.write(job_id, {"percent": 70.0}, run="r2", once=("r2", 4))
+
+
+async def test_a_stale_runs_repair_restores_only_what_the_newer_run_still_holds(
+    store: Store, redis_client: redis.asyncio.Redis
+) -> None:
+    queue = f"arq:test:{secrets.token_hex(4)}"
+    job_id = f"stale-{secrets.token_hex(4)}"
+    held, record = in_progress_key_prefix + job_id, job_key_prefix + job_id
+    await store.create(Snapshot.queued(job_id, "demo.count"))
+    batch = WriteBatch(store)
+    stale = Run(batch, job_id, attempt=1, worker_id="a", queue_name=queue)
+    await stale.start("demo.count")
+    newer = Run(batch, job_id, attempt=2, worker_id="b", queue_name=queue)
+    await newer.start("demo.count")
+    # What ARQ holds while the newer run is under way.
+    await redis_client.set(record, b"payload")
+    await redis_client.set(held, b"1")
+    await redis_client.zadd(queue, {job_id: 1000})
+
+    assert isinstance(await stale.superseded(), RetryJob)
+    assert await redis_client.zscore(queue, job_id) == 1000 + PARK_MS  # out of every poll's reach
+    await redis_client.zincrby(queue, 500, job_id)  # the newer run's own move meanwhile
+    await redis_client.delete(held)  # ARQ ending the stale run
+    assert await stale.keep_newer(60_000)
+    assert await redis_client.exists(held)
+    assert await redis_client.zscore(queue, job_id) == 1500  # the newer run's move kept
+
+    # Once the newer run has ended, nothing is put back: the mark would hold the id forever.
+    await redis_client.delete(held)
+    await newer.finish(None)
+    assert isinstance(await stale.superseded(), RetryJob)
+    assert await redis_client.zscore(queue, job_id) == 1500
+    assert not await stale.keep_newer(60_000)
+    assert not await redis_client.exists(held)
