@@ -45,6 +45,7 @@ class WriteBatch:
         only_from: Collection[Status] = (),
         run: str | None = None,
         hidden: Mapping[str, str] | None = None,
+        once: tuple[str, int] | None = None,
     ) -> asyncio.Future[bytes]:
         """Queue a write and return at once; the future holds its snapshot JSON or error.
 
@@ -59,15 +60,22 @@ class WriteBatch:
             owner=self.owner,
             run=run,
             hidden=hidden,
+            once=once,
         )
         return self._queue(prepared)
 
     def append(
-        self, job_id: str, entry: Mapping[str, Any], *, run: str | None = None
+        self,
+        job_id: str,
+        entry: Mapping[str, Any],
+        *,
+        run: str | None = None,
+        once: tuple[str, int] | None = None,
     ) -> asyncio.Future[bytes]:
         """Queue an output entry (see ``Store.prepare_entry``); the future holds its stream
         id. It is ordered with the snapshot writes around it."""
-        return self._queue(self.store.prepare_entry(job_id, entry, run=run, owner=self.owner))
+        prepared = self.store.prepare_entry(job_id, entry, run=run, owner=self.owner, once=once)
+        return self._queue(prepared)
 
     @property
     def backlog(self) -> int:

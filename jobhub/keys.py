@@ -18,6 +18,7 @@ __all__ = [
     "WORKERS",
     "ended_in",
     "job_channel",
+    "job_deleted",
     "job_deliveries",
     "job_history",
     "job_output",
@@ -83,6 +84,13 @@ def job_deliveries(job_id: str) -> str:
     """List of the job's webhook delivery attempts, oldest first, capped
     (``JOBHUB_WEBHOOK_MAX_ATTEMPTS``); it expires with the job's hash."""
     return f"{PREFIX}job:{job_id}:deliveries"
+
+
+def job_deleted(job_id: str) -> str:
+    """Tombstone of a deleted job: while it lives, nothing ARQ writes later for the id (the
+    result of a run still ending) brings the job back; a new job created under the id
+    clears it. It outlives ARQ's result (``JOBHUB_RESULT_TTL`` plus a margin)."""
+    return f"{PREFIX}job:{job_id}:deleted"
 
 
 def outbox(token: str) -> str:

@@ -35,13 +35,23 @@ settle     queued, started, running,       queued    the reconciler: ARQ ended t
 
 The run's own writes (start excepted) carry its token and are refused once it is not the
 job's newest run (``RunSuperseded``): a worker that stalled past the lost-worker window and
-wakes up can no longer overwrite the attempt that replaced it.
+wakes up can no longer overwrite the attempt that replaced it. Nor can its ARQ: the stale run
+ends as ``RetryJob``, the one end after which ARQ keeps the job's record, queue entry and
+result as they are, and the one key ARQ still deletes, the job's in-progress key (by then the
+newer run's), is put back (``Run.keep_newer``), the job's queue entry parked out of every
+poll's reach meanwhile. Each write of a run carries its number too,
+so that one sent again after a failover is applied once.
+
+A deleted job leaves a tombstone for longer than ARQ keeps a result: a run still ending when
+its job was deleted cannot bring it back through the reconciler's adoption, and a new job
+under the same id clears it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import secrets
 import time
@@ -53,6 +63,7 @@ from typing import Any
 import msgspec
 from arq.constants import (
     abort_jobs_ss,
+    default_queue_name,
     expires_extra_ms,
     in_progress_key_prefix,
     job_key_prefix,
@@ -61,9 +72,10 @@ from arq.constants import (
 from arq.jobs import DeserializationError, Job, JobResult, serialize_job
 from arq.worker import RetryJob
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from .batch import WriteBatch
-from .exceptions import InvalidRequest, JobhubError, JobNotFound, RunSuperseded, WrongStatus
+from .exceptions import InvalidRequest, JobhubError, JobNotFound, WrongStatus
 from .metrics import WorkerMetrics
 from .snapshot import AT_WORK, TERMINAL, JobError, Snapshot, Status, decode, utcnow
 from .store import Enqueue, Store
@@ -263,6 +275,10 @@ class Lifecycle:
         """Remove an ended job: its snapshot, history, output, deliveries, listing entry and
         ARQ's result. Raises ``JobNotFound``, or ``WrongStatus`` for a job not ended yet
         (cancel it first)."""
+        # ARQ's job record stays: a run of the job may still be ending (a canceled job's
+        # `finally`), and a new job under the id must not be created while it does (ARQ's end
+        # of the old run would delete the new one's record). What ARQ writes for the deleted
+        # job later cannot bring it back: the delete leaves a tombstone.
         status = await self.store.delete(job_id, also=[result_key_prefix + job_id])
         if status is None:
             raise JobNotFound(job_id)
@@ -496,9 +512,16 @@ class Lifecycle:
         if not job_ids:
             return cursor, []
         exists = await self.store.exist_many(job_ids)
+        deleted = await self.store.deleted_many(job_ids)
+        # A deleted job's run that was still ending wrote its result after the delete: the
+        # delete promised it gone, so it goes.
+        leftovers = [result_key_prefix + job_id
+                     for job_id, gone in zip(job_ids, deleted, strict=True) if gone]  # fmt: skip
+        if leftovers:
+            await self._redis.delete(*leftovers)
         adopted = []
-        for job_id, known in zip(job_ids, exists, strict=True):
-            if known:
+        for job_id, known, gone in zip(job_ids, exists, deleted, strict=True):
+            if known or gone:
                 continue
             try:
                 result = await Job(job_id, self._redis, _queue_name=self.queue_name).result_info()
@@ -511,8 +534,10 @@ class Lifecycle:
         return cursor, adopted
 
     async def adopt(self, job_id: str, result: JobResult) -> bool:
-        """Give a job that only ARQ knew a snapshot: queued, so that ``settle`` ends it."""
-        created, _ = await self.store.create(Snapshot.queued(job_id, result.function))
+        """Give a job that only ARQ knew a snapshot: queued, so that ``settle`` ends it. A job
+        deleted meanwhile stays deleted."""
+        snapshot = Snapshot.queued(job_id, result.function)
+        created, _ = await self.store.create(snapshot, unless_deleted=True)
         return created
 
 
@@ -554,6 +579,11 @@ def _arq_failure(result: JobResult | None, unreadable: str | None) -> tuple[str,
     return "Failed", f"{type(error).__name__}: {detail}"
 
 
+PARK_MS = 60_000
+"""How far a newer run's queue entry is moved while ARQ ends a superseded run (a round trip
+or two): out of every poll's reach. Should the stale worker die in between, the newer run's
+next try (after its ``Retry``) starts this much later."""
+
 OUTPUT_BACKLOG = 1000
 """Unsent writes at which a job appending output waits for Redis to take them."""
 
@@ -567,15 +597,33 @@ class Run:
     await run.finish({"steps": 5})
     """
 
-    __slots__ = ("_batch", "_refused", "attempt", "job_id", "token", "worker_id")
+    __slots__ = (
+        "_batch", "_refused", "_writes", "attempt", "job_id", "queue_name", "token", "worker_id",
+    )  # fmt: skip
 
-    def __init__(self, batch: WriteBatch, job_id: str, *, attempt: int, worker_id: str) -> None:
+    def __init__(
+        self,
+        batch: WriteBatch,
+        job_id: str,
+        *,
+        attempt: int,
+        worker_id: str,
+        queue_name: str = default_queue_name,
+    ) -> None:
         self._batch = batch
         self.job_id = job_id
         self.attempt = attempt
         self.worker_id = worker_id
+        self.queue_name = queue_name
         self.token = new_run_token()
         self._refused: BaseException | None = None
+        self._writes = 0
+
+    def _once(self) -> tuple[str, int]:
+        """This write's id: the run's token and its number among the run's writes, so that
+        one sent again (a connection retried across a failover) is applied once."""
+        self._writes += 1
+        return self.token, self._writes
 
     async def append(self, entry: Mapping[str, Any]) -> None:
         """Append an output entry (a log line, a chunk) without waiting for Redis: it is
@@ -585,10 +633,14 @@ class Run:
         writing as fast as it can is paced by Redis, never buffered without bound. A write
         Redis refused (the job ended, or this run was superseded) raises here, at the next
         entry. Raises ``TypeError``/``ValueError`` at once for what JSON cannot carry.
+
+        The entry gets the run's ``attempt``, so that a reader tells a new attempt's output
+        from the output of the one before it.
         """
         if self._refused is not None:
             raise self._refused
-        future = self._batch.append(self.job_id, entry, run=self.token)
+        entry = {**entry, "attempt": self.attempt}
+        future = self._batch.append(self.job_id, entry, run=self.token, once=self._once())
         future.add_done_callback(self._note)
         if self._batch.backlog >= OUTPUT_BACKLOG:
             await asyncio.wait([future])
@@ -607,8 +659,9 @@ class Run:
                  "attempt": self.attempt}  # fmt: skip
         hidden = {"run": self.token, "worker": self.worker_id, "started_at": utcnow()}
         return self._batch.submit(
-            self.job_id, patch, function=function, only_from=step.sources, hidden=hidden
-        )
+            self.job_id, patch, function=function, only_from=step.sources, hidden=hidden,
+            once=self._once(),
+        )  # fmt: skip
 
     async def report(self, percent: float, message: str) -> bytes:
         """Raises ``WrongStatus`` (paused: the caller waits), ``JobIsFinal`` or
@@ -641,20 +694,40 @@ class Run:
     async def superseded(self) -> Exception:
         """What to tell ARQ of this run, now that a newer one has taken the job over.
 
-        While the newer run still waits in ARQ's queue, ``RetryJob``: ARQ then leaves the
-        job's queue entry alone, where ending this run any other way would take it out, and
-        the newer run would never start (the job would be settled as failed). Once the newer
-        run is under way, ``RunSuperseded``: ARQ ends its bookkeeping of this run, the
-        newer one goes on under its own.
+        ``RetryJob``, whether the newer run waits in the queue, is under way or has ended:
+        ARQ's records of the job (its record, queue entry, tries, result) are the newer run's
+        by now, and this is the one end after which ARQ leaves them all as they are. Any
+        other end makes ARQ delete the job's record and queue entry and store a result, so
+        that the newer run's ``Retry`` would find no job to retry (measured: it then failed
+        as ``Expired``). A ``Retry`` with a delay would move the queue entry, and a return
+        would store this run's result. ARQ still deletes the in-progress key: first the
+        job's queue entry is parked out of any poll's reach while a newer run holds the
+        job, and ``keep_newer`` puts both back once ARQ is done.
         """
-        snapshot = await self.status()
-        if snapshot is not None and snapshot.status is Status.QUEUED:
-            return RetryJob()
-        return RunSuperseded(self.job_id, self.token)
+        # RetryJob even if Redis fails here: any other end would cost the newer run more.
+        with contextlib.suppress(RedisError, OSError):
+            await self._newer_run("park", PARK_MS)
+        return RetryJob()
+
+    async def keep_newer(self, held_ttl_ms: int) -> bool:
+        """Once ARQ has ended this superseded run: put the newer run's queue entry back where
+        it was, and the in-progress key ARQ deleted for this run, which was the newer run's,
+        so that no worker starts the job a third time while the newer run is under way.
+        Returns whether the key was put back."""
+        return await self._newer_run("keep", held_ttl_ms)
+
+    async def _newer_run(self, step: str, amount: int) -> bool:
+        job_id = self.job_id
+        arq = [in_progress_key_prefix + job_id, job_key_prefix + job_id, self.queue_name]
+        return await self._batch.store.newer_run(
+            job_id, step, self.token, arq, [_NO_RUN, job_id, amount]
+        )
 
     @property
     def metrics(self) -> WorkerMetrics | None:
         return self._batch.metrics
 
     async def _write(self, patch: dict[str, Any], step: Transition) -> bytes:
-        return await self._batch.submit(self.job_id, patch, only_from=step.sources, run=self.token)
+        return await self._batch.submit(
+            self.job_id, patch, only_from=step.sources, run=self.token, once=self._once()
+        )

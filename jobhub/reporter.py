@@ -27,7 +27,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import msgspec
+from arq.constants import default_queue_name
 from arq.worker import Function, Retry, func
+from redis.exceptions import RedisError
 
 from .batch import WriteBatch
 from .exceptions import (
@@ -54,6 +56,7 @@ __all__ = [
     "Runs",
     "ThreadJobContext",
     "WorkerRuntime",
+    "after_job_end",
     "job",
     "wrap",
 ]
@@ -62,6 +65,9 @@ logger = logging.getLogger("jobhub.worker")
 
 RUNTIME = "jobhub.runtime"
 """Key of the worker's ``WorkerRuntime`` in ARQ's ``ctx``, put there at worker startup."""
+
+SUPERSEDED = "jobhub.superseded"
+"""Key, in one job's ARQ ``ctx``, of its run when that run ended superseded."""
 
 PAUSE_POLL_SECONDS = 0.2
 """How often a paused job looks whether it was resumed."""
@@ -255,6 +261,7 @@ class WorkerRuntime:
     batch: WriteBatch
     worker_id: str
     runs: Runs
+    queue_name: str = default_queue_name
 
 
 class ThreadJobContext:
@@ -340,7 +347,7 @@ def wrap(
         worker = cast(WorkerRuntime, ctx[RUNTIME])
         job_id = cast(str, ctx["job_id"])
         this = Run(worker.batch, job_id, attempt=cast(int, ctx["job_try"]),
-                   worker_id=worker.worker_id)  # fmt: skip
+                   worker_id=worker.worker_id, queue_name=worker.queue_name)  # fmt: skip
         # Known to this worker before its start is stored, so that the heartbeat never
         # takes a run that is just starting for one that was lost.
         entry = worker.runs.add(this)
@@ -350,6 +357,10 @@ def wrap(
         try:
             return await _run(function, this, entry, ctx, limit, tries, args, kwargs)
         except RunSuperseded:
+            ctx[SUPERSEDED] = this  # for after_job_end, once ARQ has ended the run
+            # Known as superseded now, so that the heartbeat, finding it out too, does not
+            # cancel what is left of it: telling ARQ how it ends.
+            entry.superseded = True
             raise await this.superseded() from None
         finally:
             await _settle(started, job_id)
@@ -359,6 +370,27 @@ def wrap(
     # are recovered by the heartbeats (jobhub/recovery.py), not by ARQ's in-progress expiry.
     # (ARQ's type for a job function does not know positional-only parameters.)
     return func(run, name=function.name, timeout=ARQ_TIMEOUT, max_tries=tries)  # type: ignore[arg-type]
+
+
+async def after_job_end(ctx: dict[str, Any]) -> None:
+    """ARQ's ``after_job_end``: once ARQ has ended a superseded run's bookkeeping, put back
+    what of the newer run's it deleted (``Run.keep_newer``)."""
+    stale = cast(Run | None, ctx.get(SUPERSEDED))
+    if stale is None:
+        return
+    job_id = stale.job_id
+    try:
+        # ARQ's in-progress keys live as long as its time limit, plus 10 s (arq.worker).
+        kept = await stale.keep_newer(int((ARQ_TIMEOUT + 10) * 1000))
+    except (RedisError, OSError) as exc:
+        # Never raised to ARQ: an error from this hook ends the worker's poll loop. The
+        # newer run goes on; only another worker could now start the job too.
+        logger.warning("job %s: the newer run's in-progress mark not put back (%s)", job_id,
+                       exc, extra=log_job(job_id))  # fmt: skip
+        return
+    if kept:
+        logger.info("job %s: the newer run's in-progress mark put back", job_id,
+                    extra=log_job(job_id))  # fmt: skip
 
 
 class JobRaised(RuntimeError):
@@ -482,6 +514,9 @@ async def _settle(started: asyncio.Future[bytes], job_id: str) -> None:
         )
     except WrongStatus as exc:
         logger.info("job %s could not start: %s", job_id, exc, extra=log_job(job_id))
+    except JobNotFound:
+        # Deleted: ARQ still ran it (its queue entry outlived the delete); it stays deleted.
+        logger.info("job %s was deleted before it started", job_id, extra=log_job(job_id))
 
 
 async def _traceback(run: Run, exc: BaseException) -> None:

@@ -14,7 +14,7 @@ import msgspec
 from . import keys
 from .snapshot import AT_WORK, TERMINAL, Snapshot, Status
 
-__all__ = ["CREATE", "DELETE", "FIELDS", "FLUSH", "WRITE"]
+__all__ = ["CREATE", "DELETE", "FIELDS", "FLUSH", "NEWER_RUN", "WRITE"]
 
 FIELDS = [field.name for field in msgspec.structs.fields(Snapshot)]  # in wire order
 
@@ -89,38 +89,49 @@ if new_status ~= status then
 end
 """
 
-# KEYS: job hash, history list, then the keys of an enqueue (see ``Enqueue``): the queue's
-# job key, the queue, and keys whose existence means the queue still holds the id.
-# ARGV: channel, history cap, job payload, its TTL (ms), its score in the queue, the job id
-# as the queue knows it (all four empty without an enqueue), then field/value pairs.
-# Replies {1, data} when created, {0, existing data} when the job exists, {2, ''} when the
-# queue still holds the id. Snapshot and queue entry are written in one step, so no crash
-# can leave a queued snapshot that no queue holds, or a queued job without a snapshot.
+# KEYS: job hash, history list, the job's tombstone, then the keys of an enqueue (see
+# ``Enqueue``): the queue's job key, the queue, and keys whose existence means the queue
+# still holds the id. ARGV: channel, history cap, job payload, its TTL (ms), its score in the
+# queue, the job id as the queue knows it (all four empty without an enqueue), whether a
+# tombstone refuses the create ('1': adopting what the queue alone knows), then field/value
+# pairs. Replies {1, data} when created, {0, existing data} when the job exists, {2, ''} when
+# the queue still holds the id, {3, ''} when refused for a tombstone. Snapshot and queue entry
+# are written in one step, so no crash can leave a queued snapshot that no queue holds, or a
+# queued job without a snapshot.
 CREATE = f"""
 local stash = false
 {_PUBLISH_LUA}
 local existing = redis.call('HGET', KEYS[1], 'data')
 if existing then return {{0, existing}} end
-if KEYS[3] then
-  for i = 3, #KEYS do
-    if i ~= 4 and redis.call('EXISTS', KEYS[i]) == 1 then return {{2, ''}} end
+local deleted = redis.call('EXISTS', KEYS[3]) == 1
+if deleted and ARGV[7] == '1' then return {{3, ''}} end
+if KEYS[4] then
+  if redis.call('EXISTS', KEYS[4]) == 1 then return {{2, ''}} end
+  for i = 6, #KEYS do
+    if redis.call('EXISTS', KEYS[i]) == 1 then
+      -- Under a tombstone, what the queue holds (a result written after the delete) is the
+      -- deleted job's leftover, not a job of its own: the new job replaces it.
+      if not deleted then return {{2, ''}} end
+      redis.call('DEL', KEYS[i])
+    end
   end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+redis.call('DEL', KEYS[3])
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
 {_INDEX_LUA}
 {_COMPOSE_LUA}
 {_RECORD_LUA.replace("ARGV[HISTORY]", "ARGV[2]")}
-if KEYS[3] then
-  redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
-  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6])
+if KEYS[4] then
+  redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
+  redis.call('ZADD', KEYS[5], ARGV[5], ARGV[6])
 end
 return {{1, data}}
 """
 
-# KEYS: job hash, history list, output stream, the caller's outbox, and (written by a
-# worker) the worker's set of held jobs. ARGV: channel, ttl seconds, history cap, output
-# cap, init, whether to stash what it publishes in the outbox ('1') or publish it at once,
-# then one or more patches or entries.
+# KEYS: job hash, history list, output stream, the caller's outbox, the job's tombstone, and
+# (written by a worker) the worker's set of held jobs. ARGV: channel, ttl seconds, history
+# cap, output cap, init, whether to stash what it publishes in the outbox ('1') or publish it
+# at once, then one or more patches or entries.
 # A patch is field and fragment pairs joined by NUL: one argument instead of one per field,
 # since packing arguments is most of a write's client cost, and JSON escapes every control
 # character, so NUL cannot occur inside a fragment. Each patch becomes its own snapshot with
@@ -133,6 +144,10 @@ return {{1, data}}
 # never below the newest entry's: so ids still increase, and a reader whose place was
 # trimmed away learns exactly how many entries it missed from the first kept id alone
 # (Redis 6.2 keeps no count of entries ever added to a stream).
+# A run's write may carry its number (``?once``, the run's token and a count that grows with
+# each write of the run): one the job already applied (sent again once a connection failed
+# over, its reply lost) answers the job's snapshot as it is now, or the run's latest entry id,
+# and is not applied twice. Only the newest run's last number is kept: O(1) per job.
 # Replies {outcome, status, data of each applied patch or id of each entry}; outcome is 'ok',
 # 'final' (the rest were refused: the job is terminal), 'refused' (a status guard), 'fenced'
 # (the writing run is not the job's newest) or 'missing'.
@@ -147,16 +162,31 @@ local function split(s)
 end
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then
-  if ARGV[5] == '' then return {{'missing', ''}} end
+  -- A deleted job stays deleted: a run that ARQ still starts for it creates nothing.
+  if ARGV[5] == '' or redis.call('EXISTS', KEYS[5]) == 1 then return {{'missing', ''}} end
   redis.call('HSET', KEYS[1], 'seq', 0, unpack(split(ARGV[5])))
 {_INDEX_LUA}
   status = redis.call('HGET', KEYS[1], 'status')
 end
 local applied = {{}}
 local last_ms, last_n  -- of the newest output entry, read at the first entry appended
-for i = 7, #ARGV do
-  if terminal[status] then return {{'final', status, unpack(applied)}} end
+for i = 7, #ARGV do repeat  -- (`break` leaves the repeat: Lua 5.1 has no `continue`)
   local patch = split(ARGV[i])
+  local once = nil
+  if patch[1] == '?once' then
+    once = tonumber(patch[3])
+    local done = redis.call('HGET', KEYS[1], 'run') == patch[2]
+      and tonumber(redis.call('HGET', KEYS[1], 'wn') or '0') >= once
+    for _ = 1, 3 do table.remove(patch, 1) end
+    if done then
+      local k = 1
+      while patch[k] == '?run' or patch[k] == '?from' do k = k + 2 end
+      local field = patch[k] == '!entry' and 'we' or 'data'
+      applied[#applied + 1] = redis.call('HGET', KEYS[1], field) or ''
+      break
+    end
+  end
+  if terminal[status] then return {{'final', status, unpack(applied)}} end
   if patch[1] == '?run' then
     -- Fencing: a write of a run applies only while that run is the job's newest. A run that
     -- was declared lost, or outlived by a newer start, has its writes refused.
@@ -201,7 +231,12 @@ for i = 7, #ARGV do
 {_COUNT_LUA}
     status = new_status
   end
-end
+  if once and patch[1] == '!entry' then
+    redis.call('HSET', KEYS[1], 'wn', once, 'we', applied[#applied])
+  elseif once then
+    redis.call('HSET', KEYS[1], 'wn', once)
+  end
+until true end
 if terminal[status] then
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   redis.call('EXPIRE', KEYS[2], ARGV[2])
@@ -214,32 +249,69 @@ if terminal[status] then
     redis.call('ZADD', '{keys.WEBHOOKS}', due, redis.call('HGET', KEYS[1], 'job_id'))
   end
 end
-if KEYS[5] then
+if KEYS[6] then
   -- Written by a worker: the job counts as that worker's while it is at work, so that it is
   -- recovered if the worker stops beating (jobhub/recovery.py).
   local job = redis.call('HGET', KEYS[1], 'job_id')
   local at_work = {_AT_WORK_LUA}
   if at_work[status] then
-    redis.call('SADD', KEYS[5], job)
+    redis.call('SADD', KEYS[6], job)
   else
-    redis.call('SREM', KEYS[5], job)
+    redis.call('SREM', KEYS[6], job)
   end
 end
 return {{'ok', status, unpack(applied)}}
 """
 
-# KEYS: job hash, then every other key of the job to delete with it. Deletes only an ended
-# job; replies its status fragment (or nil if there is no such job).
+# KEYS: the job's tombstone, job hash, then every other key of the job to delete with it.
+# ARGV: the tombstone's TTL (s). Deletes only an ended job and leaves its tombstone, so that
+# what the queue writes later for it (a run still ending) cannot bring it back; replies its
+# status fragment (or nil if there is no such job).
 DELETE = f"""
-local status = redis.call('HGET', KEYS[1], 'status')
+local status = redis.call('HGET', KEYS[2], 'status')
 if not status then return nil end
 local terminal = {_TERMINAL_LUA}
 if not terminal[status] then return status end
-local job_id = redis.call('HGET', KEYS[1], 'job_id')
-redis.call('DEL', unpack(KEYS))
+local job_id = redis.call('HGET', KEYS[2], 'job_id')
+redis.call('DEL', unpack(KEYS, 2))
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 redis.call('ZREM', '{keys.JOBS}', job_id)
 redis.call('ZREM', '{keys.ACTIVE}', job_id)
 return status
+"""
+
+# KEYS: job hash, the queue's in-progress key, job key and queue. ARGV: 'park' or 'keep', the
+# token of a superseded run, the token of no run, the job's id in the queue, then how far (ms)
+# to move its queue entry ('park') or the in-progress key's TTL (ms, 'keep').
+# The queue ends a superseded run's bookkeeping by deleting the job's in-progress key, which
+# by then is the newer run's: without it any worker (the stale one's own next poll first)
+# would start the job a third time. So, before the queue ends the stale run, 'park' moves the
+# job's queue entry into the future while a newer run holds the job (no poll selects it,
+# and the queue's own moves of the entry are relative, so they add up); once it has, 'keep'
+# moves the entry back and puts the in-progress key back while the newer run is at work.
+# Reply 1 if it moved the entry ('park') or put the key back ('keep').
+NEWER_RUN = f"""
+local run = redis.call('HGET', KEYS[1], 'run')
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 0 end
+local at_work = {_AT_WORK_LUA}
+local newer = run and run ~= ARGV[2] and run ~= ARGV[3] and at_work[status]
+if ARGV[1] == 'park' then
+  if not (newer or redis.call('EXISTS', KEYS[2]) == 1) then return 0 end
+  if not redis.call('ZSCORE', KEYS[4], ARGV[4]) then return 0 end
+  redis.call('ZINCRBY', KEYS[4], ARGV[5], ARGV[4])
+  redis.call('HINCRBY', KEYS[1], 'parked', ARGV[5])
+  return 1
+end
+local parked = redis.call('HGET', KEYS[1], 'parked')
+if parked then
+  redis.call('HDEL', KEYS[1], 'parked')
+  if redis.call('ZSCORE', KEYS[4], ARGV[4]) then
+    redis.call('ZINCRBY', KEYS[4], -tonumber(parked), ARGV[4])
+  end
+end
+if not newer or redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
+return redis.call('SET', KEYS[2], '1', 'PX', ARGV[5], 'NX') and 1 or 0
 """
 
 # KEYS: an outbox (see ``_PUBLISH_LUA``). Publishes what it holds, in order, and deletes it.

@@ -37,10 +37,10 @@ from .exceptions import (
     WrongStatus,
 )
 from .frames import LAST_ENTRY, entry_key
-from .scripts import CREATE, DELETE, FIELDS, FLUSH, WRITE
+from .scripts import CREATE, DELETE, FIELDS, FLUSH, NEWER_RUN, WRITE
 from .snapshot import TERMINAL, Snapshot, Status, decode, utcnow
 
-__all__ = ["PATCHABLE", "Enqueue", "PreparedWrite", "Store"]
+__all__ = ["PATCHABLE", "TOMBSTONE_MARGIN_SECONDS", "Enqueue", "PreparedWrite", "Store"]
 
 # The `type: ignore[misc]` below: redis-py types each command as one union of its sync and
 # async results, which mypy cannot await.
@@ -50,6 +50,11 @@ PATCHABLE = frozenset(_FIELDS) - {"job_id", "seq", "created_at", "updated_at"}
 """Snapshot fields a write may set; ``seq`` and ``updated_at`` are set by every write."""
 
 _encode = msgspec.json.Encoder().encode
+
+TOMBSTONE_MARGIN_SECONDS = 3600
+"""How much longer than a result a deleted job's tombstone lives: a run still ending when
+its job was deleted (a slow ``finally``) writes the queue's result later, kept a result's
+TTL from then."""
 
 
 # The fields of a queued snapshot that do not depend on the job or the time, encoded once.
@@ -113,6 +118,7 @@ class Store:
         self._wait_ms = wait_timeout_ms
         self._create = redis.register_script(CREATE)
         self._delete = redis.register_script(DELETE)
+        self._newer_run = redis.register_script(NEWER_RUN)
         self._write_sha = redis.register_script(WRITE).sha
 
     async def create(
@@ -121,6 +127,7 @@ class Store:
         *,
         hidden: Mapping[str, bytes] | None = None,
         enqueue: Enqueue | None = None,
+        unless_deleted: bool = False,
     ) -> tuple[bool, bytes]:
         """Store and publish a job's first snapshot unless the job exists, and with
         ``enqueue`` put it in its queue in the same atomic step.
@@ -129,10 +136,15 @@ class Store:
         client-chosen job id is an idempotency key. ``hidden`` are fields kept beside the
         snapshot but not part of it (a webhook's URL). Raises ``QueueHoldsId`` if the queue
         still holds a job under this id (nothing is written then).
+
+        A job created under the id of a deleted one clears its tombstone (and what the queue
+        wrote for the deleted job after the delete); with ``unless_deleted`` the tombstone
+        refuses the create instead, which returns ``(False, b"")``.
         """
         job_id = snapshot.job_id
-        job_keys = [keys.job_snapshot(job_id), keys.job_history(job_id)]
-        args: list[Any] = [keys.job_channel(job_id), self._history, "", "", "", ""]
+        job_keys = [keys.job_snapshot(job_id), keys.job_history(job_id), keys.job_deleted(job_id)]
+        args: list[Any] = [keys.job_channel(job_id), self._history, "", "", "", "",
+                           "1" if unless_deleted else "0"]  # fmt: skip
         if enqueue is not None:
             job_keys += [enqueue.job_key, enqueue.queue, *enqueue.held_keys]
             args[2:6] = [enqueue.payload, enqueue.ttl_ms, enqueue.score, job_id]
@@ -156,6 +168,8 @@ class Store:
             created, data = await self._create(keys=job_keys, args=args)
         if created == 2:
             raise QueueHoldsId(job_id)
+        if created == 3:
+            return False, b""
         return created == 1, cast(bytes, data)
 
     async def write(
@@ -166,6 +180,7 @@ class Store:
         only_from: Collection[Status] = (),
         run: str | None = None,
         hidden: Mapping[str, str] | None = None,
+        once: tuple[str, int] | None = None,
     ) -> bytes:
         """Set the fields in ``patch`` as the job's next snapshot; returns its JSON.
 
@@ -174,7 +189,9 @@ class Store:
         is not among it, ``RunSuperseded`` if ``run`` is given and is not the job's newest
         run, and ``TypeError``/``ValueError`` if a value cannot be encoded as JSON.
         """
-        prepared = self.prepare(job_id, patch, only_from=only_from, run=run, hidden=hidden)
+        prepared = self.prepare(
+            job_id, patch, only_from=only_from, run=run, hidden=hidden, once=once
+        )
         [result] = await self.write_many([prepared])
         if isinstance(result, JobhubError):
             raise result
@@ -190,6 +207,7 @@ class Store:
         owner: str | None = None,
         run: str | None = None,
         hidden: Mapping[str, str] | None = None,
+        once: tuple[str, int] | None = None,
     ) -> PreparedWrite:
         """Encode a write now (a bad value raises here), to send with ``write_many``.
 
@@ -199,7 +217,10 @@ class Store:
         meets ``WrongStatus``. With ``run``, it applies only while the job's hidden ``run``
         field holds that token, else it meets ``RunSuperseded``. ``owner`` is the id of the
         worker writing, which keeps the job among its jobs while it is at work. ``hidden``
-        fields are stored beside the snapshot, not in it (``run``, ``worker``).
+        fields are stored beside the snapshot, not in it (``run``, ``worker``). ``once``, a
+        run's token and the number of this write among the run's (growing), makes the write
+        apply once however often it is sent: one already applied answers the snapshot as it
+        is now (see ``scripts.WRITE``).
         """
         unknown = patch.keys() - PATCHABLE
         if unknown:
@@ -210,6 +231,8 @@ class Store:
             parts[:0] = [b"?from", b"|".join(_encode(status) for status in only_from)]
         if run is not None:
             parts[:0] = [b"?run", run.encode()]
+        if once is not None:
+            parts[:0] = _once(once)
         for name, value in patch.items():
             parts += [name.encode(), _encode(value)]
         for name, text in (hidden or {}).items():
@@ -227,7 +250,13 @@ class Store:
         return PreparedWrite(job_id, b"\0".join(parts), init, owner, run)
 
     def prepare_entry(
-        self, job_id: str, entry: Mapping[str, Any], *, run: str | None, owner: str | None
+        self,
+        job_id: str,
+        entry: Mapping[str, Any],
+        *,
+        run: str | None,
+        owner: str | None,
+        once: tuple[str, int] | None = None,
     ) -> PreparedWrite:
         """Encode an output entry (a log line or a chunk) to append, as for ``prepare``; its
         result in ``write_many`` is the entry's stream id.
@@ -246,6 +275,8 @@ class Store:
         parts = [b"!entry", encoded]
         if run is not None:
             parts[:0] = [b"?run", run.encode()]
+        if once is not None:
+            parts[:0] = _once(once)
         return PreparedWrite(job_id, b"\0".join(parts), b"", owner, run)
 
     async def output(
@@ -323,7 +354,7 @@ class Store:
             patches = [w.patch for w in group]
             job_keys = [
                 keys.job_snapshot(job_id), keys.job_history(job_id), keys.job_output(job_id),
-                outbox,
+                outbox, keys.job_deleted(job_id),
             ]  # fmt: skip
             owner = group[0].owner
             if owner is not None:
@@ -437,14 +468,34 @@ class Store:
         """Delete an ended job and everything kept of it (and the keys in ``also``); returns
         its status (a job not ended is left as it is), or None if there is no such job."""
         job_keys = [
+            keys.job_deleted(job_id),
             keys.job_snapshot(job_id),
             keys.job_history(job_id),
             keys.job_output(job_id),
             keys.job_deliveries(job_id),
             *also,
         ]
-        status = await self._delete(keys=job_keys)
+        status = await self._delete(keys=job_keys, args=[self._ttl + TOMBSTONE_MARGIN_SECONDS])
         return None if status is None else Status(msgspec.json.decode(status))
+
+    async def deleted_many(self, job_ids: Sequence[str]) -> list[bool]:
+        """Whether each job was deleted lately (its tombstone lives), in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.exists(keys.job_deleted(job_id))
+            return [bool(n) for n in await pipe.execute()]
+
+    async def newer_run(
+        self, job_id: str, step: str, stale: str, arq: Sequence[str], argv: Sequence[Any]
+    ) -> bool:
+        """Keep a newer run's queue records safe from the queue's end of the superseded run
+        ``stale``: ``step`` is ``park`` (before that end) or ``keep`` (after it); ``arq`` the
+        queue's in-progress key, job key and queue; ``argv`` the token of no run, the job's
+        id in the queue and the step's amount. See ``scripts.NEWER_RUN``."""
+        done = await self._newer_run(
+            keys=[keys.job_snapshot(job_id), *arq], args=[step, stale, *argv]
+        )
+        return bool(done)
 
     async def counts(self) -> dict[str, int]:
         """How many jobs have each status that is not final, now."""
@@ -487,6 +538,13 @@ class Store:
         """``(seq, JSON)`` of the latest snapshot, for answers that carry an ETag."""
         seq, data = await self._redis.hmget(keys.job_snapshot(job_id), ["seq", "data"])  # type: ignore[misc]
         return None if data is None else (int(seq), data)
+
+
+def _once(once: tuple[str, int]) -> list[bytes]:
+    token, number = once
+    if number < 1:
+        raise ValueError(f"a write's number counts from 1, got {number}")
+    return [b"?once", token.encode(), str(number).encode()]
 
 
 def _after(entry_id: str) -> str | None:

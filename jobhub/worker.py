@@ -24,7 +24,15 @@ from .metrics import WorkerMetrics
 from .reconciler import Reconciler
 from .recovery import Recovery
 from .registry import Registry, new_worker_id
-from .reporter import ARQ_TIMEOUT, RUNTIME, JobFunction, Runs, WorkerRuntime, wrap
+from .reporter import (
+    ARQ_TIMEOUT,
+    RUNTIME,
+    JobFunction,
+    Runs,
+    WorkerRuntime,
+    after_job_end,
+    wrap,
+)
 from .settings import Settings
 from .store import Store
 from .webhooks import Deliveries
@@ -72,7 +80,7 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
         metrics = WorkerMetrics()
         runs = Runs()
         ctx[RUNTIME] = WorkerRuntime(WriteBatch(store, owner=worker_id, metrics=metrics),
-                                     worker_id, runs)  # fmt: skip
+                                     worker_id, runs, settings.queue_name)  # fmt: skip
         if settings.worker_metrics_port is not None:
             ctx[METRICS_SERVER], _ = start_http_server(
                 settings.worker_metrics_port, registry=metrics.registry
@@ -127,6 +135,8 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
             "max_tries": settings.max_tries,
             "on_startup": on_startup,
             "on_shutdown": on_shutdown,
+            # A superseded run's end: put back what ARQ deleted of the newer run's.
+            "after_job_end": after_job_end,
             # ARQ's own connection, for `arq --check` only: the worker runs on redis_pool.
             "redis_settings": arq_settings(settings),
             # A client of jobhub's own, so that no dropped connection, Redis restart or
