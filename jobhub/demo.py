@@ -1,8 +1,15 @@
-"""Demo jobs, used by the demo page, the README and the tests."""
+"""Demo jobs, used by the demo page, the README and the tests.
+
+Their arguments arrive as JSON, or as text from ``--kwarg steps=abc``: each is checked
+before the job does anything, and one that is wrong fails the job with a message naming it,
+which is also the job's last progress message (not the "started" it had until then).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import reprlib
+from typing import Any, NoReturn
 
 from .reporter import JobContext, job
 
@@ -12,8 +19,8 @@ __all__ = ["FUNCTIONS", "count", "fail", "noop", "tokens"]
 @job("demo.count")
 async def count(job: JobContext, steps: int = 10, delay: float = 0.5) -> dict[str, int]:
     """Sleep ``delay`` seconds ``steps`` times, reporting ``step i/steps`` after each."""
-    if not (isinstance(steps, int) and steps <= 10_000 and 0 <= delay <= 60):
-        raise ValueError("demo.count takes at most 10000 steps of at most 60 s")
+    await _whole(job, "steps", steps, 10_000)
+    await _seconds(job, "delay", delay)
     for i in range(1, steps + 1):
         await asyncio.sleep(delay)
         await job.report(100 * i / steps, f"step {i}/{steps}")
@@ -23,6 +30,8 @@ async def count(job: JobContext, steps: int = 10, delay: float = 0.5) -> dict[st
 @job("demo.fail")
 async def fail(job: JobContext, after: int = 2, delay: float = 0.2) -> None:
     """Report ``after`` steps of progress, then raise ``ValueError``."""
+    await _whole(job, "after", after, 10_000)
+    await _seconds(job, "delay", delay)
     for i in range(1, after + 1):
         await asyncio.sleep(delay)
         await job.report(10 * i, f"step {i}, about to fail")
@@ -38,8 +47,8 @@ async def noop(job: JobContext) -> None:
 async def tokens(job: JobContext, count: int = 50, delay: float = 0.05) -> str:
     """Type out ``count`` words as output chunks, ``"w0 "``, ``"w1 "``, …, like a language
     model's answer; a log line every 10 words; returns the whole text."""
-    if not (isinstance(count, int) and 0 <= count <= 100_000 and 0 <= delay <= 60):
-        raise ValueError("demo.tokens takes at most 100000 words of at most 60 s each")
+    await _whole(job, "count", count, 100_000)
+    await _seconds(job, "delay", delay)
     words = []
     for i in range(count):
         if delay:
@@ -53,3 +62,26 @@ async def tokens(job: JobContext, count: int = 50, delay: float = 0.05) -> str:
 
 
 FUNCTIONS = [count, fail, noop, tokens]
+
+
+async def _whole(job: JobContext, name: str, value: Any, most: int) -> None:
+    # bool is an int to Python, but `steps=true` is no count.
+    if isinstance(value, bool) or not isinstance(value, int):
+        await _refuse(job, TypeError, f"{name} must be a whole number from 0 to {most}", value)
+    if not 0 <= value <= most:
+        await _refuse(job, ValueError, f"{name} must be a whole number from 0 to {most}", value)
+
+
+async def _seconds(job: JobContext, name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        await _refuse(job, TypeError, f"{name} must be a number of seconds from 0 to 60", value)
+    if not 0 <= value <= 60:  # NaN fails this too
+        await _refuse(job, ValueError, f"{name} must be a number of seconds from 0 to 60", value)
+
+
+async def _refuse(job: JobContext, error: type[Exception], what: str, value: Any) -> NoReturn:
+    message = f"{what}, got {reprlib.repr(value)}"
+    # The failure itself leaves the progress message as it was ("started"): say why there
+    # too, where the demo page and the CLI's bar show it.
+    await job.report(0, message)
+    raise error(message)
