@@ -19,7 +19,8 @@ __all__ = ["FUNCTIONS", "count", "fail", "noop", "tokens"]
 @job("demo.count")
 async def count(job: JobContext, steps: int = 10, delay: float = 0.5) -> dict[str, int]:
     """Sleep ``delay`` seconds ``steps`` times, reporting ``step i/steps`` after each."""
-    await _whole(job, "steps", steps, 10_000)
+    # Fewer than none is none: a negative count of steps finishes at once.
+    await _whole(job, "steps", steps, 10_000, least=None)
     await _seconds(job, "delay", delay)
     for i in range(1, steps + 1):
         await asyncio.sleep(delay)
@@ -64,12 +65,15 @@ async def tokens(job: JobContext, count: int = 50, delay: float = 0.05) -> str:
 FUNCTIONS = [count, fail, noop, tokens]
 
 
-async def _whole(job: JobContext, name: str, value: Any, most: int) -> None:
+async def _whole(job: JobContext, name: str, value: Any, most: int, least: int | None = 0) -> None:
+    """Refuses ``value`` unless it is an int from ``least`` (None: any) to ``most``."""
+    span = f"up to {most}" if least is None else f"from {least} to {most}"
+    what = f"{name} must be a whole number {span}"
     # bool is an int to Python, but `steps=true` is no count.
     if isinstance(value, bool) or not isinstance(value, int):
-        await _refuse(job, TypeError, f"{name} must be a whole number from 0 to {most}", value)
-    if not 0 <= value <= most:
-        await _refuse(job, ValueError, f"{name} must be a whole number from 0 to {most}", value)
+        await _refuse(job, TypeError, what, value)
+    if value > most or (least is not None and value < least):
+        await _refuse(job, ValueError, what, value)
 
 
 async def _seconds(job: JobContext, name: str, value: Any) -> None:
@@ -80,7 +84,10 @@ async def _seconds(job: JobContext, name: str, value: Any) -> None:
 
 
 async def _refuse(job: JobContext, error: type[Exception], what: str, value: Any) -> NoReturn:
-    message = f"{what}, got {reprlib.repr(value)}"
+    # repr() of an int of thousands of digits raises (CPython's limit on int to str).
+    big = isinstance(value, int) and value.bit_length() > 64
+    shown = "a larger number" if big else reprlib.repr(value)
+    message = f"{what}, got {shown}"
     # The failure itself leaves the progress message as it was ("started"): say why there
     # too, where the demo page and the CLI's bar show it.
     await job.report(0, message)

@@ -172,12 +172,12 @@ def test_a_client_that_is_closed_cannot_be_used_and_closes_twice_quietly() -> No
 def test_a_demo_argument_of_the_wrong_type_is_named_in_the_failure(base_url: str) -> None:
     result = piped(base_url, "submit", "demo.count", "--kwarg", "steps=abc", "--follow")
     assert result.returncode == 3, result.stdout
-    assert "steps must be a whole number from 0 to 10000, got 'abc'" in result.stdout
+    assert "steps must be a whole number up to 10000, got 'abc'" in result.stdout
     assert "at most 10000 steps of at most 60 s" not in result.stdout
     job_id = next(line.split()[0] for line in result.stdout.splitlines() if "  failed  " in line)
     snap = final(base_url, job_id)
     # The snapshot's message is the failure, not the "started" it had a moment before.
-    assert snap["message"] == "steps must be a whole number from 0 to 10000, got 'abc'"
+    assert snap["message"] == "steps must be a whole number up to 10000, got 'abc'"
     assert snap["error"]["type"] == "TypeError"
 
 
@@ -185,7 +185,8 @@ def test_each_demo_function_names_the_argument_it_refuses(base_url: str) -> None
     cases = [
         ("demo.count", {"steps": 3, "delay": "fast"}, "delay must be a number of seconds"),
         ("demo.count", {"steps": True}, "steps must be a whole number"),
-        ("demo.count", {"steps": 10_001}, "steps must be a whole number from 0 to 10000"),
+        ("demo.count", {"steps": 10_001}, "steps must be a whole number up to 10000, got 10001"),
+        ("demo.count", {"steps": 10**30}, "steps must be a whole number up to 10000, got a larger"),
         ("demo.tokens", {"count": "many"}, "count must be a whole number"),
         ("demo.fail", {"after": 1.5}, "after must be a whole number"),
     ]
