@@ -372,6 +372,10 @@ class Client:
     def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Runs ``coroutine`` on the loop thread and returns its result here. Interrupted
         (Ctrl-C), it cancels the coroutine rather than leave it running behind the caller."""
+        if threading.current_thread() is self._thread:
+            # From ``on_log``/``on_output``: waiting here would stop the loop it waits on.
+            coroutine.close()
+            raise RuntimeError("a Client cannot be called from its own callbacks")
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         try:
             return future.result()

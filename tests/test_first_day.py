@@ -342,3 +342,13 @@ def test_dev_says_it_uses_the_sentinel_primary() -> None:
         f"jobhub: using the Redis Sentinel primary {MASTER_NAME!r}, now at "
         f"127.0.0.1:{topology.master_port}, from sentinels {topology.sentinels}\n"
     ), lines
+
+
+def test_a_client_called_from_its_own_callback_says_so_instead_of_hanging(base_url: str) -> None:
+    import jobhub
+
+    with jobhub.Client(base_url) as hub:
+        job = hub.submit("demo.tokens", count=10, delay=0)
+        with pytest.raises(RuntimeError, match="cannot be called from its own callbacks"):
+            hub.wait(job.job_id, timeout=20, on_log=lambda entry: hub.get(job.job_id))
+        assert hub.get(job.job_id).job_id == job.job_id  # still usable afterwards
