@@ -187,7 +187,13 @@ def dev(host: str, port: int, workers: int, web_processes: int, worker_settings:
     """Run the whole stack until Ctrl-C: Redis (private, unless REDIS_URL is set), ARQ
     workers and the web app. Exits 1 at once, saying why, if it cannot start."""
     # Imported here: the other subcommands are HTTP clients and need none of the stack.
-    from .devserver import RedisServer, Stack, check_port_free, check_worker_settings
+    from .devserver import (
+        RedisServer,
+        Stack,
+        check_port_free,
+        check_worker_settings,
+        describe_redis,
+    )
 
     stopping = False
 
@@ -198,7 +204,8 @@ def dev(host: str, port: int, workers: int, web_processes: int, worker_settings:
     with ExitStack() as resources:
         try:
             # A malformed variable fails before anything starts.
-            sentinels = Settings.from_env().redis_sentinels
+            settings = Settings.from_env()
+            sentinels = settings.redis_sentinels
             check_port_free(host, port)
             if workers:
                 check_worker_settings(worker_settings, os.getcwd())
@@ -207,7 +214,7 @@ def dev(host: str, port: int, workers: int, web_processes: int, worker_settings:
             if not redis_url:
                 private = resources.enter_context(RedisServer())
                 redis_url = private.url
-                click.echo(f"jobhub: started a private redis-server at {redis_url}")
+            click.echo(f"jobhub: {describe_redis(redis_url, settings, private)}")
             stack = Stack(
                 redis_url,
                 host=host,

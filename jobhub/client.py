@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import re
+import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator
 from types import TracebackType
-from typing import Any, Literal, NoReturn, Self, TypeAlias, overload
+from typing import Any, Literal, NoReturn, Self, TypeAlias, TypeVar, overload
 
-import anyio.from_thread
 import httpx
 import msgspec
 from httpx_sse import ServerSentEvent, aconnect_sse
@@ -39,6 +39,8 @@ from .logs import job as log_job
 from .snapshot import JOB_ID, Snapshot, Status, decode
 
 __all__ = ["AsyncClient", "Client", "Gap", "JobEvent", "LogEntry", "OutputChunk"]
+
+T = TypeVar("T")
 
 STREAM_FAILURES = 3
 """Stream failures in a row before ``events()`` polls instead."""
@@ -386,16 +388,39 @@ class AsyncClient:
 
 class Client:
     """The same API for code without an event loop: each call runs on a private loop thread
-    (where ``wait``'s ``on_log`` and ``on_output`` are called too)."""
+    (where ``wait``'s ``on_log`` and ``on_output`` are called too).
+
+    The thread is a daemon, and stops when the client is closed or garbage-collected: a
+    client nobody closes must not keep the interpreter from exiting (a non-daemon thread
+    is joined at exit, and its loop never ends on its own)."""
 
     def __init__(self, base_url: str, **options: Any) -> None:
         _checked_url(base_url)  # before the loop thread starts: nothing to stop if it fails
-        self._exit = contextlib.ExitStack()
-        self._portal = self._exit.enter_context(anyio.from_thread.start_blocking_portal())
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="jobhub-client", daemon=True
+        )
+        self._thread.start()
+        # Not a method of self: the finalizer must not keep the client alive.
+        self._stop_loop = weakref.finalize(self, _stop_loop, self._loop, self._thread)
         try:
-            self._client = self._portal.call(_make_client, base_url, options)
+            self._client = self._call(_make_client(base_url, options))
         except BaseException:
-            self._exit.close()
+            self._stop_loop()
+            raise
+
+    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Runs ``coroutine`` on the loop thread and returns its result here. Interrupted
+        (Ctrl-C), it cancels the coroutine rather than leave it running behind the caller."""
+        if threading.current_thread() is self._thread:
+            # From ``on_log``/``on_output``: waiting here would stop the loop it waits on.
+            coroutine.close()
+            raise RuntimeError("a Client cannot be called from its own callbacks")
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
             raise
 
     def __enter__(self) -> Self:
@@ -410,21 +435,21 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        self._portal.call(self._client.aclose)
-        self._exit.close()
+        """Closes the connections and stops the loop thread; a second call does nothing."""
+        if self._stop_loop.alive:
+            try:
+                self._call(self._client.aclose())
+            finally:
+                self._stop_loop()
 
     def submit(self, function: str, *args: Any, **kwargs: Any) -> Snapshot:
-        submit = functools.partial(self._client.submit, function, *args, **kwargs)
-        snapshot: Snapshot = self._portal.call(submit)
-        return snapshot
+        return self._call(self._client.submit(function, *args, **kwargs))
 
     def get(self, job_id: str) -> Snapshot:
-        snapshot: Snapshot = self._portal.call(self._client.get, job_id)
-        return snapshot
+        return self._call(self._client.get(job_id))
 
     def cancel(self, job_id: str) -> Snapshot:
-        snapshot: Snapshot = self._portal.call(self._client.cancel, job_id)
-        return snapshot
+        return self._call(self._client.cancel(job_id))
 
     def wait(
         self,
@@ -435,16 +460,11 @@ class Client:
         on_output: Callable[[Any], object] | None = None,
         on_gap: Callable[[Gap], object] | None = None,
     ) -> Snapshot:
-        wait = functools.partial(
-            self._client.wait,
-            job_id,
-            timeout=timeout,
-            on_log=on_log,
-            on_output=on_output,
-            on_gap=on_gap,
+        return self._call(
+            self._client.wait(
+                job_id, timeout=timeout, on_log=on_log, on_output=on_output, on_gap=on_gap
+            )
         )
-        snapshot: Snapshot = self._portal.call(wait)
-        return snapshot
 
     @overload
     def events(
@@ -464,7 +484,7 @@ class Client:
         while True:
             left = None if deadline is None else max(deadline - time.monotonic(), 0)
             try:
-                event: JobEvent = self._portal.call(asyncio.wait_for, iterator.__anext__(), left)
+                event: JobEvent = self._call(asyncio.wait_for(iterator.__anext__(), left))
             except (StopAsyncIteration, TimeoutError):
                 return
             yield event
@@ -490,6 +510,17 @@ def _checked_url(base_url: str) -> httpx.URL:
 
 async def _make_client(base_url: str, options: dict[str, Any]) -> AsyncClient:
     return AsyncClient(base_url, **options)
+
+
+def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    """Ends a ``Client``'s loop thread, then the loop. A finalizer runs wherever the garbage
+    collector does, the loop's own thread too, which cannot wait for itself."""
+    if thread is threading.current_thread():
+        loop.call_soon(loop.stop)  # the thread ends after the callback now running
+        return
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join()
+    loop.close()
 
 
 def _snapshot(response: httpx.Response) -> Snapshot:

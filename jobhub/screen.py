@@ -61,6 +61,10 @@ class Screen:
 
     def __exit__(self, *exc: object) -> None:
         self.live.stop()
+        if not self.console.is_terminal:
+            # rich ends the bar's last line only on a terminal: in a pipe or a CI log the
+            # next message (the summary, a timeout) would be glued to its "100%".
+            self.console.line()
         if self.mid_line and not self.typed:
             sys.stdout.write("\n")  # the shell's prompt goes on a line of its own
             sys.stdout.flush()
