@@ -82,6 +82,8 @@ from .store import Enqueue, Store
 
 __all__ = [
     "ACTIVE",
+    "ARQ_TIMEOUT",
+    "IN_PROGRESS_MS",
     "MAX_ARGUMENTS_BYTES",
     "OUTPUT_BACKLOG",
     "TRANSITIONS",
@@ -119,6 +121,13 @@ TRANSITIONS: Mapping[str, Transition] = {
 }
 """The lifecycle table above, as data: each operation's allowed statuses and its result."""
 
+
+ARQ_TIMEOUT = 10 * 365 * 24 * 3600.0
+"""The time limit ARQ is given for every job: none. A job's own limit is kept by its
+wrapper (jobhub/reporter.py), and a lost worker's jobs are recovered by the heartbeats."""
+
+IN_PROGRESS_MS = int((ARQ_TIMEOUT + 10) * 1000)
+"""How long ARQ keeps a job's in-progress key: its longest job timeout plus 10 s."""
 
 _NO_RUN = "none"
 """The run token of a job that no run holds (new tokens are hex: they never equal it)."""
@@ -172,6 +181,9 @@ class ArqView:
     result: JobResult | None
     unreadable: str | None = None
     """Why a stored result could not be read, if it could not."""
+    marked_ms_ago: int | None = None
+    """How long ago a worker marked the job in progress (ARQ's in-progress key), if one
+    did."""
 
 
 class Lifecycle:
@@ -400,11 +412,17 @@ class Lifecycle:
         async with self._redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
                 pipe.exists(job_key_prefix + job_id)
-            held = await pipe.execute()
+                pipe.pttl(in_progress_key_prefix + job_id)
+            replies = await pipe.execute()
+        held = replies[::2]
+        marks = replies[1::2]
         views = []
-        for job_id, exists in zip(job_ids, held, strict=True):
+        for job_id, exists, mark_ttl in zip(job_ids, held, marks, strict=True):
             if exists:
-                views.append(ArqView(queued=True, result=None))
+                # ARQ sets the key for exactly IN_PROGRESS_MS (every job has ARQ_TIMEOUT):
+                # what is gone of that is how long ago it was set.
+                ago = IN_PROGRESS_MS - mark_ttl if mark_ttl > 0 else None
+                views.append(ArqView(queued=True, result=None, marked_ms_ago=ago))
                 continue
             try:
                 result = await Job(job_id, self._redis, _queue_name=self.queue_name).result_info()
@@ -413,6 +431,16 @@ class Lifecycle:
                 continue
             views.append(ArqView(queued=False, result=result))
         return views
+
+    async def release_mark(self, job_id: str, seq: int) -> bool:
+        """Take back ARQ's in-progress mark of a job that no run took up: a worker whose
+        connection dropped right as Redis ran the transaction that marks the job never
+        learned that it had (its ``EXEC`` reply lost), and took the job for one another
+        worker runs; the mark would keep every worker from it for ``IN_PROGRESS_MS``.
+
+        Applies only while the job is still queued at ``seq`` (no run started since), in one
+        step. Returns whether the mark was taken back: the next poll starts the job."""
+        return await self.store.release_mark(job_id, in_progress_key_prefix + job_id, seq)
 
     async def settle(
         self, job_id: str, view: ArqView, *, offered: bool, max_handbacks: int = 20

@@ -10,9 +10,13 @@ oldest first, and for each ``queued`` one created more than ``grace`` seconds ag
 whether it still holds it. If not, ``Lifecycle.settle`` ends it with an error that says what
 happened (``FunctionNotFound``, ``Expired``, ``RetriesExhausted``, ``Lost``), or, when the
 worker that took it lacked its function and a live worker offers it, queues it again for
-that one. Jobs at work are recovery's (jobhub/recovery.py): their worker is alive, or it is
-lost and recovery re-queues them. It also looks, a slice per heartbeat, for jobs enqueued
-with ARQ directly that ARQ failed before any jobhub code ran, and gives them a snapshot.
+that one. A queued job that ARQ marked in progress (its in-progress key) longer than
+``mark_grace`` ago, with no run started since, had its mark set by a transaction whose
+reply the worker lost to a dropped connection: no run will ever take it up, so the mark
+is taken back and the next poll starts the job. Jobs at work are recovery's
+(jobhub/recovery.py): their worker is alive, or it is lost and recovery re-queues them. It
+also looks, a slice per heartbeat, for jobs enqueued with ARQ directly that ARQ failed
+before any jobhub code ran, and gives them a snapshot.
 
     reconciler = Reconciler(lifecycle, registry, redis, worker_id)
     settled = await reconciler.run_once()
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 
 from redis.asyncio import Redis
 
@@ -52,6 +57,7 @@ class Reconciler:
         worker_id: str,
         *,
         grace: float = 1.0,
+        mark_grace: float = 5.0,
         page: int = 500,
         lease: float = 10.0,
     ) -> None:
@@ -59,6 +65,7 @@ class Reconciler:
         self._registry = registry
         self._worker_id = worker_id
         self._grace_ms = int(grace * 1000)
+        self._mark_grace_ms = int(mark_grace * 1000)
         self._page = page
         self._lease_ms = int(lease * 1000)
         self._lease = redis.register_script(_RENEW)
@@ -92,6 +99,8 @@ class Reconciler:
         views = await self._lifecycle.inspect(queued)
         for job_id, view in zip(queued, views, strict=True):
             if view.queued:
+                if await self._orphan_mark(job_id, view.marked_ms_ago):
+                    changed += 1
                 continue
             snapshot = await store.read(job_id)
             if snapshot is None:
@@ -103,6 +112,24 @@ class Reconciler:
                 logger.warning("job %s: the queue had ended it; %s", job_id, done,
                                extra=job(job_id))  # fmt: skip
         return changed
+
+    async def _orphan_mark(self, job_id: str, marked_ms_ago: int | None) -> bool:
+        """Take back the in-progress mark of a queued job that no run took up (see the
+        module docstring); returns whether it did."""
+        if marked_ms_ago is None or marked_ms_ago < self._mark_grace_ms:
+            return False
+        snapshot = await self._lifecycle.store.read(job_id)
+        if snapshot is None or snapshot.status is not Status.QUEUED:
+            return False
+        marked_at_ms = time.time() * 1000 - marked_ms_ago
+        if datetime.fromisoformat(snapshot.updated_at).timestamp() * 1000 >= marked_at_ms:
+            return False  # queued again after the mark (a Retry): its run ends it
+        if not await self._lifecycle.release_mark(job_id, snapshot.seq):
+            return False
+        logger.warning("job %s: marked in progress %.1f s ago, but no run took it up; "
+                       "released to the queue", job_id, marked_ms_ago / 1000,
+                       extra=job(job_id))  # fmt: skip
+        return True
 
     async def _adopt(self) -> int:
         self._scan, found = await self._lifecycle.adoptable(self._scan, 1000)

@@ -41,7 +41,7 @@ from .exceptions import (
     RunSuperseded,
     WrongStatus,
 )
-from .lifecycle import Run, error_of, printable
+from .lifecycle import ARQ_TIMEOUT, Run, error_of, printable
 from .logs import job as log_job
 from .snapshot import JobError, Status, decode, utcnow
 
@@ -404,10 +404,6 @@ def _readable(exc: BaseException) -> bool:
     except Exception:
         return False
     return True
-
-
-ARQ_TIMEOUT = 10 * 365 * 24 * 3600.0
-"""The time limit ARQ is given for every job (and, plus 10 s, its in-progress keys): none."""
 
 
 async def _run(

@@ -14,7 +14,7 @@ import msgspec
 from . import keys
 from .snapshot import AT_WORK, TERMINAL, Snapshot, Status
 
-__all__ = ["CREATE", "DELETE", "FIELDS", "FLUSH", "NEWER_RUN", "WRITE"]
+__all__ = ["CREATE", "DELETE", "FIELDS", "FLUSH", "NEWER_RUN", "RELEASE_MARK", "WRITE"]
 
 FIELDS = [field.name for field in msgspec.structs.fields(Snapshot)]  # in wire order
 
@@ -312,6 +312,15 @@ if parked then
 end
 if not newer or redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
 return redis.call('SET', KEYS[2], '1', 'PX', ARGV[5], 'NX') and 1 or 0
+"""
+
+# KEYS: job hash, the queue's in-progress key of the job. ARGV: the job's seq when its mark
+# was found taken up by no run. Deletes the mark only while the job is still queued at that
+# seq: a run that started meanwhile (a new seq) keeps it.
+RELEASE_MARK = """
+if redis.call('HGET', KEYS[1], 'status') ~= '"queued"' then return 0 end
+if redis.call('HGET', KEYS[1], 'seq') ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[2])
 """
 
 # KEYS: an outbox (see ``_PUBLISH_LUA``). Publishes what it holds, in order, and deletes it.

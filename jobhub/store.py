@@ -37,7 +37,7 @@ from .exceptions import (
     WrongStatus,
 )
 from .frames import LAST_ENTRY, entry_key
-from .scripts import CREATE, DELETE, FIELDS, FLUSH, NEWER_RUN, WRITE
+from .scripts import CREATE, DELETE, FIELDS, FLUSH, NEWER_RUN, RELEASE_MARK, WRITE
 from .snapshot import TERMINAL, Snapshot, Status, decode, utcnow
 
 __all__ = ["PATCHABLE", "TOMBSTONE_MARGIN_SECONDS", "Enqueue", "PreparedWrite", "Store"]
@@ -119,6 +119,7 @@ class Store:
         self._create = redis.register_script(CREATE)
         self._delete = redis.register_script(DELETE)
         self._newer_run = redis.register_script(NEWER_RUN)
+        self._release_mark = redis.register_script(RELEASE_MARK)
         self._write_sha = redis.register_script(WRITE).sha
 
     async def create(
@@ -495,6 +496,12 @@ class Store:
         done = await self._newer_run(
             keys=[keys.job_snapshot(job_id), *arq], args=[step, stale, *argv]
         )
+        return bool(done)
+
+    async def release_mark(self, job_id: str, mark: str, seq: int) -> bool:
+        """Delete the queue's in-progress key ``mark`` of a job still queued at ``seq``. See
+        ``scripts.RELEASE_MARK``."""
+        done = await self._release_mark(keys=[keys.job_snapshot(job_id), mark], args=[seq])
         return bool(done)
 
     async def counts(self) -> dict[str, int]:

@@ -94,7 +94,14 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
         ctx[RECOVERY] = Recovery(
             lifecycle,
             registry,
-            Reconciler(lifecycle, registry, ctx["redis"], worker_id),
+            Reconciler(
+                lifecycle,
+                registry,
+                ctx["redis"],
+                worker_id,
+                # A worker that marked a job and stalled that long is lost anyway.
+                mark_grace=settings.worker_lost_after_seconds,
+            ),
             runs,
             worker_id,
             functions=names,
