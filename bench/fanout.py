@@ -43,10 +43,10 @@ from arq.connections import ArqRedis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from jobhub.devserver import RedisServer, free_port, tcp_connections  # noqa: E402
-from jobhub.processes import spawn, stop, web_argv, worker_argv  # noqa: E402
-from jobhub.snapshot import Snapshot  # noqa: E402
-from jobhub.store import Store  # noqa: E402
+from jobhub.core.snapshot import Snapshot  # noqa: E402
+from jobhub.dev.processes import spawn, stop, web_argv, worker_argv  # noqa: E402
+from jobhub.dev.server import RedisServer, free_port, tcp_connections  # noqa: E402
+from jobhub.store.store import Store  # noqa: E402
 
 UPDATED = b'"updated_at":"'
 STATUS = b'"status":"'

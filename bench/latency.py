@@ -24,7 +24,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from jobhub.devserver import RedisServer, Stack  # noqa: E402
+from jobhub.dev.server import RedisServer, Stack  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:

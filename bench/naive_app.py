@@ -21,8 +21,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from jobhub import keys
-from jobhub.snapshot import decode_head
-from jobhub.store import Store
+from jobhub.core.snapshot import decode_head
+from jobhub.store.store import Store
 
 
 def create_app() -> Starlette:

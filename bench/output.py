@@ -29,12 +29,12 @@ import redis.asyncio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from jobhub.batch import WriteBatch  # noqa: E402
-from jobhub.devserver import RedisServer, Stack  # noqa: E402
-from jobhub.lifecycle import Lifecycle, Run  # noqa: E402
-from jobhub.reporter import JobContext  # noqa: E402
-from jobhub.snapshot import Status, utcnow  # noqa: E402
-from jobhub.store import Store  # noqa: E402
+from jobhub.core.snapshot import Status, utcnow  # noqa: E402
+from jobhub.dev.server import RedisServer, Stack  # noqa: E402
+from jobhub.lifecycle.lifecycle import Lifecycle, Run  # noqa: E402
+from jobhub.store.store import Store  # noqa: E402
+from jobhub.store.writes import WriteBatch  # noqa: E402
+from jobhub.worker.runner import JobContext  # noqa: E402
 
 
 async def raw_xadd(client: redis.asyncio.Redis, n: int) -> float:

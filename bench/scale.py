@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from fanout import Stream, Totals, enqueue, rss_kib, wait_serving  # noqa: E402
 
-from jobhub.devserver import RedisServer, free_port  # noqa: E402
-from jobhub.processes import spawn, stop, web_argv, worker_argv  # noqa: E402
+from jobhub.dev.processes import spawn, stop, web_argv, worker_argv  # noqa: E402
+from jobhub.dev.server import RedisServer, free_port  # noqa: E402
 
 
 def client(port: int, path: str, streams: int, pipe: Connection) -> None:

@@ -21,11 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from jobhub import keys  # noqa: E402
-from jobhub.devserver import RedisServer, free_port  # noqa: E402
-from jobhub.lifecycle import Lifecycle  # noqa: E402
-from jobhub.processes import spawn, stop, web_argv  # noqa: E402
-from jobhub.snapshot import Status  # noqa: E402
-from jobhub.store import Store  # noqa: E402
+from jobhub.core.snapshot import Status  # noqa: E402
+from jobhub.dev.processes import spawn, stop, web_argv  # noqa: E402
+from jobhub.dev.server import RedisServer, free_port  # noqa: E402
+from jobhub.lifecycle.lifecycle import Lifecycle  # noqa: E402
+from jobhub.store.store import Store  # noqa: E402
 
 
 async def time_stats(base_url: str, calls: int) -> list[float]:

@@ -24,9 +24,9 @@ from arq.worker import create_worker, func
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jobhub import Settings, demo, worker_settings
-from jobhub.devserver import RedisServer
-from jobhub.snapshot import Snapshot
-from jobhub.store import Store
+from jobhub.core.snapshot import Snapshot
+from jobhub.dev.server import RedisServer
+from jobhub.store.store import Store
 
 
 async def raw_noop(ctx: dict[str, Any]) -> None:

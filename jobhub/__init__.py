@@ -1,7 +1,7 @@
 """jobhub: live progress for background jobs, on Starlette, ARQ and Redis.
 
 Write a job (see ``jobhub.demo``), list it in ``worker_settings.py``, run
-``arq worker_settings.WorkerSettings`` and ``uvicorn --factory jobhub.app:create_app``.
+``arq worker_settings.WorkerSettings`` and ``uvicorn --factory jobhub.server.app:create_app``.
 
 Each name below is imported from its module when it is first used (PEP 562), so that
 ``from jobhub import Client`` loads the HTTP client only, not the server stack (Starlette,
@@ -13,9 +13,8 @@ import importlib as _importlib
 import typing as _typing
 
 if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ below
-    from .app import create_app
-    from .client import AsyncClient, Client
-    from .exceptions import (
+    from jobhub.client.client import AsyncClient, Client
+    from jobhub.core.exceptions import (
         ApiError,
         ConfigError,
         InvalidProgress,
@@ -32,10 +31,11 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __get
         WaitTimeout,
         WrongStatus,
     )
-    from .reporter import JobContext, JobFunction, ThreadJobContext, job
-    from .settings import Settings
-    from .snapshot import TERMINAL, JobError, Snapshot, Status
-    from .worker import worker_settings
+    from jobhub.core.settings import Settings
+    from jobhub.core.snapshot import TERMINAL, JobError, Snapshot, Status
+    from jobhub.server.app import create_app
+    from jobhub.worker.runner import JobContext, JobFunction, ThreadJobContext, job
+    from jobhub.worker.settings import worker_settings
 
 __all__ = (
     "TERMINAL",
@@ -69,9 +69,9 @@ __all__ = (
 )
 
 _MODULES = {
-    "app": ("create_app",),
-    "client": ("AsyncClient", "Client"),
-    "exceptions": (
+    "server.app": ("create_app",),
+    "client.client": ("AsyncClient", "Client"),
+    "core.exceptions": (
         "ApiError",
         "ConfigError",
         "InvalidProgress",
@@ -88,10 +88,10 @@ _MODULES = {
         "WaitTimeout",
         "WrongStatus",
     ),
-    "reporter": ("JobContext", "JobFunction", "ThreadJobContext", "job"),
-    "settings": ("Settings",),
-    "snapshot": ("TERMINAL", "JobError", "Snapshot", "Status"),
-    "worker": ("worker_settings",),
+    "worker.runner": ("JobContext", "JobFunction", "ThreadJobContext", "job"),
+    "core.settings": ("Settings",),
+    "core.snapshot": ("TERMINAL", "JobError", "Snapshot", "Status"),
+    "worker.settings": ("worker_settings",),
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names}
 

@@ -1,5 +1,5 @@
 """``python -m jobhub`` is the ``jobhub`` command."""
 
-from .cli import main
+from jobhub.client.cli import main
 
 main()

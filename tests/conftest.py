@@ -21,9 +21,9 @@ from arq.worker import Worker
 from starlette.applications import Starlette
 
 from jobhub import Settings, create_app
-from jobhub.devserver import RedisServer, Stack, free_port
-from jobhub.hub import Hub
-from jobhub.store import Store
+from jobhub.dev.server import RedisServer, Stack, free_port
+from jobhub.server.streaming.hub import Hub
+from jobhub.store.store import Store
 
 T = TypeVar("T")
 

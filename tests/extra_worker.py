@@ -14,7 +14,7 @@ from typing import Any
 from arq.worker import Retry
 
 from jobhub import JobContext, Settings, demo, job, worker_settings
-from jobhub.reporter import after_job_end
+from jobhub.worker.runner import after_job_end
 
 
 @job("extra.double")

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from jobhub.devserver import find_redis_server, free_port
-from jobhub.processes import spawn, stop
+from jobhub.dev.processes import spawn, stop
+from jobhub.dev.server import find_redis_server, free_port
 
 MASTER_NAME = "jobhub-test"
 

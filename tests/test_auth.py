@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from jobhub import ApiError, AsyncClient, ConfigError, Settings, create_app
-from jobhub.auth import Tokens, instance_of, redact_query
+from jobhub.server.auth import Tokens, instance_of, redact_query
 
 from .conftest import ThreadedServer
 

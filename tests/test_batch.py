@@ -7,10 +7,10 @@ import secrets
 
 import pytest
 
-from jobhub.batch import WriteBatch
-from jobhub.exceptions import JobIsFinal
-from jobhub.snapshot import Snapshot, Status, decode
-from jobhub.store import Store
+from jobhub.core.exceptions import JobIsFinal
+from jobhub.core.snapshot import Snapshot, Status, decode
+from jobhub.store.store import Store
+from jobhub.store.writes import WriteBatch
 
 
 async def test_writes_of_one_tick_share_a_round_trip_and_keep_their_order(store: Store) -> None:

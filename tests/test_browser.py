@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from jobhub import Settings, create_app
-from jobhub.devserver import free_port
+from jobhub.dev.server import free_port
 
 from .conftest import ThreadedServer
 from .readme import blocks, python_block

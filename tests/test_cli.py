@@ -19,10 +19,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from jobhub.cli import EXIT_CODES
-from jobhub.devserver import free_port
-from jobhub.screen import Screen
-from jobhub.snapshot import Snapshot
+from jobhub.client.cli import EXIT_CODES
+from jobhub.client.screen import Screen
+from jobhub.core.snapshot import Snapshot
+from jobhub.dev.server import free_port
 
 
 def jobhub(base_url: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

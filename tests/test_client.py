@@ -21,8 +21,8 @@ from jobhub import (
     WaitTimeout,
     create_app,
 )
-from jobhub.client import JobEvent, LogEntry, OutputChunk
-from jobhub.snapshot import Snapshot
+from jobhub.client.client import JobEvent, LogEntry, OutputChunk
+from jobhub.core.snapshot import Snapshot
 
 from .conftest import ThreadedServer
 

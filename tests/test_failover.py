@@ -17,9 +17,9 @@ import redis.asyncio
 from httpx_sse import aconnect_sse
 
 from jobhub import keys
-from jobhub.devserver import RedisServer, Stack
-from jobhub.snapshot import Snapshot, Status, decode_head
-from jobhub.store import Store
+from jobhub.core.snapshot import Snapshot, Status, decode_head
+from jobhub.dev.server import RedisServer, Stack
+from jobhub.store.store import Store
 
 from .conftest import ROOT
 from .sentinel import MASTER_NAME, SentinelTopology

@@ -19,11 +19,11 @@ import redis.asyncio
 from httpx_sse import aconnect_sse
 
 from jobhub import Settings, create_app, keys
-from jobhub.devserver import RedisServer
-from jobhub.hub import Hub
-from jobhub.snapshot import Snapshot, Status
-from jobhub.store import Store
-from jobhub.watch import Watch
+from jobhub.core.snapshot import Snapshot, Status
+from jobhub.dev.server import RedisServer
+from jobhub.server.streaming.hub import Hub
+from jobhub.server.streaming.watch import Watch
+from jobhub.store.store import Store
 
 from .conftest import ThreadedServer
 

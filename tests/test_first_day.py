@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from jobhub.devserver import RedisServer, describe_redis, find_redis_server, free_port
-from jobhub.settings import Settings
+from jobhub.core.settings import Settings
+from jobhub.dev.server import RedisServer, describe_redis, find_redis_server, free_port
 
 from .conftest import ROOT
 from .helpers import TERMINAL

@@ -24,11 +24,11 @@ from arq.worker import create_worker
 from httpx_sse import aconnect_sse
 
 from jobhub import JobContext, Settings, job, worker_settings
-from jobhub.client import AsyncClient, Gap, OutputChunk
-from jobhub.exceptions import OutputTooLarge
-from jobhub.lifecycle import Lifecycle
-from jobhub.snapshot import Snapshot, Status
-from jobhub.store import Store
+from jobhub.client.client import AsyncClient, Gap, OutputChunk
+from jobhub.core.exceptions import OutputTooLarge
+from jobhub.core.snapshot import Snapshot, Status
+from jobhub.lifecycle.lifecycle import Lifecycle
+from jobhub.store.store import Store
 
 from .conftest import stop_worker
 

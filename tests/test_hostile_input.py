@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from jobhub.parsing import ascii_int, utf8_error
+from jobhub.core.parsing import ascii_int, utf8_error
 
 from .conftest import ThreadedServer
 

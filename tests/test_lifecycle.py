@@ -14,10 +14,10 @@ import pytest
 import redis.asyncio
 from arq.connections import ArqRedis
 
-from jobhub.devserver import RedisServer, Stack
-from jobhub.processes import spawn, stop, worker_argv
-from jobhub.snapshot import Snapshot
-from jobhub.store import Store
+from jobhub.core.snapshot import Snapshot
+from jobhub.dev.processes import spawn, stop, worker_argv
+from jobhub.dev.server import RedisServer, Stack
+from jobhub.store.store import Store
 
 from .conftest import ROOT
 

@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from jobhub.logs import configure, job
+from jobhub.core.logs import configure, job
 
 
 def test_json_lines_carry_the_job_id() -> None:

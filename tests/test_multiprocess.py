@@ -12,7 +12,7 @@ import redis.asyncio
 from httpx_sse import aconnect_sse
 
 from jobhub import keys
-from jobhub.devserver import RedisServer, Stack
+from jobhub.dev.server import RedisServer, Stack
 
 from .conftest import ROOT
 

@@ -15,10 +15,10 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from jobhub.openapi import document
-from jobhub.operator import routes as operator_routes
-from jobhub.routes import routes
-from jobhub.session import routes as session_routes
+from jobhub.server.console import routes as operator_routes
+from jobhub.server.openapi import document
+from jobhub.server.routes import routes
+from jobhub.server.session import routes as session_routes
 
 
 def test_the_document_covers_every_endpoint(base_url: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from jobhub.devserver import RedisServer, Stack
+from jobhub.dev.server import RedisServer, Stack
 
 from .conftest import ROOT
 from .helpers import start, wait_for

@@ -14,9 +14,9 @@ import redis.asyncio
 from arq.worker import create_worker
 
 from jobhub import JobContext, Settings, ThreadJobContext, demo, job, keys, worker_settings
-from jobhub.lifecycle import Lifecycle
-from jobhub.snapshot import Status
-from jobhub.store import Store
+from jobhub.core.snapshot import Status
+from jobhub.lifecycle.lifecycle import Lifecycle
+from jobhub.store.store import Store
 
 from .conftest import stop_worker
 

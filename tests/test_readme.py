@@ -22,12 +22,12 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from jobhub import Client, demo
-from jobhub.cli import EXIT_CODES
-from jobhub.client import LogEntry
-from jobhub.devserver import free_port
-from jobhub.settings import _ENV
-from jobhub.snapshot import Snapshot, Status, decode
-from jobhub.webhooks import sign
+from jobhub.client.cli import EXIT_CODES
+from jobhub.client.client import LogEntry
+from jobhub.core.settings import _ENV
+from jobhub.core.snapshot import Snapshot, Status, decode
+from jobhub.dev.server import free_port
+from jobhub.webhooks.deliveries import sign
 
 from .readme import README, ROOT, blocks, fences, python_block, shell_lines
 
@@ -296,7 +296,10 @@ def test_every_python_block_is_run() -> None:
         ),
         ("./scripts/test", ".ci/run, every CI run"),
         ("arq worker_settings.WorkerSettings", "every Stack in tests/conftest.py"),
-        ("uvicorn --factory jobhub.app:create_app --port 8000", "every Stack in tests/conftest.py"),
+        (
+            "uvicorn --factory jobhub.server.app:create_app --port 8000",
+            "every Stack in tests/conftest.py",
+        ),
         (
             "PORT=8000 honcho start",
             "tests/test_stack.py::test_procfile_with_honcho_runs_web_and_worker",

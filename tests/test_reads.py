@@ -10,10 +10,10 @@ import pytest
 import redis.asyncio
 from redis.asyncio import BlockingConnectionPool
 
-from jobhub.exceptions import ServiceUnavailable
-from jobhub.reads import Reads
-from jobhub.snapshot import Snapshot
-from jobhub.store import Store
+from jobhub.core.exceptions import ServiceUnavailable
+from jobhub.core.snapshot import Snapshot
+from jobhub.store.reads import Reads
+from jobhub.store.store import Store
 
 
 async def always_up() -> None:

@@ -15,9 +15,9 @@ import redis.asyncio
 from httpx_sse import aconnect_sse
 
 from jobhub import keys
-from jobhub.devserver import RedisServer, Stack
-from jobhub.frames import Entry, Frame
-from jobhub.watch import Update, Watch
+from jobhub.dev.server import RedisServer, Stack
+from jobhub.server.streaming.frames import Entry, Frame
+from jobhub.server.streaming.watch import Update, Watch
 
 from .conftest import ROOT
 from .helpers import start

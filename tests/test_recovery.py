@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from jobhub.devserver import RedisServer, Stack
+from jobhub.dev.server import RedisServer, Stack
 
 from .conftest import ROOT
 

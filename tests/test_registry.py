@@ -8,7 +8,7 @@ import secrets
 import redis.asyncio
 
 from jobhub import keys
-from jobhub.registry import Registry
+from jobhub.store.registry import Registry
 
 
 async def test_a_function_is_offered_only_while_a_worker_beats(

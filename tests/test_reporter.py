@@ -14,12 +14,12 @@ from arq.connections import ArqRedis
 from arq.worker import Retry, create_worker
 
 from jobhub import JobContext, Settings, ThreadJobContext, job, keys, worker_settings
-from jobhub.batch import WriteBatch
-from jobhub.exceptions import InvalidProgress, JobIsFinal
-from jobhub.lifecycle import Run
-from jobhub.registry import Registry
-from jobhub.snapshot import Snapshot, Status, decode
-from jobhub.store import Store
+from jobhub.core.exceptions import InvalidProgress, JobIsFinal
+from jobhub.core.snapshot import Snapshot, Status, decode
+from jobhub.lifecycle.lifecycle import Run
+from jobhub.store.registry import Registry
+from jobhub.store.store import Store
+from jobhub.store.writes import WriteBatch
 
 kept: list[JobContext] = []
 

@@ -14,10 +14,10 @@ from arq.jobs import Job
 from arq.worker import create_worker
 
 from jobhub import JobContext, Settings, job, worker_settings
-from jobhub.exceptions import JobIsFinal, RunSuperseded, UnknownFunction, WrongStatus
-from jobhub.lifecycle import Lifecycle
-from jobhub.snapshot import Status
-from jobhub.store import Store
+from jobhub.core.exceptions import JobIsFinal, RunSuperseded, UnknownFunction, WrongStatus
+from jobhub.core.snapshot import Status
+from jobhub.lifecycle.lifecycle import Lifecycle
+from jobhub.store.store import Store
 
 from .conftest import stop_worker
 

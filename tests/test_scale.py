@@ -14,7 +14,7 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
-from jobhub.devserver import Stack, tcp_connections
+from jobhub.dev.server import Stack, tcp_connections
 
 from .conftest import ROOT
 from .helpers import follow

@@ -22,9 +22,9 @@ import pytest
 from redis.asyncio import Redis
 
 from jobhub import keys
-from jobhub.auth import Tokens, instance_of
-from jobhub.devserver import RedisServer, Stack
-from jobhub.exceptions import Forbidden
+from jobhub.core.exceptions import Forbidden
+from jobhub.dev.server import RedisServer, Stack
+from jobhub.server.auth import Tokens, instance_of
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "security-key"

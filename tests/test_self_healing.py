@@ -13,7 +13,7 @@ import httpx
 import redis.asyncio
 from httpx_sse import aconnect_sse
 
-from jobhub.devserver import RedisServer, Stack
+from jobhub.dev.server import RedisServer, Stack
 
 from .conftest import ROOT
 

@@ -5,7 +5,7 @@ import re
 import msgspec
 import pytest
 
-from jobhub.snapshot import (
+from jobhub.core.snapshot import (
     TERMINAL,
     JobError,
     Snapshot,

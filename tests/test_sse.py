@@ -19,9 +19,9 @@ from sse_starlette.sse import AppStatus
 from starlette.applications import Starlette
 
 from jobhub import Settings, create_app
-from jobhub.devserver import free_port
-from jobhub.snapshot import Snapshot
-from jobhub.store import Store
+from jobhub.core.snapshot import Snapshot
+from jobhub.dev.server import free_port
+from jobhub.store.store import Store
 
 
 def process_wide() -> dict[str, Any]:

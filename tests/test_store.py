@@ -12,9 +12,9 @@ import redis.asyncio
 from redis.asyncio.client import PubSub
 
 from jobhub import keys
-from jobhub.exceptions import InvalidRequest, JobIsFinal, JobNotFound, RunSuperseded
-from jobhub.snapshot import JobError, Snapshot, Status, decode, encode
-from jobhub.store import Store
+from jobhub.core.exceptions import InvalidRequest, JobIsFinal, JobNotFound, RunSuperseded
+from jobhub.core.snapshot import JobError, Snapshot, Status, decode, encode
+from jobhub.store.store import Store
 
 
 def new_id() -> str:

@@ -23,9 +23,9 @@ import httpx
 import redis.asyncio
 
 from jobhub import Settings, create_app
-from jobhub.devserver import RedisServer
-from jobhub.snapshot import Snapshot, Status
-from jobhub.store import Store
+from jobhub.core.snapshot import Snapshot, Status
+from jobhub.dev.server import RedisServer
+from jobhub.store.store import Store
 
 from .conftest import ThreadedServer
 

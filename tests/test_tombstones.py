@@ -16,9 +16,9 @@ from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_pre
 from arq.jobs import JobResult
 
 from jobhub import keys
-from jobhub.devserver import RedisServer, Stack
-from jobhub.lifecycle import Lifecycle
-from jobhub.store import Store
+from jobhub.dev.server import RedisServer, Stack
+from jobhub.lifecycle.lifecycle import Lifecycle
+from jobhub.store.store import Store
 
 from .conftest import ROOT
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from jobhub.snapshot import Snapshot, Status
+from jobhub.core.snapshot import Snapshot, Status
 
 STATIC = Path(__file__).resolve().parent.parent / "jobhub" / "static"
 TYPESCRIPT = "typescript@5.9.3"

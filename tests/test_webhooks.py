@@ -28,9 +28,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from jobhub import InvalidRequest, Settings, create_app, keys
-from jobhub.devserver import free_port
-from jobhub.targets import parse, refusal
-from jobhub.webhooks import SIGNATURE_HEADER, check_target, post, sign, verify
+from jobhub.dev.server import free_port
+from jobhub.webhooks.deliveries import SIGNATURE_HEADER, check_target, post, sign, verify
+from jobhub.webhooks.targets import parse, refusal
 
 from .conftest import WEBHOOK_SECRET, ThreadedServer
 from .helpers import wait_for

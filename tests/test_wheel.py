@@ -23,7 +23,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Response
 
-from jobhub.devserver import free_port
+from jobhub.dev.server import free_port
 
 from .conftest import ROOT
 from .test_browser import HAVE_CHROMIUM, IN_CI, browser
@@ -71,7 +71,7 @@ def wheel_app(
     port = free_port()
     env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": ""}
     proc = subprocess.Popen(
-        [str(installed), "-m", "uvicorn", "--factory", "jobhub.app:create_app",
+        [str(installed), "-m", "uvicorn", "--factory", "jobhub.server.app:create_app",
          "--port", str(port), "--log-level", "warning"],
         cwd=outside,
         env=env,

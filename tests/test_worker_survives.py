@@ -16,10 +16,10 @@ import redis.asyncio
 from arq.constants import in_progress_key_prefix
 from redis.exceptions import WatchError
 
-from jobhub.connections import WorkerRedis, arq_pool
-from jobhub.devserver import RedisServer, Stack
-from jobhub.lifecycle import IN_PROGRESS_MS
-from jobhub.settings import Settings
+from jobhub.core.settings import Settings
+from jobhub.dev.server import RedisServer, Stack
+from jobhub.lifecycle.lifecycle import IN_PROGRESS_MS
+from jobhub.store.connections import WorkerRedis, arq_pool
 
 from .conftest import ROOT
 
@@ -105,7 +105,7 @@ async def test_no_worker_exits_on_killed_connections_and_redis_restarts() -> Non
         assert not exits(workers), exits(workers)
     assert len(ids) >= 15 * 8
     # Every job ends, also one whose in-progress mark was set by an EXEC whose reply a kill
-    # took: the reconciler takes such a mark back (jobhub/reconciler.py).
+    # took: the reconciler takes such a mark back (jobhub/lifecycle/reconciler.py).
     assert pending == [], details
     assert {statuses[j] for j in ids} == {"finished"}
 

@@ -5,7 +5,7 @@
 //
 // In secured mode the console is authorised by its HttpOnly session cookie, which the
 // browser sends by itself; a request that changes something must also carry the session's
-// CSRF token (jobhub/auth.py), so that another site's form cannot ride on the cookie.
+// CSRF token (jobhub/server/auth.py), so that another site's form cannot ride on the cookie.
 
 let csrf = null;
 const unauthorized = new EventTarget();

@@ -24,7 +24,7 @@ export function hasEnded(status) {
   return ENDED.includes(status);
 }
 
-/** Which actions the API accepts in this status (jobhub/lifecycle.py decides; a button
+/** Which actions the API accepts in this status (jobhub/lifecycle decides; a button
  * that would only earn a 409 is disabled instead). */
 export function allowed(status) {
   return {

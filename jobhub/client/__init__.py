@@ -1,0 +1,1 @@
+"""The HTTP client, the CLI and its terminal screen. Imports only ``core``."""

@@ -1,0 +1,387 @@
+"""The ``jobhub`` command.
+
+    jobhub dev [--port 8000] [--worker-settings module.WorkerSettings]
+    jobhub [--url URL] submit FUNCTION [--arg A] [--kwarg K=V] [--follow] [--output]
+    jobhub status ID      jobhub watch ID [--timeout S] [--output]      jobhub cancel ID
+
+Following a job draws its progress bar on stderr with the job's log lines above it;
+``--output`` writes the job's output to stdout as it comes.
+
+``--url`` and ``--api-key`` go before or after the subcommand (or come from ``JOBHUB_URL``
+and ``JOBHUB_API_KEY``). Every failure is one line on stderr and an exit code from
+``EXIT_CODES``; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any, NoReturn
+
+import click
+import httpx
+import msgspec
+
+from jobhub.client.client import Client, Gap, JobEvent, LogEntry, OutputChunk
+from jobhub.client.screen import Screen
+from jobhub.core.exceptions import ApiError, ConfigError
+from jobhub.core.settings import Settings
+from jobhub.core.snapshot import Snapshot, Status
+
+__all__ = ["EXIT_CODES", "main"]
+
+EXIT_FAILED, EXIT_CANCELED, EXIT_TIMEOUT, EXIT_API = 3, 4, 5, 6
+EXIT_UNREACHABLE, EXIT_NO_ANSWER, EXIT_INTERRUPTED = 7, 8, 130
+EXIT_CODES = {
+    0: "the job finished (or was submitted, or is still at work for `status`)",
+    1: "`jobhub dev` could not start the stack, or a part of it died; or an unexpected error",
+    2: "bad usage: an unknown option, a malformed --kwarg or --url",
+    EXIT_FAILED: "the job failed",
+    EXIT_CANCELED: "the job was canceled",
+    EXIT_TIMEOUT: "the job did not end within --timeout (it goes on)",
+    EXIT_API: "the API refused the request (unknown job or function, no access, ...)",
+    EXIT_UNREACHABLE: "cannot connect to the app at --url / JOBHUB_URL",
+    EXIT_NO_ANSWER: "the app did not answer within --request-timeout",
+    EXIT_INTERRUPTED: "Ctrl-C: stopped following; the job goes on",
+}
+"""Every exit status of the ``jobhub`` command, as the README lists them."""
+
+EXIT = {Status.FINISHED: 0, Status.FAILED: EXIT_FAILED, Status.CANCELED: EXIT_CANCELED}
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+# Job ids may start with "-" ([A-Za-z0-9_-]): taken for unknown options, click would refuse
+# `jobhub status -x1`. The commands that take one have no short options to confuse it with.
+JOB_ID_ARGUMENT = {"ignore_unknown_options": True}
+
+
+@dataclass
+class Target:
+    """The app the command talks to: the group's options, overridden by a subcommand's."""
+
+    url: str
+    api_key: str | None
+    request_timeout: float
+    debug: bool
+
+    def client(self) -> Client:
+        return Client(self.url, api_key=self.api_key, timeout=self.request_timeout)
+
+
+class _Command(click.Group):
+    """Turns the errors a user can meet into one line and an exit code, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # click's own: it prints them and exits as it should
+        except Exception as exc:
+            target = ctx.find_object(Target)
+            if target is None or target.debug:
+                raise
+            code, message = _explain(exc, target)
+            click.echo(f"jobhub: {message}", err=True)
+            sys.exit(code)
+
+
+def _explain(exc: Exception, target: Target) -> tuple[int, str]:
+    if isinstance(exc, ApiError):
+        return EXIT_API, str(exc)
+    if isinstance(exc, httpx.InvalidURL):  # (not an httpx.HTTPError)
+        return 2, f"--url {target.url!r} is not a usable http:// or https:// URL ({exc})"
+    if not isinstance(exc, httpx.HTTPError):
+        return 1, f"unexpected {type(exc).__name__}: {exc} (--debug shows where)"
+    hint = "is it running? Point --url or JOBHUB_URL at it"
+    if isinstance(exc, httpx.TimeoutException):
+        wait = target.request_timeout
+        return EXIT_NO_ANSWER, f"{target.url} did not answer within {wait:g} s (--request-timeout)"
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return 2, f"--url {target.url!r} is not an http:// or https:// URL ({exc})"
+    if isinstance(exc, httpx.ConnectError):
+        return EXIT_UNREACHABLE, f"cannot connect to {target.url} ({_reason(exc)}): {hint}"
+    return EXIT_UNREACHABLE, f"lost the connection to {target.url} ({_reason(exc)}): {hint}"
+
+
+def _reason(exc: BaseException) -> str:
+    # httpx wraps the socket error; its innermost cause says it best ("Connection refused").
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    if isinstance(exc, OSError) and exc.errno and exc.errno > 0:
+        return os.strerror(exc.errno)  # "Connection refused", not asyncio's own wording
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror  # a failed name lookup: "Name or service not known"
+    return str(exc) or type(exc).__name__
+
+
+def _epilog() -> str:
+    lines = [f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items()]
+    return "\b\nExit codes:\n" + "\n".join(lines)
+
+
+@click.group(cls=_Command, epilog=_epilog())
+@click.option(
+    "--url", envvar="JOBHUB_URL", default=DEFAULT_URL, show_default=True, metavar="URL",
+    help="The jobhub web app (JOBHUB_URL).",
+)  # fmt: skip
+@click.option("--api-key", envvar="JOBHUB_API_KEY", help="API key (JOBHUB_API_KEY).")
+@click.option(
+    "--request-timeout", default=10.0, show_default=True, metavar="SECONDS",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Longest wait for the app to answer one request.",
+)  # fmt: skip
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.pass_context
+def main(
+    ctx: click.Context, url: str, api_key: str | None, request_timeout: float, debug: bool
+) -> None:
+    """jobhub: live progress for background jobs."""
+    ctx.obj = Target(url, api_key, request_timeout, debug)
+
+
+def _override(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None and param.name is not None:
+        setattr(ctx.find_object(Target), param.name, value)
+
+
+# After the subcommand too (`jobhub status ID --url ...`), as a user types it.
+url_option = click.option(
+    "--url", callback=_override, expose_value=False, metavar="URL",
+    help="The jobhub web app (as `jobhub --url`; JOBHUB_URL).",
+)  # fmt: skip
+key_option = click.option(
+    "--api-key", callback=_override, expose_value=False, help="API key (JOBHUB_API_KEY)."
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+timeout_option = click.option("--timeout", type=float, help="Stop waiting after this many s.")
+output_option = click.option(
+    "--output", "show_output", is_flag=True,
+    help="Write the job's output to stdout as it comes: text as it is, other values as JSON "
+    "lines (with --json: every event, one JSON line each). Implies --follow.",
+)  # fmt: skip
+pass_target = click.make_pass_decorator(Target)
+
+
+@main.command()
+@click.option("--host", envvar="HOST", default="127.0.0.1", show_default=True,
+              help="Address the web app binds (HOST).")  # fmt: skip
+@click.option("--port", envvar="PORT", default=8000, show_default=True,
+              type=click.IntRange(1, 65535), help="Port of the web app (PORT).")  # fmt: skip
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(0),
+              help="ARQ worker processes.")  # fmt: skip
+@click.option("--web-processes", envvar="WEB_PROCESSES", default=1, show_default=True,
+              type=click.IntRange(1),
+              help="Web processes behind the one port (WEB_PROCESSES).")  # fmt: skip
+@click.option(
+    "--worker-settings", default="worker_settings.WorkerSettings", show_default=True,
+    metavar="MODULE.NAME",
+    help="The workers' ARQ settings, imported from the current directory.",
+)  # fmt: skip
+def dev(host: str, port: int, workers: int, web_processes: int, worker_settings: str) -> None:
+    """Run the whole stack until Ctrl-C: Redis (private, unless REDIS_URL is set), ARQ
+    workers and the web app. Exits 1 at once, saying why, if it cannot start."""
+    # Imported here: the other subcommands are HTTP clients and need none of the stack.
+    from jobhub.dev.server import (
+        RedisServer,
+        Stack,
+        check_port_free,
+        check_worker_settings,
+        describe_redis,
+    )
+
+    stopping = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    with ExitStack() as resources:
+        try:
+            # A malformed variable fails before anything starts.
+            settings = Settings.from_env()
+            sentinels = settings.redis_sentinels
+            check_port_free(host, port)
+            if workers:
+                check_worker_settings(worker_settings, os.getcwd())
+            redis_url = os.environ.get("REDIS_URL") or ("redis://" if sentinels else "")
+            private: RedisServer | None = None
+            if not redis_url:
+                private = resources.enter_context(RedisServer())
+                redis_url = private.url
+            click.echo(f"jobhub: {describe_redis(redis_url, settings, private)}")
+            stack = Stack(
+                redis_url,
+                host=host,
+                port=port,
+                workers=workers,
+                worker_settings=worker_settings,
+                web_processes=web_processes,
+            )
+            resources.enter_context(stack)
+        except ConfigError as exc:
+            click.echo(f"jobhub: {exc}", err=True)
+            sys.exit(1)
+        click.echo(f"jobhub: open {stack.base_url}/  (Ctrl-C stops everything)")
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        while not stopping:
+            exited = stack.exited() or (private.exited() if private is not None else None)
+            if exited:
+                click.echo(f"jobhub: {exited}; stopping the rest", err=True)
+                stack.stop()
+                sys.exit(1)
+            time.sleep(0.2)
+        click.echo("jobhub: stopping")
+
+
+def _value(raw: str) -> Any:
+    """A JSON value, or the text itself when it is not JSON (``--kwarg name=Ada``)."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+@main.command()
+@click.argument("function")
+@click.option("--arg", "args", multiple=True, help="A positional argument (JSON or text).")
+@click.option("--kwarg", "kwargs", multiple=True, help="NAME=VALUE (VALUE as JSON or text).")
+@click.option("--follow", is_flag=True, help="Show its progress until it ends, then its result.")
+@output_option
+@timeout_option
+@json_option
+@url_option
+@key_option
+@pass_target
+def submit(
+    target: Target,
+    function: str,
+    args: tuple[str, ...],
+    kwargs: tuple[str, ...],
+    follow: bool,
+    show_output: bool,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
+    """Start FUNCTION as a job."""
+    named = {}
+    for item in kwargs:
+        name, sep, raw = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--kwarg")
+        named[name] = _value(raw)
+    with target.client() as hub:
+        job = hub.submit(function, *map(_value, args), **named)
+        if not (follow or show_output):
+            _print(job, as_json)
+            return
+        _follow(hub, job, timeout, as_json, show_output)
+
+
+@main.command(context_settings=JOB_ID_ARGUMENT)
+@click.argument("job_id")
+@json_option
+@url_option
+@key_option
+@pass_target
+def status(target: Target, job_id: str, as_json: bool) -> None:
+    """Print a job's snapshot; exits as the job did (0 while it is still at work)."""
+    with target.client() as hub:
+        snapshot = hub.get(job_id)
+    _print(snapshot, as_json)
+    sys.exit(EXIT.get(snapshot.status, 0))
+
+
+@main.command(context_settings=JOB_ID_ARGUMENT)
+@click.argument("job_id")
+@output_option
+@timeout_option
+@json_option
+@url_option
+@key_option
+@pass_target
+def watch(
+    target: Target, job_id: str, show_output: bool, timeout: float | None, as_json: bool
+) -> None:
+    """Show a job's progress and log lines until it ends, then its result."""
+    with target.client() as hub:
+        # Read it first: an unknown job is an error line, before any progress bar is drawn.
+        _follow(hub, hub.get(job_id), timeout, as_json, show_output)
+
+
+@main.command(context_settings=JOB_ID_ARGUMENT)
+@click.argument("job_id")
+@json_option
+@url_option
+@key_option
+@pass_target
+def cancel(target: Target, job_id: str, as_json: bool) -> None:
+    """Cancel a job."""
+    with target.client() as hub:
+        _print(hub.cancel(job_id), as_json)
+
+
+def _print(snapshot: Snapshot, as_json: bool, err: bool = False) -> None:
+    if as_json:
+        click.echo(msgspec.json.encode(snapshot).decode())
+        return
+    message = "" if snapshot.message == snapshot.status.value else snapshot.message
+    line = f"{snapshot.job_id}  {snapshot.status.value}  {snapshot.percent:g}%  {message}"
+    if snapshot.error is not None:
+        line += f"  ({snapshot.error.type}: {snapshot.error.detail})"
+    click.echo(line.rstrip(), err=err)
+    if snapshot.status is Status.FINISHED and snapshot.result is not None:
+        click.echo(f"result: {msgspec.json.encode(snapshot.result).decode()}", err=err)
+
+
+def _follow(
+    hub: Client, first: Snapshot, timeout: float | None, as_json: bool, output: bool
+) -> NoReturn:
+    job_id = first.job_id
+    try:
+        if as_json:
+            last = first
+            click.echo(msgspec.json.encode(first).decode())
+            # Without --output a script gets snapshots only, one per line, as it always did
+            # (and of a job that has ended, there is nothing more to read).
+            if output or not first.is_terminal:
+                events = _newer(first, hub.events(job_id, timeout=timeout, output=output))
+                for event in events:
+                    click.echo(msgspec.json.encode(event).decode())
+                    if isinstance(event, Snapshot):
+                        last = event
+        else:
+            # Even a job that has ended is streamed: its log lines (a failed job's traceback
+            # among them) and, with --output, its output are replayed.
+            events = _newer(first, hub.events(job_id, timeout=timeout, output=True))
+            with Screen(first, output) as screen:
+                last = screen.show(events)
+    except KeyboardInterrupt:
+        click.echo(f"jobhub: stopped following; job {job_id} goes on", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    if not last.is_terminal:
+        click.echo(f"jobhub: job {job_id} did not end within {timeout} s", err=True)
+        sys.exit(EXIT_TIMEOUT)
+    if not as_json:
+        # With --output, stdout carries the job's output alone: `> answer.txt` holds just it.
+        _print(last, as_json=False, err=output)
+    sys.exit(EXIT.get(last.status, 0))
+
+
+def _newer(
+    first: Snapshot, events: Iterator[JobEvent]
+) -> Iterator[Snapshot | LogEntry | OutputChunk]:
+    """The events after ``first``: every entry, and the snapshots newer than ``first`` (the
+    stream starts with the current one again). Entries the job's capped output dropped
+    before they were read are said on stderr, one line, where they were."""
+    for event in events:
+        if isinstance(event, Gap):
+            click.echo(f"jobhub: missed {event.missed} entries (trimmed)", err=True)
+        elif not isinstance(event, Snapshot) or event.seq > first.seq:
+            yield event

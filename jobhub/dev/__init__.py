@@ -1,0 +1,1 @@
+"""The dev stack (``jobhub dev``) and the demo job functions."""

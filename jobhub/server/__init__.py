@@ -1,0 +1,1 @@
+"""The Starlette app: routes, auth, sessions, the console's API, and ``streaming``."""

@@ -1,0 +1,328 @@
+"""The HTTP API: start jobs, read and change them (streams are in events.py).
+
+POST /jobs                 {"function": "demo.count", "kwargs": {"steps": 5}}  -> 202
+GET  /jobs?status=&function=&limit=&cursor=   newest first, cursor-paged
+GET  /jobs/{id}            the snapshot; ETag/If-None-Match make idle polls cheap
+GET  /jobs/{id}/events     text/event-stream of snapshots until the job ends
+GET  /events?jobs=a,b      one stream for several jobs; GET /events: every job's
+GET  /jobs/{id}/history    every snapshot so far, in seq order
+POST /jobs/{id}/cancel     cancel a queued or running job
+POST /jobs/{id}/pause      pause a running job at its next progress report; /resume
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+
+from jobhub.core.exceptions import (
+    InvalidRequest,
+    JobIsFinal,
+    JobNotFound,
+    UnknownFunction,
+    WrongStatus,
+)
+from jobhub.core.logs import job
+from jobhub.core.parsing import ascii_int
+from jobhub.core.snapshot import Status, decode
+from jobhub.server.auth import COOKIE, instance_of
+from jobhub.server.services import (
+    END,
+    JOB_ID_PATTERN,
+    job_id_of,
+    json_response,
+    query_of,
+    read_json,
+    services_of,
+)
+from jobhub.server.streaming.events import job_events, many_events
+from jobhub.store.store import Store
+from jobhub.webhooks.deliveries import check_target
+
+__all__ = [
+    "MAX_DEFER_SECONDS",
+    "MAX_NESTING",
+    "MAX_PAGE",
+    "TOKEN_HEADER",
+    "EnqueueRequest",
+    "conflict",
+    "routes",
+    "with_token",
+]
+
+logger = logging.getLogger("jobhub.web")
+
+STATIC = str(Path(__file__).resolve().parent.parent / "static")
+
+MAX_DEFER_SECONDS = 366 * 24 * 3600
+
+# ARQ reads keyword arguments that start with "_" as its own options (_job_id, _defer_by…);
+# they are refused, so that a job's arguments never look like the queue's.
+KwargName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z][A-Za-z0-9_]*" + END, max_length=100)]
+
+
+class EnqueueRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /jobs``."""
+
+    function: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    args: list[Any] = []
+    kwargs: dict[KwargName, Any] = {}
+    job_id: Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN)] | None = None
+    """A client-chosen id is an idempotency key: sending it again returns the same job."""
+    callback_url: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+    """Where to POST the job's final snapshot, signed (see jobhub.webhooks)."""
+    defer_seconds: Annotated[float, msgspec.Meta(ge=0, le=MAX_DEFER_SECONDS)] = 0.0
+    """Start the job no sooner than this many seconds from now (it stays ``queued``)."""
+
+
+async def create_job(request: Request) -> Response:
+    services = services_of(request)
+    services.gate.key(request)
+    body = await read_json(request, services.settings.max_body_bytes)
+    try:
+        req = msgspec.json.decode(body, type=EnqueueRequest)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"invalid request body: {exc}") from None
+    except msgspec.DecodeError as exc:
+        # Also a "\ud800" escape: msgspec refuses a lone surrogate, which would decode to a
+        # str that cannot be encoded again (for Redis, for the worker's result).
+        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # msgspec decodes nesting recursively; ~1000 levels exhaust Python's stack.
+        raise InvalidRequest(f"request body nests deeper than {MAX_NESTING} levels") from None
+    if _too_deep([req.args, req.kwargs], MAX_NESTING):
+        raise InvalidRequest(f"args and kwargs may nest at most {MAX_NESTING} levels")
+
+    if req.callback_url is not None:
+        if not services.settings.webhook_secret:
+            raise InvalidRequest("webhooks are not enabled here (JOBHUB_WEBHOOK_SECRET)")
+        allow_private = services.settings.webhook_allow_private
+        await check_target(req.callback_url, allow_private=allow_private)
+    if not await services.registry.is_offered(req.function):
+        raise UnknownFunction(req.function, await services.registry.live_functions())
+    job_id, created, data = await services.lifecycle.create(
+        req.function,
+        req.args,
+        req.kwargs,
+        job_id=req.job_id,
+        callback_url=req.callback_url,
+        defer_seconds=req.defer_seconds,
+    )
+    location = {"Location": f"/jobs/{job_id}"}
+    if not created:
+        existing = decode(data)
+        if existing.function != req.function:
+            raise InvalidRequest(f"job id {job_id!r} is already used by another function")
+        logger.info(
+            "job %s exists (seq %d); not enqueued again", job_id, existing.seq, extra=job(job_id)
+        )
+        return with_token(request, json_response(data, 200, location), job_id)
+    services.metrics.enqueued.labels(req.function).inc()
+    return with_token(request, json_response(data, 202, location), job_id)
+
+
+TOKEN_HEADER = "Jobhub-Token"
+
+
+def with_token(request: Request, response: Response, job_id: str) -> Response:
+    """Hand out the token of the job whose snapshot ``response`` carries: in a header for API
+    clients, and as an HttpOnly cookie scoped to the job's path, which the browser then sends
+    to its status and stream (the cookie opens reads only; see jobhub.auth)."""
+    tokens = services_of(request).gate.tokens
+    if tokens is not None:
+        token = tokens.issue(job_id, instance_of(bytes(response.body)))
+        response.headers[TOKEN_HEADER] = token
+        response.set_cookie(
+            COOKIE,
+            token,
+            max_age=tokens.ttl_seconds,
+            path=f"/jobs/{job_id}",
+            httponly=True,
+            secure=request.url.scheme == "https",
+            samesite="lax",
+        )
+    return response
+
+
+async def cancel_job(request: Request) -> Response:
+    """``POST /jobs/{id}/cancel``: the snapshot says ``canceled`` at once, and the queue is
+    asked to abort the job: a queued one never starts, a running one is cancelled (its
+    ``finally`` blocks run). A job that already ended answers 409 with its snapshot."""
+    services = services_of(request)
+    job_id = job_id_of(request)
+    await services.gate.job(request, job_id)
+    try:
+        return json_response(await services.lifecycle.cancel(job_id))
+    except (JobIsFinal, WrongStatus) as exc:
+        return await conflict(services.store, exc)
+
+
+async def pause_job(request: Request) -> Response:
+    """``POST /jobs/{id}/pause``: cooperative; the job's next progress report waits until it
+    is resumed. Only a job that reports progress (``running``) can be paused."""
+    services = services_of(request)
+    return await _guarded(
+        request,
+        services.lifecycle.pause,
+        already=Status.PAUSED,
+        refusal="only a running job, one that reports progress, can be paused",
+    )
+
+
+async def resume_job(request: Request) -> Response:
+    """``POST /jobs/{id}/resume``: a paused job goes on from where it was."""
+    services = services_of(request)
+    return await _guarded(
+        request,
+        services.lifecycle.resume,
+        already=Status.RUNNING,
+        refusal="only a paused job can be resumed",
+    )
+
+
+async def _guarded(
+    request: Request,
+    change: Callable[[str], Awaitable[bytes]],
+    *,
+    already: Status,
+    refusal: str,
+) -> Response:
+    store = services_of(request).store
+    job_id = job_id_of(request)
+    await services_of(request).gate.job(request, job_id)
+    try:
+        return json_response(await change(job_id))
+    except JobIsFinal as exc:
+        return await conflict(store, exc)
+    except WrongStatus as exc:
+        if exc.status == already:  # asking twice is no error: nothing more to do
+            return json_response((await store.get(job_id)) or b"null")
+        wrong = WrongStatus(job_id, exc.status, f"job {job_id!r} is {exc.status}: {refusal}")
+        return await conflict(store, wrong)
+
+
+async def conflict(store: Store, exc: JobIsFinal | WrongStatus) -> Response:
+    """409 with the job's snapshot, so that the client can draw the truth at once."""
+    body = {**exc.to_body(), "snapshot": await store.read(exc.job_id)}
+    return json_response(msgspec.json.encode(body), 409)
+
+
+MAX_NESTING = 64
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether lists and dicts inside ``value`` nest more than ``limit`` levels."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, list | dict):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+async def get_job(request: Request) -> Response:
+    job_id = job_id_of(request)
+    await services_of(request).gate.job(request, job_id)
+    found = await services_of(request).store.get_versioned(job_id)
+    if found is None:
+        raise JobNotFound(job_id)
+    seq, data = found
+    etag = f'"{seq}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if _matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    return json_response(data, 200, headers)
+
+
+async def list_jobs(request: Request) -> Response:
+    """``GET /jobs?status=&function=&limit=&cursor=``: newest first, a page at a time."""
+    services_of(request).gate.key(request)
+    query = query_of(request)
+    # A parameter given must be valid, even if empty: `?status=` is no way to ask for all.
+    status = query.get("status")
+    if status is not None and status not in Status.__members__.values():
+        raise InvalidRequest(f"unknown status {status!r}: one of {', '.join(Status)}")
+    limit = _bounded_int(query.get("limit", "20"), "limit", 1, MAX_PAGE)
+    cursor = query.get("cursor")
+    before = _bounded_int(cursor, "cursor", 0, 10**18 - 1) if cursor is not None else None
+    function = query.get("function")
+    jobs, after = await services_of(request).store.list_jobs(
+        status=Status(status) if status is not None else None,
+        function=function,
+        limit=limit,
+        before=before,
+    )
+    next_cursor = b"null" if after is None else b'"%d"' % after
+    return json_response(b'{"jobs":[' + b",".join(jobs) + b'],"next_cursor":' + next_cursor + b"}")
+
+
+MAX_PAGE = 100
+
+
+def _bounded_int(raw: str, name: str, low: int, high: int) -> int:
+    value = ascii_int(raw)
+    if value is None or not low <= value <= high:
+        raise InvalidRequest(f"{name} must be an integer from {low} to {high}, got {raw!r}")
+    return value
+
+
+async def job_history(request: Request) -> Response:
+    job_id = job_id_of(request)
+    await services_of(request).gate.job(request, job_id)
+    store = services_of(request).store
+    entries = await store.history(job_id)
+    if not entries and await store.get(job_id) is None:
+        raise JobNotFound(job_id)
+    return json_response(b"[" + b",".join(entries) + b"]")
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+    return etag in tags or "*" in tags
+
+
+async def index(request: Request) -> Response:
+    return FileResponse(f"{STATIC}/index.html")
+
+
+async def dashboard(request: Request) -> Response:
+    return FileResponse(f"{STATIC}/dashboard.html")
+
+
+async def job_deliveries(request: Request) -> Response:
+    """``GET /jobs/{id}/deliveries``: every attempt to deliver the job's webhook so far."""
+    job_id = job_id_of(request)
+    services = services_of(request)
+    await services.gate.job(request, job_id)
+    entries = await services.deliveries.read(job_id)
+    if not entries and await services.store.get(job_id) is None:
+        raise JobNotFound(job_id)
+    return json_response(b"[" + b",".join(entries) + b"]")
+
+
+routes = [
+    Route("/", index, methods=["GET"]),
+    Route("/dashboard", dashboard, methods=["GET"]),
+    Route("/jobs", create_job, methods=["POST"]),
+    Route("/jobs", list_jobs, methods=["GET"]),
+    Route("/jobs/{job_id}", get_job, methods=["GET"]),
+    Route("/jobs/{job_id}/events", job_events, methods=["GET"]),
+    Route("/jobs/{job_id}/history", job_history, methods=["GET"]),
+    Route("/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
+    Route("/jobs/{job_id}/pause", pause_job, methods=["POST"]),
+    Route("/jobs/{job_id}/resume", resume_job, methods=["POST"]),
+    Route("/events", many_events, methods=["GET"]),
+    Route("/jobs/{job_id}/deliveries", job_deliveries, methods=["GET"]),
+]

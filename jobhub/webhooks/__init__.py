@@ -1,0 +1,1 @@
+"""Signed webhooks, delivered by the workers when a job ends."""
