@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from jobhub import keys
+from jobhub.core import keys
 from jobhub.core.snapshot import decode_head
 from jobhub.store.store import Store
 

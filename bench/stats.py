@@ -20,7 +20,7 @@ import redis.asyncio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from jobhub import keys  # noqa: E402
+from jobhub.core import keys  # noqa: E402
 from jobhub.core.snapshot import Status  # noqa: E402
 from jobhub.dev.processes import spawn, stop, web_argv  # noqa: E402
 from jobhub.dev.server import RedisServer, free_port  # noqa: E402

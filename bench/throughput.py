@@ -23,8 +23,9 @@ from arq.worker import create_worker, func
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobhub import Settings, demo, worker_settings
+from jobhub import Settings, worker_settings
 from jobhub.core.snapshot import Snapshot
+from jobhub.dev import demo
 from jobhub.dev.server import RedisServer
 from jobhub.store.store import Store
 
