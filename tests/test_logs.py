@@ -41,7 +41,7 @@ def test_every_log_call_about_a_job_passes_its_id() -> None:
     source = pathlib.Path(__file__).resolve().parent.parent / "jobhub"
     calls = re.findall(
         r"logger\.\w+\(([^()]*(?:\([^()]*\)[^()]*)*)\)",
-        "\n".join(p.read_text() for p in source.glob("*.py")),
+        "\n".join(p.read_text() for p in source.rglob("*.py")),
     )
     about_a_job = [c for c in calls if "job %s" in c]
     assert about_a_job
