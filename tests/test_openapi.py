@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
+import msgspec
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
@@ -19,6 +21,7 @@ from jobhub.server.console import routes as operator_routes
 from jobhub.server.openapi import document
 from jobhub.server.routes import routes
 from jobhub.server.session import routes as session_routes
+from jobhub.store.store import Store
 
 
 def test_the_document_covers_every_endpoint(base_url: str) -> None:
@@ -34,6 +37,40 @@ def test_the_document_covers_every_endpoint(base_url: str) -> None:
         if method != "HEAD" and route.path not in {"/", "/dashboard"}  # pages, not API
     }
     assert served == documented
+
+
+def test_every_reference_names_a_component() -> None:
+    # A body passed through as stored JSON names its model by reference only.
+    served_document = document()
+    text = msgspec.json.encode(served_document).decode()
+    named = set(re.findall(r'"\$ref":"#/components/schemas/([^"]+)"', text))
+    assert named and named <= set(served_document["components"]["schemas"])
+
+
+async def test_an_error_answer_carries_only_documented_fields(client: httpx.AsyncClient) -> None:
+    response = await client.post("/jobs", json={"function": "demo.nope"})
+    assert response.status_code == 422
+    documented = document()["components"]["schemas"]["ErrorDetail"]["properties"]
+    assert set(response.json()["error"]) == set(documented) == {"type", "detail", "known"}
+
+
+async def test_stored_snapshots_are_answered_byte_for_byte(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    # Deferred, the job stays queued: its stored snapshot holds still while it is read.
+    created = await client.post("/jobs", json={"function": "demo.noop", "defer_seconds": 600})
+    job_id = created.json()["job_id"]
+    stored = await store.get(job_id)
+    assert stored is not None and created.content == stored
+
+    page = await client.get("/jobs", params={"limit": 1})
+    assert page.content.startswith(b'{"jobs":[' + stored + b'],"next_cursor":"')
+    history = await client.get(f"/jobs/{job_id}/history")
+    assert history.content == b"[" + b",".join(await store.history(job_id)) + b"]"
+    refused = await client.post(f"/jobs/{job_id}/pause")
+    assert refused.status_code == 409
+    assert refused.content.endswith(b',"snapshot":' + stored + b"}")
+    assert (await client.post(f"/jobs/{job_id}/cancel")).status_code == 200
 
 
 schema = schemathesis.openapi.from_dict(document())
