@@ -16,6 +16,7 @@ import msgspec
 
 from jobhub.core.snapshot import Snapshot, Status
 from jobhub.server.console import MAX_OUTPUT_PAGE, Detail, Entry, OutputPage, Stats
+from jobhub.server.health import Health
 from jobhub.server.routes import (
     MAX_PAGE,
     SCHEMA_REF,
@@ -218,6 +219,15 @@ def _paths() -> dict[str, Any]:
                 "summary": "Sign out: the session cookie is cleared",
                 "responses": {"204": {"description": "signed out"}},
             },
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Whether this process is up and reaches Redis (no credentials)",
+                "responses": {
+                    "200": _json(Health, "up, with the number of functions workers offer"),
+                    "503": _json(Health, "Redis cannot be reached; Retry-After: 1"),
+                },
+            }
         },
         "/jobs/{job_id}/cancel": _job_action("Cancel a queued, running or paused job"),
         "/jobs/{job_id}/pause": _job_action("Pause a running job at its next progress report"),
