@@ -13,7 +13,7 @@ jobs: its cost does not grow with the number of jobs.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 from starlette.requests import Request
@@ -38,6 +38,7 @@ __all__ = [
     "STATS_MINUTES",
     "Detail",
     "Entry",
+    "OutputKind",
     "OutputPage",
     "Stats",
     "routes",
@@ -68,12 +69,16 @@ class Detail(msgspec.Struct):
     timings: Timings
 
 
+OutputKind = Literal["log", "output"]
+"""What an output entry is: a log line, or a chunk the job wrote."""
+
+
 class Entry(msgspec.Struct, omit_defaults=True):
     """One entry of a job's output: a log line (``level``, ``message``) or a chunk
     (``data``)."""
 
     id: str
-    kind: str
+    kind: OutputKind
     at: str
     level: str | None = None
     message: str | None = None
@@ -118,7 +123,7 @@ class Stats(msgspec.Struct):
     """The last hour, oldest first."""
 
 
-_KINDS = frozenset({"log", "output"})
+_KINDS = frozenset(get_args(OutputKind))
 
 
 async def retry_job(request: Request) -> Response:

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from jobhub.core.snapshot import Snapshot, Status
-from jobhub.server.console import MAX_OUTPUT_PAGE, Detail, Entry, OutputPage, Stats
+from jobhub.server.console import MAX_OUTPUT_PAGE, Detail, Entry, OutputKind, OutputPage, Stats
 from jobhub.server.health import Health
 from jobhub.server.routes import (
     MAX_PAGE,
@@ -46,7 +46,7 @@ def _body(model: type[msgspec.Struct]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": model}}}
 
 
-def _query(name: str, schema: dict[str, Any], description: str | None = None) -> dict[str, Any]:
+def _query(name: str, schema: Any, description: str | None = None) -> dict[str, Any]:
     parameter = {"name": name, "in": "query", "schema": schema}
     return parameter if description is None else {**parameter, "description": description}
 
@@ -127,7 +127,7 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "List jobs, newest first",
                 "parameters": [
-                    _query("status", {"enum": [s.value for s in Status]}),
+                    _query("status", Status),
                     _query("function", {"type": "string"}),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
                     _query("cursor", {"type": "string", "pattern": r"^\d{1,18}$"}),
@@ -173,7 +173,7 @@ def _paths() -> dict[str, Any]:
                     "an entry id (a page's `next`); 0 for the start",
                 ),
                 _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_OUTPUT_PAGE}),
-                _query("kind", {"enum": ["log", "output"]}),
+                _query("kind", OutputKind),
             ),
         ),
         "/jobs/{job_id}/detail": _job_read(

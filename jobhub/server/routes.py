@@ -264,7 +264,10 @@ async def _guarded(
         return await conflict(store, exc)
     except WrongStatus as exc:
         if exc.status == already:  # asking twice is no error: nothing more to do
-            return json_response((await store.get(job_id)) or b"null")
+            data = await store.get(job_id)
+            if data is None:  # deleted since
+                raise JobNotFound(job_id) from None
+            return json_response(data)
         wrong = WrongStatus(job_id, exc.status, f"job {job_id!r} is {exc.status}: {refusal}")
         return await conflict(store, wrong)
 
