@@ -23,11 +23,11 @@ from jobhub.server.services import json_response, services_of
 __all__ = ["Health", "healthz"]
 
 
-class Health(msgspec.Struct, omit_defaults=True):
+class Health(msgspec.Struct):
     status: Literal["ok", "unavailable"]
     redis: str
     """``ok``, or why Redis cannot be reached."""
-    functions: int | None = None
+    functions: int | msgspec.UnsetType = msgspec.UNSET
     """How many job functions live workers offer; absent when Redis is out of reach."""
 
 

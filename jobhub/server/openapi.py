@@ -23,9 +23,9 @@ from jobhub.server.routes import (
     Conflict,
     EnqueueRequest,
     Error,
+    JobId,
     JobPage,
 )
-from jobhub.server.services import JOB_ID_PATTERN
 from jobhub.server.session import SessionState, SignIn
 from jobhub.server.streaming.events import MAX_JOBS_PER_STREAM
 from jobhub.webhooks.deliveries import Delivery
@@ -53,7 +53,7 @@ def _query(name: str, schema: Any, description: str | None = None) -> dict[str, 
 
 _STREAM = {
     "description": "text/event-stream: `id: <seq>` and `data: <snapshot>` per event",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    "content": {"text/event-stream": {"schema": str}},
 }
 _BAD = _json(Error, "malformed request")
 _MISSING = _json(Error, "no such job")
@@ -61,11 +61,11 @@ _JOB_ID = {
     "name": "job_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": JOB_ID_PATTERN},
+    "schema": JobId,
 }
 _TOKEN = _query(
     "token",
-    {"type": "string"},
+    str,
     "the job's token, where no Authorization header can be sent (EventSource)",
 )
 _DENIED = {
@@ -128,7 +128,7 @@ def _paths() -> dict[str, Any]:
                 "summary": "List jobs, newest first",
                 "parameters": [
                     _query("status", Status),
-                    _query("function", {"type": "string"}),
+                    _query("function", str),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
                     _query("cursor", {"type": "string", "pattern": r"^\d{1,18}$"}),
                 ],
@@ -238,12 +238,12 @@ def _paths() -> dict[str, Any]:
                 "parameters": [
                     _query(
                         "jobs",
-                        {"type": "string"},
+                        str,
                         f"comma-separated job ids, at most {MAX_JOBS_PER_STREAM}",
                     ),
                     _query(
                         "tokens",
-                        {"type": "string"},
+                        str,
                         "one job token per listed job, in order, comma-separated",
                     ),
                 ],

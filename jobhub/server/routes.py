@@ -58,6 +58,7 @@ __all__ = [
     "EnqueueRequest",
     "Error",
     "ErrorDetail",
+    "JobId",
     "JobPage",
     "SnapshotJSON",
     "conflict",
@@ -77,6 +78,8 @@ MAX_DEFER_SECONDS = 366 * 24 * 3600
 # they are refused, so that a job's arguments never look like the queue's.
 KwargName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z][A-Za-z0-9_]*" + END, max_length=100)]
 
+
+JobId = Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN)]
 
 SCHEMA_REF = "#/components/schemas/{name}"
 """Where the OpenAPI document keeps the schema of each model (jobhub.server.openapi)."""
@@ -135,7 +138,7 @@ class EnqueueRequest(msgspec.Struct, forbid_unknown_fields=True):
     function: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     args: list[Any] = []
     kwargs: dict[KwargName, Any] = {}
-    job_id: Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN)] | None = None
+    job_id: JobId | None = None
     """A client-chosen id is an idempotency key: sending it again returns the same job."""
     callback_url: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
     """Where to POST the job's final snapshot, signed (see jobhub.webhooks)."""
