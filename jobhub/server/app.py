@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -33,8 +33,8 @@ from jobhub.server.console import routes as operator_routes
 from jobhub.server.cors import CORS
 from jobhub.server.guard import RequireUtf8
 from jobhub.server.health import healthz
-from jobhub.server.routes import STATIC, TOKEN_HEADER, routes
-from jobhub.server.services import Services
+from jobhub.server.routes import STATIC, TOKEN_HEADER, Error, ErrorDetail, error_of, routes
+from jobhub.server.services import Services, json_response
 from jobhub.server.session import routes as session_routes
 from jobhub.server.streaming.hub import Hub
 from jobhub.server.streaming.sse import Streams
@@ -175,13 +175,14 @@ _RETRY_AFTER = {"Retry-After": "2"}
 def _error(
     status_code: int, type_: str, detail: str, headers: dict[str, str] | None = None
 ) -> Response:
-    return JSONResponse({"error": {"type": type_, "detail": detail}}, status_code, headers)
+    body = Error(ErrorDetail(type_, detail))
+    return json_response(msgspec.json.encode(body), status_code, headers)
 
 
 async def _jobhub_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, JobhubError)
     headers = _RETRY_AFTER if exc.status_code == 503 else None
-    return JSONResponse(exc.to_body(), exc.status_code, headers)
+    return json_response(msgspec.json.encode(error_of(exc)), exc.status_code, headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -13,7 +13,7 @@ jobs: its cost does not grow with the number of jobs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 from starlette.requests import Request
@@ -30,7 +30,7 @@ from jobhub.core.exceptions import (
 from jobhub.core.parsing import ascii_int
 from jobhub.core.positions import Gap, is_entry_id
 from jobhub.core.snapshot import Snapshot
-from jobhub.server.routes import conflict, with_token
+from jobhub.server.routes import conflict, encoded, with_token
 from jobhub.server.services import job_id_of, json_response, query_of, services_of
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "STATS_MINUTES",
     "Detail",
     "Entry",
+    "OutputKind",
     "OutputPage",
     "Stats",
     "routes",
@@ -68,20 +69,28 @@ class Detail(msgspec.Struct):
     timings: Timings
 
 
+OutputKind = Literal["log", "output"]
+"""What an output entry is: a log line, or a chunk the job wrote."""
+
+
 class Entry(msgspec.Struct, omit_defaults=True):
     """One entry of a job's output: a log line (``level``, ``message``) or a chunk
     (``data``)."""
 
     id: str
-    kind: str
+    kind: OutputKind
     at: str
     level: str | None = None
     message: str | None = None
     data: Any = None
 
 
+EntryJSON = Annotated[msgspec.Raw, encoded(Entry)]
+
+
 class OutputPage(msgspec.Struct):
-    entries: list[Entry]
+    entries: list[EntryJSON]
+    """Each as the job wrote it to its output, with its ``id`` put first."""
     gap: Gap | None
     """Entries after ``after`` that the job's capped output dropped before this read: how
     many, exactly, and the ordinals of the first and last (``from``, ``to``); null when
@@ -114,7 +123,7 @@ class Stats(msgspec.Struct):
     """The last hour, oldest first."""
 
 
-_KINDS = frozenset({"log", "output"})
+_KINDS = frozenset(get_args(OutputKind))
 
 
 async def retry_job(request: Request) -> Response:
@@ -151,7 +160,8 @@ async def job_detail(request: Request) -> Response:
     services = services_of(request)
     job_id = job_id_of(request)
     await services.gate.job(request, job_id)
-    return json_response(msgspec.json.encode(await services.lifecycle.detail(job_id)))
+    detail = msgspec.convert(await services.lifecycle.detail(job_id), Detail)
+    return json_response(msgspec.json.encode(detail))
 
 
 async def job_output(request: Request) -> Response:
@@ -175,18 +185,15 @@ async def job_output(request: Request) -> Response:
     entries = await services.store.output(job_id, after=after, limit=limit)
     if not entries and await services.store.get(job_id) is None:
         raise JobNotFound(job_id)
-    parts = []
+    parts: list[EntryJSON] = []
     for entry_id, data in entries:
         if kind is None or data.startswith(b'{"kind":"%s"' % kind.encode()):
-            parts.append(b'{"id":"%s",' % entry_id.encode() + data[1:])
+            # An entry is stored as an Entry without its id, which is the stream's: splice
+            # the id in rather than decode and encode every entry of the page again.
+            parts.append(msgspec.Raw(b'{"id":"%s",' % entry_id.encode() + data[1:]))
     gap = Gap.between(after, entries[0][0]) if entries else None
     cursor = entries[-1][0] if entries else after
-    body = b'{"entries":[%s],"gap":%s,"next":"%s"}' % (
-        b",".join(parts),
-        b"null" if gap is None else msgspec.json.encode(gap),
-        cursor.encode(),
-    )
-    return json_response(body)
+    return json_response(msgspec.json.encode(OutputPage(parts, gap, cursor)))
 
 
 async def stats(request: Request) -> Response:
@@ -194,18 +201,20 @@ async def stats(request: Request) -> Response:
     services.gate.key(request)
     store, registry = services.store, services.registry
     per_minute = await store.ended_per_minute(STATS_MINUTES)
-    body = {
-        "counts": await store.counts(),
-        "queue_depth": await services.lifecycle.queue_depth(),
-        "workers": await registry.workers(),
-        "ended_per_minute": [
-            {
-                "minute": minute * 60,
-                **{s: row.get(s, 0) for s in ("finished", "failed", "canceled")},
-            }
+    body = Stats(
+        counts=await store.counts(),
+        queue_depth=await services.lifecycle.queue_depth(),
+        workers=msgspec.convert(await registry.workers(), list[Worker]),
+        ended_per_minute=[
+            Minute(
+                minute * 60,
+                finished=row.get("finished", 0),
+                failed=row.get("failed", 0),
+                canceled=row.get("canceled", 0),
+            )
             for minute, row in per_minute
         ],
-    }
+    )
     return json_response(msgspec.json.encode(body), headers={"Cache-Control": "no-store"})
 
 

@@ -11,6 +11,8 @@ For load balancers and orchestrators (a 503 takes the process out of rotation) a
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
 from redis.exceptions import RedisError
 from starlette.requests import Request
@@ -18,7 +20,15 @@ from starlette.responses import Response
 
 from jobhub.server.services import json_response, services_of
 
-__all__ = ["healthz"]
+__all__ = ["Health", "healthz"]
+
+
+class Health(msgspec.Struct):
+    status: Literal["ok", "unavailable"]
+    redis: str
+    """``ok``, or why Redis cannot be reached."""
+    functions: int | msgspec.UnsetType = msgspec.UNSET
+    """How many job functions live workers offer; absent when Redis is out of reach."""
 
 
 async def healthz(request: Request) -> Response:
@@ -26,8 +36,8 @@ async def healthz(request: Request) -> Response:
     try:
         functions = len(await registry.live_functions())
     except RedisError as exc:
-        body = {"status": "unavailable", "redis": str(exc) or type(exc).__name__}
-        return json_response(msgspec.json.encode(body), 503, {"Retry-After": "1"})
-    body_ok = {"status": "ok", "redis": "ok", "functions": functions}
+        down = Health("unavailable", str(exc) or type(exc).__name__)
+        return json_response(msgspec.json.encode(down), 503, {"Retry-After": "1"})
+    up = Health("ok", "ok", functions)
     # A probe must see the state now, never a cached answer from before an outage.
-    return json_response(msgspec.json.encode(body_ok), headers={"Cache-Control": "no-store"})
+    return json_response(msgspec.json.encode(up), headers={"Cache-Control": "no-store"})

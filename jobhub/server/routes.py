@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from jobhub.core.exceptions import (
     InvalidRequest,
+    JobhubError,
     JobIsFinal,
     JobNotFound,
     UnknownFunction,
@@ -31,7 +32,7 @@ from jobhub.core.exceptions import (
 )
 from jobhub.core.logs import job
 from jobhub.core.parsing import ascii_int
-from jobhub.core.snapshot import Status, decode
+from jobhub.core.snapshot import Snapshot, Status, decode
 from jobhub.server.auth import COOKIE, instance_of
 from jobhub.server.services import (
     END,
@@ -44,15 +45,25 @@ from jobhub.server.services import (
 )
 from jobhub.server.streaming.events import job_events, many_events
 from jobhub.store.store import Store
-from jobhub.webhooks.deliveries import check_target
+from jobhub.webhooks.deliveries import Delivery, check_target
 
 __all__ = [
     "MAX_DEFER_SECONDS",
     "MAX_NESTING",
     "MAX_PAGE",
+    "SCHEMA_REF",
     "TOKEN_HEADER",
+    "Conflict",
+    "DeliveryJSON",
     "EnqueueRequest",
+    "Error",
+    "ErrorDetail",
+    "JobId",
+    "JobPage",
+    "SnapshotJSON",
     "conflict",
+    "encoded",
+    "error_of",
     "routes",
     "with_token",
 ]
@@ -68,13 +79,66 @@ MAX_DEFER_SECONDS = 366 * 24 * 3600
 KwargName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z][A-Za-z0-9_]*" + END, max_length=100)]
 
 
+JobId = Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN)]
+
+SCHEMA_REF = "#/components/schemas/{name}"
+"""Where the OpenAPI document keeps the schema of each model (jobhub.server.openapi)."""
+
+
+def encoded(model: type[msgspec.Struct]) -> msgspec.Meta:
+    """Annotates a ``msgspec.Raw`` that holds ``model`` as JSON encoded before (a stored
+    snapshot): the handler passes those bytes through, never decoding them again, and the
+    OpenAPI document still names the model the body carries::
+
+        SnapshotJSON = Annotated[msgspec.Raw, encoded(Snapshot)]
+    """
+    return msgspec.Meta(extra_json_schema={"$ref": SCHEMA_REF.format(name=model.__name__)})
+
+
+SnapshotJSON = Annotated[msgspec.Raw, encoded(Snapshot)]
+DeliveryJSON = Annotated[msgspec.Raw, encoded(Delivery)]
+
+
+class ErrorDetail(msgspec.Struct):
+    type: str
+    detail: str
+    known: list[str] | msgspec.UnsetType = msgspec.UNSET
+    """For an ``UnknownFunction``: the functions live workers run."""
+
+
+class Error(msgspec.Struct):
+    """Every error answer: ``{"error": {"type": ..., "detail": ...}}``."""
+
+    error: ErrorDetail
+
+
+def error_of(exc: JobhubError) -> Error:
+    """The body that answers ``exc``."""
+    return msgspec.convert(exc.to_body(), Error)
+
+
+class Conflict(msgspec.Struct):
+    """A 409: the error, and the job's snapshot as it is."""
+
+    error: ErrorDetail
+    snapshot: SnapshotJSON | None
+
+
+class JobPage(msgspec.Struct):
+    """``GET /jobs``: newest first."""
+
+    jobs: list[SnapshotJSON]
+    next_cursor: str | None
+    """Pass it as ``cursor`` for the next page; null after the last."""
+
+
 class EnqueueRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Body of ``POST /jobs``."""
 
     function: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     args: list[Any] = []
     kwargs: dict[KwargName, Any] = {}
-    job_id: Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN)] | None = None
+    job_id: JobId | None = None
     """A client-chosen id is an idempotency key: sending it again returns the same job."""
     callback_url: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
     """Where to POST the job's final snapshot, signed (see jobhub.webhooks)."""
@@ -203,14 +267,18 @@ async def _guarded(
         return await conflict(store, exc)
     except WrongStatus as exc:
         if exc.status == already:  # asking twice is no error: nothing more to do
-            return json_response((await store.get(job_id)) or b"null")
+            data = await store.get(job_id)
+            if data is None:  # deleted since
+                raise JobNotFound(job_id) from None
+            return json_response(data)
         wrong = WrongStatus(job_id, exc.status, f"job {job_id!r} is {exc.status}: {refusal}")
         return await conflict(store, wrong)
 
 
 async def conflict(store: Store, exc: JobIsFinal | WrongStatus) -> Response:
     """409 with the job's snapshot, so that the client can draw the truth at once."""
-    body = {**exc.to_body(), "snapshot": await store.read(exc.job_id)}
+    data = await store.get(exc.job_id)
+    body = Conflict(error_of(exc).error, None if data is None else msgspec.Raw(data))
     return json_response(msgspec.json.encode(body), 409)
 
 
@@ -262,8 +330,8 @@ async def list_jobs(request: Request) -> Response:
         limit=limit,
         before=before,
     )
-    next_cursor = b"null" if after is None else b'"%d"' % after
-    return json_response(b'{"jobs":[' + b",".join(jobs) + b'],"next_cursor":' + next_cursor + b"}")
+    page = JobPage([msgspec.Raw(data) for data in jobs], None if after is None else str(after))
+    return json_response(msgspec.json.encode(page))
 
 
 MAX_PAGE = 100
@@ -283,7 +351,8 @@ async def job_history(request: Request) -> Response:
     entries = await store.history(job_id)
     if not entries and await store.get(job_id) is None:
         raise JobNotFound(job_id)
-    return json_response(b"[" + b",".join(entries) + b"]")
+    history: list[SnapshotJSON] = [msgspec.Raw(data) for data in entries]
+    return json_response(msgspec.json.encode(history))
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:
@@ -309,7 +378,8 @@ async def job_deliveries(request: Request) -> Response:
     entries = await services.deliveries.read(job_id)
     if not entries and await services.store.get(job_id) is None:
         raise JobNotFound(job_id)
-    return json_response(b"[" + b",".join(entries) + b"]")
+    attempts: list[DeliveryJSON] = [msgspec.Raw(data) for data in entries]
+    return json_response(msgspec.json.encode(attempts))
 
 
 routes = [
