@@ -31,10 +31,11 @@ sys.path.insert(0, str(ROOT))
 
 from jobhub.core.snapshot import Status, utcnow  # noqa: E402
 from jobhub.dev.server import RedisServer, Stack  # noqa: E402
-from jobhub.lifecycle.lifecycle import Lifecycle, Run  # noqa: E402
+from jobhub.lifecycle.lifecycle import Lifecycle  # noqa: E402
+from jobhub.lifecycle.runs import Run  # noqa: E402
 from jobhub.store.store import Store  # noqa: E402
 from jobhub.store.writes import WriteBatch  # noqa: E402
-from jobhub.worker.runner import JobContext  # noqa: E402
+from jobhub.worker.context import JobContext  # noqa: E402
 
 
 async def raw_xadd(client: redis.asyncio.Redis, n: int) -> float:

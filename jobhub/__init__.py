@@ -34,7 +34,8 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __get
     from jobhub.core.settings import Settings
     from jobhub.core.snapshot import TERMINAL, JobError, Snapshot, Status
     from jobhub.server.app import create_app
-    from jobhub.worker.runner import JobContext, JobFunction, ThreadJobContext, job
+    from jobhub.worker.context import JobContext, ThreadJobContext
+    from jobhub.worker.jobs import JobFunction, job
     from jobhub.worker.settings import worker_settings
 
 __all__ = (
@@ -88,7 +89,8 @@ _MODULES = {
         "WaitTimeout",
         "WrongStatus",
     ),
-    "worker.runner": ("JobContext", "JobFunction", "ThreadJobContext", "job"),
+    "worker.context": ("JobContext", "ThreadJobContext"),
+    "worker.jobs": ("JobFunction", "job"),
     "core.settings": ("Settings",),
     "core.snapshot": ("TERMINAL", "JobError", "Snapshot", "Status"),
     "worker.settings": ("worker_settings",),

@@ -86,12 +86,11 @@ async def test_cancel_running_and_queued_jobs_and_refuse_ended_ones(api: httpx.A
     assert [s["status"] for s in history] == ["queued", "canceled"]
     assert second not in cleaned_up
 
-    # An ended job: 409, with its snapshot.
+    # Canceled already: asking again is answered with the job as it is, nothing written.
     again = await api.post(f"/jobs/{first}/cancel")
-    assert again.status_code == 409
-    body = again.json()
-    assert body["error"]["type"] == "JobIsFinal"
-    assert body["snapshot"]["status"] == "canceled"
+    assert again.status_code == 200
+    assert again.json() == await status_of(api, first)
+    assert again.json()["status"] == "canceled"
 
 
 async def test_cancel_of_unknown_or_bad_ids(api: httpx.AsyncClient) -> None:
@@ -127,6 +126,10 @@ async def test_pause_holds_the_job_and_resume_completes_it(api: httpx.AsyncClien
     assert "running" in statuses[statuses.index("paused") :]  # it went on after the pause
     late = await api.post(f"/jobs/{job_id}/resume")
     assert late.status_code == 409 and late.json()["snapshot"]["status"] == "finished"
+    # An ended job that is not canceled: cancel is refused, with its snapshot.
+    ended = await api.post(f"/jobs/{job_id}/cancel")
+    assert ended.status_code == 409 and ended.json()["error"]["type"] == "JobIsFinal"
+    assert ended.json()["snapshot"]["status"] == "finished"
 
 
 async def test_a_job_that_has_not_reported_cannot_be_paused(api: httpx.AsyncClient) -> None:

@@ -58,3 +58,19 @@ def test_a_module_imports_only_the_layers_below_its_own(path: Path) -> None:
 def test_every_package_is_in_the_table() -> None:
     packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
     assert packages == set(ALLOWED)
+
+
+def test_only_the_arq_adapter_imports_arq() -> None:
+    # ARQ's keys, results, abort set, retry signals and error strings have one owner
+    # (jobhub/lifecycle/arq.py), so a change of ARQ is met in one module.
+    importers = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            if any(name == "arq" or name.startswith("arq.") for name in names):
+                importers.add(str(path.relative_to(PACKAGE)))
+    assert importers == {"lifecycle/arq.py"}

@@ -17,7 +17,7 @@ from jobhub import JobContext, Settings, ThreadJobContext, job, worker_settings
 from jobhub.core import keys
 from jobhub.core.exceptions import InvalidProgress, JobIsFinal
 from jobhub.core.snapshot import Snapshot, Status, decode
-from jobhub.lifecycle.lifecycle import Run
+from jobhub.lifecycle.runs import Run
 from jobhub.store.registry import Registry
 from jobhub.store.store import Store
 from jobhub.store.writes import WriteBatch

@@ -22,7 +22,7 @@ from httpx_sse import aconnect_sse
 from jobhub.core.exceptions import RunSuperseded
 from jobhub.core.snapshot import Snapshot, Status
 from jobhub.dev.server import RedisServer, Stack
-from jobhub.lifecycle.lifecycle import PARK_MS, Run
+from jobhub.lifecycle.runs import PARK_MS, Run
 from jobhub.store.store import Store
 from jobhub.store.writes import WriteBatch
 

@@ -18,8 +18,7 @@ from redis.exceptions import WatchError
 
 from jobhub.core.settings import Settings
 from jobhub.dev.server import RedisServer, Stack
-from jobhub.lifecycle.lifecycle import IN_PROGRESS_MS
-from jobhub.store.connections import WorkerRedis, arq_pool
+from jobhub.lifecycle.arq import IN_PROGRESS_MS, WorkerRedis, arq_pool
 
 from .conftest import ROOT
 

@@ -11,7 +11,8 @@ import asyncio
 import reprlib
 from typing import Any, NoReturn
 
-from jobhub.worker.runner import JobContext, job
+from jobhub.worker.context import JobContext
+from jobhub.worker.jobs import job
 
 __all__ = ["FUNCTIONS", "count", "fail", "noop", "tokens"]
 

@@ -61,6 +61,12 @@ class Detail(msgspec.Struct):
     """``GET /jobs/{id}/detail``."""
 
     snapshot: Snapshot
+    actions: list[str]
+    """What an operator may ask of the job in its status: of ``cancel``, ``pause``,
+    ``resume``, ``retry``, ``delete`` (the lifecycle table decides)."""
+    lifecycle: dict[str, list[str]]
+    """``actions`` of every status, so that a console follows the job's status changes
+    without a copy of the table."""
     arguments: dict[str, Any] | None
     """``{"args": [...], "kwargs": {...}}``, or ``{"truncated": true, "bytes": n}`` for
     arguments over 64 KiB; null for a job enqueued with ARQ directly."""

@@ -218,7 +218,8 @@ def with_token(request: Request, response: Response, job_id: str) -> Response:
 async def cancel_job(request: Request) -> Response:
     """``POST /jobs/{id}/cancel``: the snapshot says ``canceled`` at once, and the queue is
     asked to abort the job: a queued one never starts, a running one is cancelled (its
-    ``finally`` blocks run). A job that already ended answers 409 with its snapshot."""
+    ``finally`` blocks run). A canceled job is answered as it is (asking twice is no
+    error); one that ended otherwise answers 409 with its snapshot."""
     services = services_of(request)
     job_id = job_id_of(request)
     await services.gate.job(request, job_id)
@@ -235,7 +236,6 @@ async def pause_job(request: Request) -> Response:
     return await _guarded(
         request,
         services.lifecycle.pause,
-        already=Status.PAUSED,
         refusal="only a running job, one that reports progress, can be paused",
     )
 
@@ -246,7 +246,6 @@ async def resume_job(request: Request) -> Response:
     return await _guarded(
         request,
         services.lifecycle.resume,
-        already=Status.RUNNING,
         refusal="only a paused job can be resumed",
     )
 
@@ -255,7 +254,6 @@ async def _guarded(
     request: Request,
     change: Callable[[str], Awaitable[bytes]],
     *,
-    already: Status,
     refusal: str,
 ) -> Response:
     store = services_of(request).store
@@ -266,11 +264,7 @@ async def _guarded(
     except JobIsFinal as exc:
         return await conflict(store, exc)
     except WrongStatus as exc:
-        if exc.status == already:  # asking twice is no error: nothing more to do
-            data = await store.get(job_id)
-            if data is None:  # deleted since
-                raise JobNotFound(job_id) from None
-            return json_response(data)
+        # (Asking twice is no error: the lifecycle answers a change already in effect.)
         wrong = WrongStatus(job_id, exc.status, f"job {job_id!r} is {exc.status}: {refusal}")
         return await conflict(store, wrong)
 

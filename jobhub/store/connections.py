@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import AbstractConnection
@@ -49,13 +48,11 @@ __all__ = [
     "SentinelBlockingConnectionPool",
     "WorkerConnectionPool",
     "WorkerPipeline",
-    "WorkerRedis",
     "WorkerSentinelConnectionPool",
-    "arq_pool",
-    "arq_settings",
     "pubsub_connection",
     "web_client",
     "web_pool",
+    "worker_pool",
 ]
 
 logger = logging.getLogger("jobhub.redis")
@@ -294,40 +291,13 @@ class WorkerPipeline(Pipeline):
         self._watched, self._read_under_watch, self._watch_lost = (), False, False
 
 
-class WorkerRedis(ArqRedis):
-    """ARQ's client, on a ``WorkerConnectionPool`` (or its Sentinel twin), and making
-    each pipeline a ``WorkerPipeline``."""
-
-    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> WorkerPipeline:
-        return WorkerPipeline(
-            self.connection_pool, self.response_callbacks, transaction, shard_hint
-        )
-
-
-def arq_pool(settings: Settings) -> WorkerRedis:
-    """The workers' client, for ARQ's ``redis_pool`` setting: commands, connects and
-    WATCHes are tried as ``RedisPolicy.for_workers`` says, for as long as Redis is away
-    (see ``WorkerConnectionPool`` and ``WorkerPipeline``). It only makes objects (it
-    connects when first used), so a worker settings class may hold it."""
+def worker_pool(settings: Settings) -> ConnectionPool:
+    """The workers' connection pool: commands and connects are tried as
+    ``RedisPolicy.for_workers`` says, for as long as Redis is away (see
+    ``WorkerConnectionPool``). It only makes objects (it connects when first used)."""
     kwargs = RedisPolicy.for_workers(settings).connection_kwargs()
-    pool: ConnectionPool
     if settings.redis_sentinels:
-        pool = WorkerSentinelConnectionPool(  # type: ignore[no-untyped-call]
+        return WorkerSentinelConnectionPool(  # type: ignore[no-untyped-call]
             settings.redis_sentinel_master, _sentinel(settings), **_auth(settings), **kwargs
         )
-    else:
-        pool = WorkerConnectionPool.from_url(settings.redis_url, **kwargs)
-    return WorkerRedis(pool, default_queue_name=settings.queue_name)
-
-
-def arq_settings(settings: Settings) -> RedisSettings:
-    """ARQ's connection settings, for what ARQ connects by itself from the settings class
-    (``arq --check``): retried as the workers' pool is, and a worker started before its
-    Redis waits for it."""
-    base = RedisSettings.from_dsn(settings.redis_url)
-    kwargs = RedisPolicy.for_workers(settings).connection_kwargs()
-    base.retry = kwargs["retry"]
-    base.retry_on_error = kwargs["retry_on_error"]
-    base.conn_retries = 1_000_000
-    base.conn_retry_delay = 1
-    return base
+    return WorkerConnectionPool.from_url(settings.redis_url, **kwargs)

@@ -36,7 +36,7 @@ from jobhub.core.logs import job
 from jobhub.lifecycle.lifecycle import Lifecycle
 from jobhub.lifecycle.reconciler import Reconciler
 from jobhub.store.registry import Registry
-from jobhub.worker.runner import Runs
+from jobhub.worker.runs import Runs
 
 __all__ = ["Recovery"]
 

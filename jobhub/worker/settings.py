@@ -19,23 +19,17 @@ from prometheus_client import start_http_server
 from jobhub.core.logs import configure as configure_logs
 from jobhub.core.metrics import WorkerMetrics
 from jobhub.core.settings import Settings
+from jobhub.lifecycle.arq import ARQ_TIMEOUT, arq_pool, arq_settings
 from jobhub.lifecycle.lifecycle import Lifecycle
 from jobhub.lifecycle.reconciler import Reconciler
-from jobhub.store.connections import arq_pool, arq_settings
 from jobhub.store.registry import Registry, new_worker_id
 from jobhub.store.store import Store
 from jobhub.store.writes import WriteBatch
 from jobhub.webhooks.deliveries import Deliveries
+from jobhub.worker.jobs import JobFunction
 from jobhub.worker.recovery import Recovery
-from jobhub.worker.runner import (
-    ARQ_TIMEOUT,
-    RUNTIME,
-    JobFunction,
-    Runs,
-    WorkerRuntime,
-    after_job_end,
-    wrap,
-)
+from jobhub.worker.runner import after_job_end, wrap
+from jobhub.worker.runs import RUNTIME, Runs, WorkerRuntime
 
 __all__ = [
     "DELIVERIES",

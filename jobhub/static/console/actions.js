@@ -1,5 +1,6 @@
 // The buttons that change a job: cancel, pause, resume, retry, delete. Each is enabled only
-// in the statuses the API accepts it in (console/status.js), so a click rarely earns a 409;
+// in the statuses the API accepts it in (the server's table, console/status.js), so a click
+// rarely earns a 409;
 // when one does (the job moved on meanwhile), its answer carries the job's state, which is
 // drawn at once, and the reason, which is said.
 
@@ -20,6 +21,7 @@ export class Actions {
     this.jobId = jobId;
     this.handlers = handlers;
     this.status = null;
+    this.lifecycle = null; // each status's actions, from the job's detail
     this.busy = false;
     this.buttons = Object.fromEntries(ACTIONS.map((action) => [action, h("button", {
       type: "button",
@@ -33,10 +35,16 @@ export class Actions {
       ...Object.values(this.buttons));
   }
 
+  /** Learn what each status allows (the detail's `lifecycle`). */
+  learn(lifecycle) {
+    this.lifecycle = lifecycle;
+    if (this.status !== null) this.update(this.status);
+  }
+
   /** Enable what this status allows. */
   update(status) {
     this.status = status;
-    const can = allowed(status);
+    const can = allowed(status, this.lifecycle);
     for (const action of ACTIONS) this.buttons[action].disabled = !can[action] || this.busy;
     if (!can.delete) this.#unconfirm();
   }

@@ -124,6 +124,7 @@ class Open {
       return;
     }
     if (this.closed) return;
+    this.actions.learn(detail.lifecycle);
     this.#facts(detail);
     this.#snapshot(detail.snapshot);
     this.#follow(); // before /history: a snapshot in between is drawn by one or the other

@@ -24,15 +24,17 @@ export function hasEnded(status) {
   return ENDED.includes(status);
 }
 
-/** Which actions the API accepts in this status (jobhub/lifecycle decides; a button
- * that would only earn a 409 is disabled instead). */
-export function allowed(status) {
+/** Which actions the API accepts in this status, as the server's lifecycle table says
+ * (a job's detail carries it: `lifecycle`, each status's actions), so that a button that
+ * would only earn a 409 is disabled instead. Nothing is enabled before it is known. */
+export function allowed(status, lifecycle) {
+  const can = new Set((lifecycle && lifecycle[status]) || []);
   return {
-    cancel: ACTIVE.includes(status),
-    pause: status === "running",
-    resume: status === "paused",
-    retry: hasEnded(status),
-    delete: hasEnded(status),
+    cancel: can.has("cancel"),
+    pause: can.has("pause"),
+    resume: can.has("resume"),
+    retry: can.has("retry"),
+    delete: can.has("delete"),
   };
 }
 
