@@ -256,10 +256,11 @@ def test_the_snapshot_example_is_one_in_wire_order() -> None:
 
 def test_every_fenced_block_is_of_a_kind_a_test_runs() -> None:
     langs = fences()
-    # The bare one is the diagram at the top; the html and js blocks run in Chromium.
+    # The bare ones are diagrams (the picture at the top, the package tree in "How it is
+    # built"); the html and js blocks run in Chromium.
     assert set(langs) <= {"", "sh", "python", "json", "html", "js"}, set(langs)
-    assert langs.count("") == 1
-    assert len(langs) == sum(len(blocks(lang)) for lang in set(langs) - {""}) + 1
+    assert langs.count("") == 2
+    assert len(langs) == sum(len(blocks(lang)) for lang in set(langs) - {""}) + 2
     # tests/test_browser.py runs each: the page snippet, the cross-origin tag, worker.js;
     # tests/test_browser_output.py the output snippet.
     assert len(blocks("html")) + len(blocks("js")) == 4, "a new one needs a browser test"
