@@ -158,9 +158,9 @@ def create_keys(job_id: str, enqueue: Sequence[str] = ()) -> list[str]:
 
 # KEYS (``write_keys``): job hash, history list, output stream, the caller's outbox, the
 # job's tombstone, the indexes of jobs and of jobs not yet ended, the counts by status, the
-# webhooks due, and (written by a worker) the worker's set of held jobs. ARGV: channel, ttl seconds, history
-# cap, output cap, init, whether to stash what it publishes in the outbox ('1') or publish it
-# at once, then one or more patches or entries.
+# webhooks due, and (written by a worker) the worker's set of held jobs. ARGV: channel, ttl
+# seconds, history cap, output cap, init, whether to stash what it publishes in the outbox
+# ('1') or publish it at once, then one or more patches or entries.
 # A patch is field and fragment pairs joined by NUL: one argument instead of one per field,
 # since packing arguments is most of a write's client cost, and JSON escapes every control
 # character, so NUL cannot occur inside a fragment. Each patch becomes its own snapshot with
