@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from jobhub import Client, demo
 from jobhub.client.cli import EXIT_CODES
-from jobhub.client.client import LogEntry
+from jobhub.client.events import LogEntry
 from jobhub.core.settings import _ENV
 from jobhub.core.snapshot import Snapshot, Status, decode
 from jobhub.dev.server import free_port

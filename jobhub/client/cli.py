@@ -29,8 +29,9 @@ import click
 import httpx
 import msgspec
 
-from jobhub.client.client import Client, Gap, JobEvent, LogEntry, OutputChunk
+from jobhub.client.events import Gap, JobEvent, LogEntry, OutputChunk
 from jobhub.client.screen import Screen
+from jobhub.client.sync import Client
 from jobhub.core.exceptions import ApiError, ConfigError
 from jobhub.core.settings import Settings
 from jobhub.core.snapshot import Snapshot, Status

@@ -61,6 +61,7 @@ logger = logging.getLogger("jobhub.webhooks")
 
 SIGNATURE_HEADER = "Jobhub-Signature"
 
+
 class Delivery(msgspec.Struct, frozen=True):
     """One attempt to deliver a job's webhook, as ``GET /jobs/{id}/deliveries`` lists it."""
 
