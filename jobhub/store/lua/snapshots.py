@@ -89,8 +89,9 @@ redis.call('HINCRBY', counts, redis.call('HGET', KEYS[1], 'status'), 1)
 # That minute's key is the one key a script names that its caller does not pass in KEYS: the
 # minute is Redis's clock at the moment the job ends, which the caller cannot know without a
 # round trip of its own, and a caller's clock would file the jobs of workers whose clocks
-# disagree in different minutes. (It breaks only Redis Cluster's rule that a script's keys
-# hash to one slot, which jobhub's keys, one set per job beside shared indexes, never meet.)
+# disagree in different minutes. Redis asks for every key in KEYS so that a cluster can send
+# a script to the node of its keys; jobhub's scripts span many slots anyway (a job's keys
+# beside shared indexes), so jobhub runs on one primary, where this key costs nothing.
 _COUNT_LUA = f"""
 if new_status ~= status then
   redis.call('HINCRBY', counts, status, -1)
