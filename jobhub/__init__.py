@@ -13,7 +13,8 @@ import importlib as _importlib
 import typing as _typing
 
 if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ below
-    from jobhub.client.client import AsyncClient, Client
+    from jobhub.client.client import AsyncClient
+    from jobhub.client.sync import Client
     from jobhub.core.exceptions import (
         ApiError,
         ConfigError,
@@ -71,7 +72,8 @@ __all__ = (
 
 _MODULES = {
     "server.app": ("create_app",),
-    "client.client": ("AsyncClient", "Client"),
+    "client.client": ("AsyncClient",),
+    "client.sync": ("Client",),
     "core.exceptions": (
         "ApiError",
         "ConfigError",

@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from jobhub.dev.binary import find_redis_server
 from jobhub.dev.processes import spawn, stop
-from jobhub.dev.server import find_redis_server, free_port
+from jobhub.dev.server import free_port
 
 MASTER_NAME = "jobhub-test"
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from jobhub.client.cli import EXIT_CODES
+from jobhub.client.exits import EXIT_CODES
 from jobhub.client.screen import Screen
 from jobhub.core.snapshot import Snapshot
 from jobhub.dev.server import free_port

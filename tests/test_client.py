@@ -21,7 +21,7 @@ from jobhub import (
     WaitTimeout,
     create_app,
 )
-from jobhub.client.client import JobEvent, LogEntry, OutputChunk
+from jobhub.client.events import JobEvent, LogEntry, OutputChunk
 from jobhub.core.snapshot import Snapshot
 
 from .conftest import ThreadedServer

@@ -21,7 +21,8 @@ import httpx
 import pytest
 
 from jobhub.core.settings import Settings
-from jobhub.dev.server import RedisServer, describe_redis, find_redis_server, free_port
+from jobhub.dev.binary import find_redis_server
+from jobhub.dev.server import RedisServer, describe_redis, free_port
 
 from .conftest import ROOT
 from .helpers import TERMINAL

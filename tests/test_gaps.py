@@ -24,7 +24,8 @@ from arq.worker import create_worker
 from httpx_sse import aconnect_sse
 
 from jobhub import JobContext, Settings, job, worker_settings
-from jobhub.client.client import AsyncClient, Gap, OutputChunk
+from jobhub.client.client import AsyncClient
+from jobhub.client.events import Gap, OutputChunk
 from jobhub.core.exceptions import OutputTooLarge
 from jobhub.core.snapshot import Snapshot, Status
 from jobhub.lifecycle.lifecycle import Lifecycle

@@ -20,7 +20,7 @@ def test_all_is_exact_and_importable() -> None:
     assert sorted(jobhub.__all__) == sorted(set(jobhub.__all__))
     for name in jobhub.__all__:
         assert hasattr(jobhub, name), name
-    assert jobhub.Client is importlib.import_module("jobhub.client.client").Client
+    assert jobhub.Client is importlib.import_module("jobhub.client.sync").Client
     public = {n for n in dir(jobhub) if not n.startswith("_")}
     submodules = {m.name for m in pkgutil.iter_modules(jobhub.__path__)}
     assert public - submodules == set(jobhub.__all__)

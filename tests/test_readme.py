@@ -22,8 +22,8 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from jobhub import Client
-from jobhub.client.cli import EXIT_CODES
-from jobhub.client.client import LogEntry
+from jobhub.client.events import LogEntry
+from jobhub.client.exits import EXIT_CODES
 from jobhub.core.settings import _ENV
 from jobhub.core.snapshot import Snapshot, Status, decode
 from jobhub.dev import demo

@@ -9,7 +9,7 @@ Following a job draws its progress bar on stderr with the job's log lines above 
 
 ``--url`` and ``--api-key`` go before or after the subcommand (or come from ``JOBHUB_URL``
 and ``JOBHUB_API_KEY``). Every failure is one line on stderr and an exit code from
-``EXIT_CODES``; ``--debug`` shows the traceback instead.
+``EXIT_CODES`` (exits.py); ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -26,34 +26,24 @@ from types import FrameType
 from typing import Any, NoReturn
 
 import click
-import httpx
 import msgspec
 
-from jobhub.client.client import Client, Gap, JobEvent, LogEntry, OutputChunk
+from jobhub.client.events import Gap, JobEvent, LogEntry, OutputChunk
+from jobhub.client.exits import (
+    EXIT,
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
+    EXIT_TIMEOUT,
+    explain,
+)
 from jobhub.client.screen import Screen
-from jobhub.core.exceptions import ApiError, ConfigError
+from jobhub.client.sync import Client
+from jobhub.core.exceptions import ConfigError
 from jobhub.core.settings import Settings
 from jobhub.core.snapshot import Snapshot, Status
 
-__all__ = ["EXIT_CODES", "main"]
+__all__ = ["main"]
 
-EXIT_FAILED, EXIT_CANCELED, EXIT_TIMEOUT, EXIT_API = 3, 4, 5, 6
-EXIT_UNREACHABLE, EXIT_NO_ANSWER, EXIT_INTERRUPTED = 7, 8, 130
-EXIT_CODES = {
-    0: "the job finished (or was submitted, or is still at work for `status`)",
-    1: "`jobhub dev` could not start the stack, or a part of it died; or an unexpected error",
-    2: "bad usage: an unknown option, a malformed --kwarg or --url",
-    EXIT_FAILED: "the job failed",
-    EXIT_CANCELED: "the job was canceled",
-    EXIT_TIMEOUT: "the job did not end within --timeout (it goes on)",
-    EXIT_API: "the API refused the request (unknown job or function, no access, ...)",
-    EXIT_UNREACHABLE: "cannot connect to the app at --url / JOBHUB_URL",
-    EXIT_NO_ANSWER: "the app did not answer within --request-timeout",
-    EXIT_INTERRUPTED: "Ctrl-C: stopped following; the job goes on",
-}
-"""Every exit status of the ``jobhub`` command, as the README lists them."""
-
-EXIT = {Status.FINISHED: 0, Status.FAILED: EXIT_FAILED, Status.CANCELED: EXIT_CANCELED}
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 # Job ids may start with "-" ([A-Za-z0-9_-]): taken for unknown options, click would refuse
@@ -86,38 +76,9 @@ class _Command(click.Group):
             target = ctx.find_object(Target)
             if target is None or target.debug:
                 raise
-            code, message = _explain(exc, target)
+            code, message = explain(exc, target.url, target.request_timeout)
             click.echo(f"jobhub: {message}", err=True)
             sys.exit(code)
-
-
-def _explain(exc: Exception, target: Target) -> tuple[int, str]:
-    if isinstance(exc, ApiError):
-        return EXIT_API, str(exc)
-    if isinstance(exc, httpx.InvalidURL):  # (not an httpx.HTTPError)
-        return 2, f"--url {target.url!r} is not a usable http:// or https:// URL ({exc})"
-    if not isinstance(exc, httpx.HTTPError):
-        return 1, f"unexpected {type(exc).__name__}: {exc} (--debug shows where)"
-    hint = "is it running? Point --url or JOBHUB_URL at it"
-    if isinstance(exc, httpx.TimeoutException):
-        wait = target.request_timeout
-        return EXIT_NO_ANSWER, f"{target.url} did not answer within {wait:g} s (--request-timeout)"
-    if isinstance(exc, httpx.UnsupportedProtocol):
-        return 2, f"--url {target.url!r} is not an http:// or https:// URL ({exc})"
-    if isinstance(exc, httpx.ConnectError):
-        return EXIT_UNREACHABLE, f"cannot connect to {target.url} ({_reason(exc)}): {hint}"
-    return EXIT_UNREACHABLE, f"lost the connection to {target.url} ({_reason(exc)}): {hint}"
-
-
-def _reason(exc: BaseException) -> str:
-    # httpx wraps the socket error; its innermost cause says it best ("Connection refused").
-    while exc.__cause__ is not None or exc.__context__ is not None:
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    if isinstance(exc, OSError) and exc.errno and exc.errno > 0:
-        return os.strerror(exc.errno)  # "Connection refused", not asyncio's own wording
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror  # a failed name lookup: "Name or service not known"
-    return str(exc) or type(exc).__name__
 
 
 def _epilog() -> str:

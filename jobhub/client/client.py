@@ -1,13 +1,11 @@
-"""Python clients for the jobhub HTTP API: ``AsyncClient``, and ``Client`` for plain code.
+"""The Python client of the jobhub HTTP API, ``AsyncClient`` (``Client``, in ``sync.py``
+beside it, is the same for code without an event loop).
 
     async with AsyncClient("http://localhost:8000") as hub:
         job = await hub.submit("demo.count", steps=5)
         async for snapshot in hub.events(job.job_id):
             print(snapshot.status, snapshot.percent, snapshot.message)
         final = await hub.wait(job.job_id)          # raises JobFailed / JobCanceled / WaitTimeout
-
-    with Client("http://localhost:8000") as hub:
-        print(hub.wait(hub.submit("demo.count", steps=5).job_id).result)
 
 ``events()`` follows the job's SSE stream; when the connection drops it reconnects with
 ``Last-Event-ID`` (so it never repeats a snapshot or an entry), and if the stream keeps
@@ -22,26 +20,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-import threading
-import time
-import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from types import TracebackType
-from typing import Any, Literal, NoReturn, Self, TypeAlias, TypeVar, overload
+from typing import Any, Literal, Self, overload
 
 import httpx
-import msgspec
-from httpx_sse import ServerSentEvent, aconnect_sse
+from httpx_sse import aconnect_sse
 
-from jobhub.core.exceptions import ApiError, JobCanceled, JobFailed, WaitTimeout
+from jobhub.client.api import checked_url, job_path, raise_error, snapshot_of
+from jobhub.client.events import (
+    OUTPUT_PAGE,
+    PAGE,
+    JobEvent,
+    LogEntry,
+    OutputChunk,
+    Place,
+    parse_event,
+)
+from jobhub.core.exceptions import JobCanceled, JobFailed, WaitTimeout
 from jobhub.core.logs import job as log_job
-from jobhub.core.positions import Gap, entry_key, is_entry_id
-from jobhub.core.snapshot import JOB_ID, Snapshot, Status, decode
+from jobhub.core.positions import Gap
+from jobhub.core.snapshot import Snapshot, Status
 
-__all__ = ["AsyncClient", "Client", "Gap", "JobEvent", "LogEntry", "OutputChunk"]
-
-T = TypeVar("T")
+__all__ = ["AsyncClient"]
 
 STREAM_FAILURES = 3
 """Stream failures in a row before ``events()`` polls instead."""
@@ -51,96 +52,7 @@ STREAM_IDLE_TIMEOUT = 60.0
 carries only heartbeats (every 15 s by default), so the client's per-request ``timeout``
 would cut it and reconnect over and over; four heartbeats missed means the link is gone."""
 
-OUTPUT_PAGE = 1000
-"""Entries asked for per ``GET /jobs/{id}/output`` while polling: the most the API gives."""
-
-
-class LogEntry(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="log"):
-    """A line the job logged (``await job.log(message, level)``). A failed job's traceback
-    arrives as one, with level ``error``."""
-
-    id: str
-    """Its place in the job's output, a Redis stream id (``1700000000000-3``)."""
-    level: str
-    """``debug``, ``info``, ``warning`` or ``error``."""
-    message: str
-    at: str
-    """When the job wrote it (ISO 8601, UTC)."""
-
-
-class OutputChunk(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="output"):
-    """A chunk of the job's partial result (``await job.output(data)``), as the job gave it."""
-
-    id: str
-    """Its place in the job's output, a Redis stream id (``1700000000000-3``)."""
-    data: Any = None
-    """Any JSON value: a token of text, a row, an object."""
-    at: str
-    """When the job wrote it (ISO 8601, UTC)."""
-
-
-JobEvent: TypeAlias = Snapshot | LogEntry | OutputChunk | Gap
-"""What ``events(job_id, output=True)`` yields."""
-
-_ENTRY: msgspec.json.Decoder[LogEntry | OutputChunk] = msgspec.json.Decoder(LogEntry | OutputChunk)
-_GAP = msgspec.json.Decoder(Gap)
-
 logger = logging.getLogger("jobhub.client")
-
-
-class _Page(msgspec.Struct):
-    entries: list[LogEntry | OutputChunk]
-    next: str
-    gap: Gap | None = None
-
-
-_PAGE = msgspec.json.Decoder(_Page)
-
-
-class _Place:
-    """What ``events()`` has yielded of a job: the newest snapshot and the last entry of the
-    job's output. It is the stream's position (``<seq>:<entry id>``, sent back as
-    ``Last-Event-ID``) and the polls' cursor, so no switch between them repeats or loses
-    anything."""
-
-    __slots__ = ("done", "entry", "seq")
-
-    def __init__(self) -> None:
-        self.seq = 0
-        self.entry: str | None = None
-        self.done = False
-
-    def event_id(self) -> str:
-        return f"{self.seq}:{self.entry}" if self.entry else str(self.seq)
-
-    def take(self, event: JobEvent) -> bool:
-        """Whether ``event`` is new here; if so, the place moves past it."""
-        if isinstance(event, Snapshot):
-            if event.seq <= self.seq:
-                return False
-            self.seq = event.seq
-            self.done = event.is_terminal
-            return True
-        entry_id = event.last if isinstance(event, Gap) else event.id
-        if self.entry is not None and entry_key(entry_id) <= entry_key(self.entry):
-            return False
-        self.entry = entry_id
-        return True
-
-
-def _event(sse: ServerSentEvent) -> JobEvent | None:
-    """A snapshot, a log line or a chunk from the stream; None for anything else."""
-    if sse.event == "message" and sse.data:
-        return decode(sse.data)
-    if sse.event in ("log", "output"):
-        # The event's id is the position after it, <seq>:<entry id>; the data leaves the
-        # entry's id out, so it goes in front, as GET /jobs/{id}/output has it.
-        entry_id = sse.id.partition(":")[2]
-        if is_entry_id(entry_id) and sse.data.startswith("{"):
-            return _ENTRY.decode(f'{{"id":"{entry_id}",{sse.data[1:]}')
-    if sse.event == "gap":
-        return _GAP.decode(sse.data)
-    return None
 
 
 class AsyncClient:
@@ -152,7 +64,7 @@ class AsyncClient:
         timeout: float = 10.0,
         poll_interval: float = 1.0,
     ) -> None:
-        self._http = httpx.AsyncClient(base_url=_checked_url(base_url), timeout=timeout)
+        self._http = httpx.AsyncClient(base_url=checked_url(base_url), timeout=timeout)
         self._stream_timeout = httpx.Timeout(timeout, read=max(timeout, STREAM_IDLE_TIMEOUT))
         self._api_key = api_key
         self._tokens: dict[str, str] = {}
@@ -191,18 +103,18 @@ class AsyncClient:
         if callback_url is not None:
             body["callback_url"] = callback_url
         response = await self._http.post("/jobs", json=body, headers=self._auth())
-        snapshot = _snapshot(response)
+        snapshot = snapshot_of(response)
         token = response.headers.get("jobhub-token")
         if token:
             self._tokens[snapshot.job_id] = token
         return snapshot
 
     async def get(self, job_id: str) -> Snapshot:
-        return _snapshot(await self._http.get(_job(job_id), headers=self._auth(job_id)))
+        return snapshot_of(await self._http.get(job_path(job_id), headers=self._auth(job_id)))
 
     async def cancel(self, job_id: str) -> Snapshot:
-        path = _job(job_id, "/cancel")
-        return _snapshot(await self._http.post(path, headers=self._auth(job_id)))
+        path = job_path(job_id, "/cancel")
+        return snapshot_of(await self._http.post(path, headers=self._auth(job_id)))
 
     @overload
     def events(self, job_id: str, *, output: Literal[False] = ...) -> AsyncIterator[Snapshot]: ...
@@ -220,7 +132,7 @@ class AsyncClient:
                 if isinstance(event, OutputChunk):
                     print(event.data, end="", flush=True)
         """
-        place = _Place()
+        place = Place()
         failures = 0
         while failures < STREAM_FAILURES:
             try:
@@ -241,7 +153,7 @@ class AsyncClient:
             async for event in polls:
                 yield event
 
-    async def _stream(self, job_id: str, place: _Place) -> AsyncGenerator[JobEvent]:
+    async def _stream(self, job_id: str, place: Place) -> AsyncGenerator[JobEvent]:
         """The new events of one connection to the job's stream, from ``place`` on."""
         headers = self._auth(job_id)
         if place.seq or place.entry:
@@ -249,7 +161,7 @@ class AsyncClient:
         async with aconnect_sse(
             self._http,
             "GET",
-            _job(job_id, "/events"),
+            job_path(job_id, "/events"),
             headers=headers,
             timeout=self._stream_timeout,
         ) as source:
@@ -259,19 +171,19 @@ class AsyncClient:
                 return
             if 400 <= status < 500:
                 await source.response.aread()
-                _raise(source.response)  # not found, not allowed: no use retrying
+                raise_error(source.response)  # not found, not allowed: no use retrying
             if status != 200:
                 raise httpx.RemoteProtocolError(f"the stream answered {status}")
             async for sse in source.aiter_sse():
                 if sse.event == "error":  # the job is gone: the API's error body
-                    _raise(httpx.Response(404, content=sse.data.encode()))
-                event = _event(sse)
+                    raise_error(httpx.Response(404, content=sse.data.encode()))
+                event = parse_event(sse)
                 if event is not None and place.take(event):
                     yield event
                 if place.done:
                     return
 
-    async def _poll(self, job_id: str, place: _Place, output: bool) -> AsyncGenerator[JobEvent]:
+    async def _poll(self, job_id: str, place: Place, output: bool) -> AsyncGenerator[JobEvent]:
         while True:
             # The snapshot first, then the output: everything written before that snapshot
             # (all of it, for a final one) is then yielded before it.
@@ -295,13 +207,13 @@ class AsyncClient:
         cursor = after or "0"
         while True:
             response = await self._http.get(
-                _job(job_id, "/output"),
+                job_path(job_id, "/output"),
                 params={"after": cursor, "limit": OUTPUT_PAGE},
                 headers=self._auth(job_id),
             )
             if response.is_error:
-                _raise(response)
-            page = _PAGE.decode(response.content)
+                raise_error(response)
+            page = PAGE.decode(response.content)
             if page.gap is not None:
                 yield page.gap
             for entry in page.entries:
@@ -364,155 +276,3 @@ class AsyncClient:
         if last.status is Status.CANCELED:
             raise JobCanceled(f"job {job_id!r} was canceled", last)
         return last
-
-
-class Client:
-    """The same API for code without an event loop: each call runs on a private loop thread
-    (where ``wait``'s ``on_log`` and ``on_output`` are called too).
-
-    The thread is a daemon, and stops when the client is closed or garbage-collected: a
-    client nobody closes must not keep the interpreter from exiting (a non-daemon thread
-    is joined at exit, and its loop never ends on its own)."""
-
-    def __init__(self, base_url: str, **options: Any) -> None:
-        _checked_url(base_url)  # before the loop thread starts: nothing to stop if it fails
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="jobhub-client", daemon=True
-        )
-        self._thread.start()
-        # Not a method of self: the finalizer must not keep the client alive.
-        self._stop_loop = weakref.finalize(self, _stop_loop, self._loop, self._thread)
-        try:
-            self._client = self._call(_make_client(base_url, options))
-        except BaseException:
-            self._stop_loop()
-            raise
-
-    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Runs ``coroutine`` on the loop thread and returns its result here. Interrupted
-        (Ctrl-C), it cancels the coroutine rather than leave it running behind the caller."""
-        if threading.current_thread() is self._thread:
-            # From ``on_log``/``on_output``: waiting here would stop the loop it waits on.
-            coroutine.close()
-            raise RuntimeError("a Client cannot be called from its own callbacks")
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()
-            raise
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Closes the connections and stops the loop thread; a second call does nothing."""
-        if self._stop_loop.alive:
-            try:
-                self._call(self._client.aclose())
-            finally:
-                self._stop_loop()
-
-    def submit(self, function: str, *args: Any, **kwargs: Any) -> Snapshot:
-        return self._call(self._client.submit(function, *args, **kwargs))
-
-    def get(self, job_id: str) -> Snapshot:
-        return self._call(self._client.get(job_id))
-
-    def cancel(self, job_id: str) -> Snapshot:
-        return self._call(self._client.cancel(job_id))
-
-    def wait(
-        self,
-        job_id: str,
-        *,
-        timeout: float | None = None,
-        on_log: Callable[[LogEntry], object] | None = None,
-        on_output: Callable[[Any], object] | None = None,
-        on_gap: Callable[[Gap], object] | None = None,
-    ) -> Snapshot:
-        return self._call(
-            self._client.wait(
-                job_id, timeout=timeout, on_log=on_log, on_output=on_output, on_gap=on_gap
-            )
-        )
-
-    @overload
-    def events(
-        self, job_id: str, *, timeout: float | None = ..., output: Literal[False] = ...
-    ) -> Iterator[Snapshot]: ...
-    @overload
-    def events(
-        self, job_id: str, *, timeout: float | None = ..., output: bool
-    ) -> Iterator[JobEvent]: ...
-
-    def events(
-        self, job_id: str, *, timeout: float | None = None, output: bool = False
-    ) -> Iterator[JobEvent]:
-        """Like ``AsyncClient.events``; stops (without error) when ``timeout`` passes."""
-        iterator = self._client.events(job_id, output=output).__aiter__()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = None if deadline is None else max(deadline - time.monotonic(), 0)
-            try:
-                event: JobEvent = self._call(asyncio.wait_for(iterator.__anext__(), left))
-            except (StopAsyncIteration, TimeoutError):
-                return
-            yield event
-
-
-def _job(job_id: str, rest: str = "") -> str:
-    """The path of a job's resource; an id that is no job id (``..``, ``a/b``) would name
-    another resource, so it is refused here as the API refuses it."""
-    if re.fullmatch(JOB_ID, job_id) is None:
-        raise ApiError(400, "InvalidRequest", f"invalid job id {job_id!r}: expected {JOB_ID}")
-    return f"/jobs/{job_id}{rest}"
-
-
-def _checked_url(base_url: str) -> httpx.URL:
-    """``base_url`` parsed, or ``httpx.InvalidURL`` now rather than at the first request."""
-    url = httpx.URL(base_url)
-    if url.scheme not in ("http", "https") or not url.host:
-        raise httpx.InvalidURL(f"expected http://host[:port] or https://..., got {base_url!r}")
-    if url.port is not None and not 0 < url.port < 65536:
-        raise httpx.InvalidURL(f"port {url.port} is not between 1 and 65535")
-    return url
-
-
-async def _make_client(base_url: str, options: dict[str, Any]) -> AsyncClient:
-    return AsyncClient(base_url, **options)
-
-
-def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
-    """Ends a ``Client``'s loop thread, then the loop. A finalizer runs wherever the garbage
-    collector does, the loop's own thread too, which cannot wait for itself."""
-    if thread is threading.current_thread():
-        loop.call_soon(loop.stop)  # the thread ends after the callback now running
-        return
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join()
-    loop.close()
-
-
-def _snapshot(response: httpx.Response) -> Snapshot:
-    if response.is_error:
-        _raise(response)
-    return decode(response.content)
-
-
-def _raise(response: httpx.Response) -> NoReturn:
-    try:
-        error = response.json()["error"]
-        error_type, detail = str(error["type"]), str(error["detail"])
-    except (ValueError, KeyError, TypeError):
-        error_type, detail = "HTTPError", f"HTTP {response.status_code}"
-    raise ApiError(response.status_code, error_type, detail)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from jobhub.client.client import LogEntry, OutputChunk
+from jobhub.client.events import LogEntry, OutputChunk
 from jobhub.core.snapshot import Snapshot, Status
 
 if TYPE_CHECKING:

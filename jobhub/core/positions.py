@@ -2,7 +2,7 @@
 
 A job's output is a Redis stream whose ids are ``<ms>-<n>``: n the entry's ordinal in the
 job's output (1, 2, 3, ...) and ms Redis's clock, never below the newest entry's (the
-append step in jobhub/store/lua.py). Ids order by their two numbers, not as text
+append step in jobhub/store/lua/snapshots.py). Ids order by their two numbers, not as text
 (``9-0`` < ``10-0``). Every layer that holds a place (the store's reads, the streams, the
 client) orders by ``entry_key``, and a reader whose place was trimmed away learns how many
 entries it missed, exactly, from the first kept id alone: ``Gap.between``.

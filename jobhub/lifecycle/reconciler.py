@@ -34,18 +34,12 @@ from jobhub.core import keys
 from jobhub.core.logs import job
 from jobhub.core.snapshot import Status, decode_head
 from jobhub.lifecycle.lifecycle import Lifecycle
+from jobhub.store.lua import RENEW_LEASE as _RENEW
 from jobhub.store.registry import Registry
 
 __all__ = ["Reconciler"]
 
 logger = logging.getLogger("jobhub.reconciler")
-
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
-"""
 
 
 class Reconciler:

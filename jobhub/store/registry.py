@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 
 from jobhub.core import keys
 from jobhub.core.snapshot import utcnow
+from jobhub.store.lua import BEAT, LIVE, OFFERED, beat_keys
 
 __all__ = ["Registry", "new_worker_id"]
 
@@ -36,56 +37,20 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-# KEYS: alive key, the worker's held set (its members are job ids as JSON strings: the
-# snapshot's own fragment), its queue's offered functions. ARGV: worker id, lost-after (ms),
-# what the alive key holds (the worker's functions and the time of the beat, as JSON),
-# function names.
-# Replies the jobs the worker holds.
-_BEAT = f"""
-local now = redis.call('TIME')
-local ms = now[1] * 1000 + math.floor(now[2] / 1000)
-redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
-redis.call('SADD', '{keys.WORKERS}', ARGV[1])
-for i = 4, #ARGV do redis.call('ZADD', KEYS[3], 'GT', ms, ARGV[i]) end
-return redis.call('SMEMBERS', KEYS[2])
-"""
-
-# KEYS: the queue's offered functions. ARGV: lost-after (ms), then names. Replies, per name,
-# whether a live worker on the queue offers it.
-_OFFERED = """
-local now = redis.call('TIME')
-local since = now[1] * 1000 + math.floor(now[2] / 1000) - tonumber(ARGV[1])
-local found = {}
-for i = 2, #ARGV do
-  local stamp = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  found[#found + 1] = (stamp and tonumber(stamp) >= since) and 1 or 0
-end
-return found
-"""
-
-_LIVE = """
-local now = redis.call('TIME')
-local since = now[1] * 1000 + math.floor(now[2] / 1000) - tonumber(ARGV[1])
--- Stamps older than a day are of functions nobody offers any more: drop them.
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', since - 86400000)
-return redis.call('ZRANGEBYSCORE', KEYS[1], since, '+inf')
-"""
-
-
 class Registry:
     def __init__(self, redis: Redis, *, lost_after: float, queue_name: str) -> None:
         self._redis = redis
         self._offered_key = keys.offered(queue_name)
         self._lost_after_ms = int(lost_after * 1000)
-        self._beat = redis.register_script(_BEAT)
-        self._offered = redis.register_script(_OFFERED)
-        self._live = redis.register_script(_LIVE)
+        self._beat = redis.register_script(BEAT)
+        self._offered = redis.register_script(OFFERED)
+        self._live = redis.register_script(LIVE)
 
     async def beat(self, worker_id: str, functions: Sequence[str]) -> set[str]:
         """Say the worker is alive and offers ``functions``; returns the jobs it holds."""
         about = msgspec.json.encode({"functions": sorted(functions), "beat": utcnow()})
         held = await self._beat(
-            keys=[keys.worker_alive(worker_id), keys.worker_jobs(worker_id), self._offered_key],
+            keys=beat_keys(worker_id, self._offered_key),
             args=[worker_id, self._lost_after_ms, about, *functions],
         )
         return {msgspec.json.decode(member) for member in held}

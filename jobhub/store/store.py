@@ -1,4 +1,4 @@
-"""Redis: every snapshot write is one atomic step, and every read of job state is here.
+"""Redis: every snapshot write is one atomic step (the reads are in ``queries.py``).
 
 A job is a hash holding each snapshot field as a ready-encoded JSON fragment, its ``seq``,
 and ``data``: the whole snapshot JSON, as served and published. A write is a *patch* (the
@@ -16,7 +16,6 @@ was not published or the other way round.
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -27,7 +26,6 @@ from redis.exceptions import NoScriptError
 
 from jobhub.core import keys
 from jobhub.core.exceptions import (
-    InvalidRequest,
     JobhubError,
     JobIsFinal,
     JobNotFound,
@@ -36,18 +34,23 @@ from jobhub.core.exceptions import (
     RunSuperseded,
     WrongStatus,
 )
-from jobhub.core.positions import LAST_ENTRY, entry_key
-from jobhub.core.snapshot import TERMINAL, Snapshot, Status, decode, utcnow
-from jobhub.store.lua import CREATE, DELETE, FIELDS, FLUSH, NEWER_RUN, RELEASE_MARK, WRITE
+from jobhub.core.snapshot import Snapshot, Status
+from jobhub.store.lua import (
+    CREATE,
+    DELETE,
+    FIELDS,
+    FLUSH,
+    NEWER_RUN,
+    RELEASE_MARK,
+    WRITE,
+    create_keys,
+    delete_keys,
+    write_keys,
+)
+from jobhub.store.patches import PreparedWrite, encode_entry, encode_patch
+from jobhub.store.queries import Queries
 
-__all__ = ["PATCHABLE", "TOMBSTONE_MARGIN_SECONDS", "Enqueue", "PreparedWrite", "Store"]
-
-# The `type: ignore[misc]` below: redis-py types each command as one union of its sync and
-# async results, which mypy cannot await.
-
-_FIELDS = FIELDS
-PATCHABLE = frozenset(_FIELDS) - {"job_id", "seq", "created_at", "updated_at"}
-"""Snapshot fields a write may set; ``seq`` and ``updated_at`` are set by every write."""
+__all__ = ["TOMBSTONE_MARGIN_SECONDS", "Enqueue", "Store"]
 
 _encode = msgspec.json.Encoder().encode
 
@@ -55,14 +58,6 @@ TOMBSTONE_MARGIN_SECONDS = 3600
 """How much longer than a result a deleted job's tombstone lives: a run still ending when
 its job was deleted (a slow ``finally``) writes the queue's result later, kept a result's
 TTL from then."""
-
-
-# The fields of a queued snapshot that do not depend on the job or the time, encoded once.
-_QUEUED_REST = b"\0".join(
-    b"%s\0%s" % (name.encode(), _encode(getattr(Snapshot.queued("", ""), name)))
-    for name in _FIELDS
-    if name not in {"job_id", "function", "seq", "created_at", "updated_at"}
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,23 +75,9 @@ class Enqueue:
     held_keys: tuple[str, ...]
 
 
-class PreparedWrite:
-    """A write encoded and ready to send (see ``Store.prepare``)."""
-
-    __slots__ = ("init", "job_id", "owner", "patch", "run")
-
-    def __init__(
-        self, job_id: str, patch: bytes, init: bytes, owner: str | None, run: str | None
-    ) -> None:
-        self.job_id = job_id
-        self.patch = patch
-        self.init = init
-        self.owner = owner
-        self.run = run
-
-
-class Store:
-    """Snapshots and the function registry in Redis, over a ``redis.asyncio`` client."""
+class Store(Queries):
+    """Job snapshots in Redis, over a ``redis.asyncio`` client: the writes here, the reads
+    inherited from ``Queries``."""
 
     def __init__(
         self,
@@ -109,7 +90,7 @@ class Store:
         wait_replicas: int = 0,
         wait_timeout_ms: int = 500,
     ) -> None:
-        self._redis = redis
+        super().__init__(redis)
         self._ttl = result_ttl_seconds
         self._history = history_limit
         self._output = output_limit
@@ -143,13 +124,13 @@ class Store:
         refuses the create instead, which returns ``(False, b"")``.
         """
         job_id = snapshot.job_id
-        job_keys = [keys.job_snapshot(job_id), keys.job_history(job_id), keys.job_deleted(job_id)]
+        queued = () if enqueue is None else (enqueue.job_key, enqueue.queue, *enqueue.held_keys)
+        job_keys = create_keys(job_id, queued)
         args: list[Any] = [keys.job_channel(job_id), self._history, "", "", "", "",
                            "1" if unless_deleted else "0"]  # fmt: skip
         if enqueue is not None:
-            job_keys += [enqueue.job_key, enqueue.queue, *enqueue.held_keys]
             args[2:6] = [enqueue.payload, enqueue.ttl_ms, enqueue.score, job_id]
-        for name in _FIELDS:
+        for name in FIELDS:
             args += [name, _encode(getattr(snapshot, name))]
         for name, value in (hidden or {}).items():
             args += [name, value]
@@ -221,34 +202,12 @@ class Store:
         fields are stored beside the snapshot, not in it (``run``, ``worker``). ``once``, a
         run's token and the number of this write among the run's (growing), makes the write
         apply once however often it is sent: one already applied answers the snapshot as it
-        is now (see ``scripts.WRITE``).
+        is now (see ``lua.WRITE``).
         """
-        unknown = patch.keys() - PATCHABLE
-        if unknown:
-            raise InvalidRequest(f"not patchable snapshot fields: {sorted(unknown)}")
-        now = _encode(utcnow())
-        parts = [b"updated_at", now]
-        if only_from:
-            parts[:0] = [b"?from", b"|".join(_encode(status) for status in only_from)]
-        if run is not None:
-            parts[:0] = [b"?run", run.encode()]
-        if once is not None:
-            parts[:0] = _once(once)
-        for name, value in patch.items():
-            parts += [name.encode(), _encode(value)]
-        for name, text in (hidden or {}).items():
-            if not text or "\0" in text:
-                # The script splits a patch at NULs: an empty or NUL-holding value would
-                # shift every field after it.
-                raise ValueError(f"hidden field {name!r} must be non-empty text without NUL")
-            parts += [name.encode(), text.encode()]
-        init = b""
-        if function is not None:
-            init = b"\0".join(
-                [b"job_id", _encode(job_id), b"function", _encode(function), _QUEUED_REST,
-                 b"created_at", now, b"updated_at", now]
-            )  # fmt: skip
-        return PreparedWrite(job_id, b"\0".join(parts), init, owner, run)
+        return encode_patch(
+            job_id, patch, function=function, only_from=only_from, owner=owner, run=run,
+            hidden=hidden, once=once,
+        )  # fmt: skip
 
     def prepare_entry(
         self,
@@ -273,36 +232,7 @@ class Store:
                 f"an output entry of {len(encoded):,} bytes of JSON is over the "
                 f"{self._output_max:,} allowed (JOBHUB_OUTPUT_MAX_BYTES); nothing was stored"
             )
-        parts = [b"!entry", encoded]
-        if run is not None:
-            parts[:0] = [b"?run", run.encode()]
-        if once is not None:
-            parts[:0] = _once(once)
-        return PreparedWrite(job_id, b"\0".join(parts), b"", owner, run)
-
-    async def output(
-        self, job_id: str, *, after: str = "0", limit: int = 100
-    ) -> list[tuple[str, bytes]]:
-        """Up to ``limit`` entries of the job's output after stream id ``after``, oldest
-        first, as ``(id, JSON)``."""
-        start = _after(after)
-        if start is None:
-            return []
-        entries = await self._redis.xrange(keys.job_output(job_id), start, "+", count=limit)
-        return [(entry_id.decode(), fields[b"e"]) for entry_id, fields in entries]
-
-    async def output_many(
-        self, places: Sequence[tuple[str, str]], limit: int
-    ) -> list[list[tuple[str, bytes]]]:
-        """``output`` for several ``(job id, after)`` places, in one round trip."""
-        starts = [_after(after) for _, after in places]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for (job_id, _), start in zip(places, starts, strict=True):
-                if start is not None:
-                    pipe.xrange(keys.job_output(job_id), start, "+", count=limit)
-            read = iter(await pipe.execute())
-        pages = [[] if start is None else next(read) for start in starts]
-        return [[(entry_id.decode(), fields[b"e"]) for entry_id, fields in page] for page in pages]
+        return encode_entry(job_id, encoded, run=run, owner=owner, once=once)
 
     async def write_many(self, writes: Sequence[PreparedWrite]) -> list[bytes | JobhubError]:
         """Send prepared writes in one round trip, in order; returns, per write, the
@@ -345,7 +275,7 @@ class Store:
 
     async def _send(self, groups: list[list[PreparedWrite]]) -> list[Any]:
         # Waiting for replicas: every snapshot and entry of this round trip is published only
-        # once WAIT says a replica has it (scripts.py), in the same round trip.
+        # once WAIT says a replica has it (jobhub/store/lua), in the same round trip.
         outbox = keys.outbox(secrets.token_hex(8)) if self._replicas else keys.outbox("-")
         stash = "1" if self._replicas else "0"
 
@@ -353,13 +283,7 @@ class Store:
             job_id = group[0].job_id
             init = next((w.init for w in group if w.init), b"")
             patches = [w.patch for w in group]
-            job_keys = [
-                keys.job_snapshot(job_id), keys.job_history(job_id), keys.job_output(job_id),
-                outbox, keys.job_deleted(job_id),
-            ]  # fmt: skip
-            owner = group[0].owner
-            if owner is not None:
-                job_keys.append(keys.worker_jobs(owner))
+            job_keys = write_keys(job_id, outbox, group[0].owner)
             channel = keys.job_channel(job_id)
             return [
                 self._write_sha,
@@ -390,101 +314,12 @@ class Store:
             replies = await pipe.execute(raise_on_error=False)
         return replies[: len(groups)]
 
-    async def get(self, job_id: str) -> bytes | None:
-        """The latest snapshot's JSON, as stored and published."""
-        data = await self._redis.hget(keys.job_snapshot(job_id), "data")  # type: ignore[misc]
-        return cast(bytes | None, data)
-
-    async def get_many(self, job_ids: Sequence[str]) -> list[bytes | None]:
-        """The latest snapshot JSON of each job, in one round trip."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:
-                pipe.hget(keys.job_snapshot(job_id), "data")
-            return await pipe.execute()
-
-    async def list_jobs(
-        self,
-        *,
-        status: Status | None = None,
-        function: str | None = None,
-        limit: int = 20,
-        before: int | None = None,
-    ) -> tuple[list[bytes], int | None]:
-        """Snapshots newest first, and the cursor of the next page (``None`` at the end).
-
-        Each call looks at no more than ``max(5 * limit, 100)`` jobs of the index, so its cost
-        is bounded whatever the filters; a page may then hold fewer than ``limit`` jobs and
-        still have a next one.
-        """
-        scan = max(5 * limit, 100)
-        top = f"({before}" if before is not None else "+inf"
-        entries = await self._redis.zrevrangebyscore(
-            keys.JOBS, top, "-inf", start=0, num=scan, withscores=True
-        )
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for member, _ in entries:
-                pipe.hmget(
-                    keys.job_snapshot(msgspec.json.decode(member)), ["status", "function", "data"]
-                )
-            rows = await pipe.execute()
-        wanted_status = _encode(status) if status is not None else None
-        wanted_function = _encode(function) if function is not None else None
-        found: list[bytes] = []
-        stale = []
-        cursor: int | None = None
-        for (member, score), (job_status, job_function, data) in zip(entries, rows, strict=True):
-            cursor = int(score)
-            if data is None:
-                stale.append(member)  # expired: prune it from the index
-            elif wanted_status in (None, job_status) and wanted_function in (None, job_function):
-                found.append(data)
-                if len(found) == limit:
-                    break
-        if stale:
-            await self._redis.zrem(keys.JOBS, *stale)
-        more = len(found) == limit or len(entries) == scan
-        return found, cursor if more and entries else None
-
-    async def hidden(self, job_id: str, *names: str) -> list[str | None]:
-        """Fields kept beside a job's snapshot and not in it (``run``, ``worker``, …)."""
-        values = await self._redis.hmget(keys.job_snapshot(job_id), list(names))  # type: ignore[misc]
-        return [None if v is None else v.decode() for v in values]
-
-    async def exist_many(self, job_ids: Sequence[str]) -> list[bool]:
-        """Whether each job has a snapshot, in one round trip."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:
-                pipe.exists(keys.job_snapshot(job_id))
-            return [bool(n) for n in await pipe.execute()]
-
-    async def active_jobs(self, *, created_before_ms: int, offset: int, count: int) -> list[str]:
-        """A page of the jobs not yet ended that were created before ``created_before_ms``
-        (Unix ms), oldest first: the reconciler's walk."""
-        members = await self._redis.zrangebyscore(
-            keys.ACTIVE, "-inf", created_before_ms, start=offset, num=count
-        )
-        return [msgspec.json.decode(m) for m in members]
-
     async def delete(self, job_id: str, *, also: Sequence[str] = ()) -> Status | None:
         """Delete an ended job and everything kept of it (and the keys in ``also``); returns
         its status (a job not ended is left as it is), or None if there is no such job."""
-        job_keys = [
-            keys.job_deleted(job_id),
-            keys.job_snapshot(job_id),
-            keys.job_history(job_id),
-            keys.job_output(job_id),
-            keys.job_deliveries(job_id),
-            *also,
-        ]
+        job_keys = delete_keys(job_id, also)
         status = await self._delete(keys=job_keys, args=[self._ttl + TOMBSTONE_MARGIN_SECONDS])
         return None if status is None else Status(msgspec.json.decode(status))
-
-    async def deleted_many(self, job_ids: Sequence[str]) -> list[bool]:
-        """Whether each job was deleted lately (its tombstone lives), in one round trip."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:
-                pipe.exists(keys.job_deleted(job_id))
-            return [bool(n) for n in await pipe.execute()]
 
     async def newer_run(
         self, job_id: str, step: str, stale: str, arq: Sequence[str], argv: Sequence[Any]
@@ -492,7 +327,7 @@ class Store:
         """Keep a newer run's queue records safe from the queue's end of the superseded run
         ``stale``: ``step`` is ``park`` (before that end) or ``keep`` (after it); ``arq`` the
         queue's in-progress key, job key and queue; ``argv`` the token of no run, the job's
-        id in the queue and the step's amount. See ``scripts.NEWER_RUN``."""
+        id in the queue and the step's amount. See ``lua.NEWER_RUN``."""
         done = await self._newer_run(
             keys=[keys.job_snapshot(job_id), *arq], args=[step, stale, *argv]
         )
@@ -500,63 +335,9 @@ class Store:
 
     async def release_mark(self, job_id: str, mark: str, seq: int) -> bool:
         """Delete the queue's in-progress key ``mark`` of a job still queued at ``seq``. See
-        ``scripts.RELEASE_MARK``."""
+        ``lua.RELEASE_MARK``."""
         done = await self._release_mark(keys=[keys.job_snapshot(job_id), mark], args=[seq])
         return bool(done)
 
-    async def counts(self) -> dict[str, int]:
-        """How many jobs have each status that is not final, now."""
-        counts = await self._redis.hgetall(keys.COUNTS)  # type: ignore[misc]
-        found = {msgspec.json.decode(k): int(v) for k, v in counts.items()}
-        return {status.value: max(0, found.get(status.value, 0))
-                for status in Status if status not in TERMINAL}  # fmt: skip
-
-    async def ended_per_minute(self, minutes: int) -> list[tuple[int, dict[str, int]]]:
-        """Jobs that ended in each of the last ``minutes`` minutes (oldest first), by final
-        status: ``[(minute as Unix time // 60, {"finished": 3, "failed": 1}), …]``."""
-        now = int(time.time()) // 60
-        span = list(range(now - minutes + 1, now + 1))
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for minute in span:
-                pipe.hgetall(keys.ended_in(minute))
-            rows = await pipe.execute()
-        return [
-            (minute, {msgspec.json.decode(k): int(v) for k, v in row.items()})
-            for minute, row in zip(span, rows, strict=True)
-        ]
-
     async def forget_active(self, job_ids: Sequence[str]) -> None:
         await self._redis.zrem(keys.ACTIVE, *(_encode(job_id) for job_id in job_ids))
-
-    async def newest(self, limit: int = 100) -> list[bytes]:
-        """The snapshots of the newest jobs, oldest of them first."""
-        jobs, _ = await self.list_jobs(limit=limit)
-        return jobs[::-1]
-
-    async def history(self, job_id: str) -> list[bytes]:
-        """Every snapshot of the job still in its capped history, in seq order."""
-        return await self._redis.lrange(keys.job_history(job_id), 0, -1)  # type: ignore[no-any-return,misc]
-
-    async def read(self, job_id: str) -> Snapshot | None:
-        data = await self.get(job_id)
-        return None if data is None else decode(data)
-
-    async def get_versioned(self, job_id: str) -> tuple[int, bytes] | None:
-        """``(seq, JSON)`` of the latest snapshot, for answers that carry an ETag."""
-        seq, data = await self._redis.hmget(keys.job_snapshot(job_id), ["seq", "data"])  # type: ignore[misc]
-        return None if data is None else (int(seq), data)
-
-
-def _once(once: tuple[str, int]) -> list[bytes]:
-    token, number = once
-    if number < 1:
-        raise ValueError(f"a write's number counts from 1, got {number}")
-    return [b"?once", token.encode(), str(number).encode()]
-
-
-def _after(entry_id: str) -> str | None:
-    """The XRANGE start for entries after ``entry_id``; None where none can follow (the last
-    id a stream can hold, where Redis refuses an exclusive start)."""
-    if entry_id in ("", "0"):
-        return "-"
-    return None if entry_key(entry_id) == LAST_ENTRY else f"({entry_id}"

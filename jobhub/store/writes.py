@@ -21,7 +21,8 @@ from typing import Any
 
 from jobhub.core.metrics import WorkerMetrics
 from jobhub.core.snapshot import Status
-from jobhub.store.store import PreparedWrite, Store
+from jobhub.store.patches import PreparedWrite
+from jobhub.store.store import Store
 
 __all__ = ["WriteBatch"]
 

@@ -43,6 +43,7 @@ from jobhub.core.exceptions import InvalidRequest
 from jobhub.core.logs import job as log_job
 from jobhub.core.parsing import ascii_int
 from jobhub.core.snapshot import utcnow
+from jobhub.store.lua import CLAIM, COUNT_ATTEMPT, RECORD_ATTEMPT
 from jobhub.webhooks.targets import Target, parse, resolve
 
 __all__ = [
@@ -59,32 +60,6 @@ __all__ = [
 logger = logging.getLogger("jobhub.webhooks")
 
 SIGNATURE_HEADER = "Jobhub-Signature"
-
-# Claim what is due: push each back by the lease, so that only this worker has it for now.
-# Count an attempt only on a job that still exists: HINCRBY on an expired job would create
-# its hash again, with no TTL, and leak it.
-_COUNT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-return redis.call('HINCRBY', KEYS[1], 'webhook_attempts', 1)
-"""
-
-_CLAIM = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, job in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], job) end
-return due
-"""
-
-# Append an attempt to the job's delivery log, capped, living exactly as long as the job's
-# hash (its TTL copied over): the log must not outlive the job, nor expire before it.
-# KEYS: the log, the job's hash. ARGV: the record, the cap.
-_RECORD = """
-local ttl = redis.call('PTTL', KEYS[2])
-if ttl == -2 then return 0 end
-redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
-if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
-return 1
-"""
 
 
 class Delivery(msgspec.Struct, frozen=True):
@@ -177,7 +152,7 @@ class DeliveryLog:
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._append = redis.register_script(_RECORD)
+        self._append = redis.register_script(RECORD_ATTEMPT)
 
     async def append(self, job_id: str, delivery: Delivery, *, keep: int) -> None:
         """Record an attempt, keeping the newest ``keep``; nothing if the job has expired."""
@@ -219,8 +194,8 @@ class Deliveries:
         self._timeout = timeout
         self._lease = lease
         self._poll = poll
-        self._claim = redis.register_script(_CLAIM)
-        self._count = redis.register_script(_COUNT)
+        self._claim = redis.register_script(CLAIM)
+        self._count = redis.register_script(COUNT_ATTEMPT)
         self._log = DeliveryLog(redis)
         self._task: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()

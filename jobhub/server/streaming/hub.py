@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
 
 import msgspec
 from redis.asyncio.connection import AbstractConnection
@@ -44,6 +42,7 @@ from redis.exceptions import RedisError
 from jobhub.core import keys
 from jobhub.core.exceptions import ServiceUnavailable
 from jobhub.server.streaming.frames import Entry, Frame
+from jobhub.server.streaming.pubsub import Subscriber
 from jobhub.server.streaming.watch import Vanished, Watch
 from jobhub.store.reads import Reads
 
@@ -58,10 +57,6 @@ ReadOutputs = Callable[[Sequence[tuple[str, str]], int], Awaitable[list[list[tup
 
 logger = logging.getLogger("jobhub.hub")
 
-# Backoff between reconnect attempts: quick for a blip, at most a few seconds for an outage.
-_BACKOFF_FIRST = 0.05
-_BACKOFF_MAX = 2.0
-
 
 class _Channel:
     __slots__ = ("confirmed", "job_id", "name", "ready", "resync", "watches")
@@ -75,28 +70,6 @@ class _Channel:
         # it died (then replaced by a fresh one): what opening watches wait on.
         self.ready = asyncio.Event()
         self.resync = False
-
-
-class _Session:
-    """One live connection. Commands go out in order through ``send``; when the connection
-    dies the session dies with it, and with it any command it had not written yet."""
-
-    def __init__(self, conn: AbstractConnection) -> None:
-        self.conn = conn
-        self.alive = True
-        self.outbox: list[bytes] = []
-        self.wakeup = asyncio.Event()
-        # SUBSCRIBEs sent per channel and not yet confirmed: a channel counts as subscribed
-        # only at the confirmation of the last one (an UNSUBSCRIBE may sit in between).
-        self.unconfirmed: dict[bytes, int] = {}
-        self.last_reply = time.monotonic()
-
-    def send(self, *args: Any) -> None:
-        if args[0] == "SUBSCRIBE":
-            for name in args[1:]:
-                self.unconfirmed[name] = self.unconfirmed.get(name, 0) + 1
-        self.outbox.extend(self.conn.pack_command(*args))
-        self.wakeup.set()
 
 
 class Hub:
@@ -117,18 +90,22 @@ class Hub:
         subscribe_timeout: float = 5.0,
         keepalive: float = 10.0,
     ) -> None:
-        self._connect = connect
+        self._subscriber = Subscriber(
+            connect,
+            keepalive=keepalive,
+            on_up=self._on_up,
+            on_message=self._on_message,
+            on_confirmed=self._on_confirmed,
+            on_down=self._on_down,
+        )
         self._read_many = read_many
         self._reads: Reads[Frame | None] = Reads(self._read_frames, self.until_up)
         self._read_outputs = read_outputs
         self._read_recent = read_recent
         self._outputs: Reads[list[tuple[str, bytes]]] = Reads(self._output_pages, self.until_up)
         self._subscribe_timeout = subscribe_timeout
-        self._keepalive = keepalive
         self._channels: dict[bytes, _Channel] = {}
-        self._session: _Session | None = None
-        self._up = asyncio.Event()  # set while a session is live
-        self._task: asyncio.Task[None] | None = None
+        self._up = asyncio.Event()  # set while the pub/sub connection is up
         self._stale: list[_Channel] = []  # resubscribed channels whose snapshot is to re-read
         self._resync_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -139,15 +116,15 @@ class Hub:
         return len(self._channels)
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="jobhub-hub")
+        self._subscriber.start()
 
     async def aclose(self) -> None:
         """Stop the reader and wake every watch so that its stream ends."""
         self._closed = True
-        tasks = [t for t in (self._task, self._resync_task) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._resync_task is not None:
+            self._resync_task.cancel()
+            await asyncio.gather(self._resync_task, return_exceptions=True)
+        await self._subscriber.aclose()
         await self._reads.aclose()
         await self._outputs.aclose()
         self._up.set()  # wakes opens waiting for a connection; they find the hub closed
@@ -220,8 +197,7 @@ class Hub:
             channel = self._channels.get(name)
             if channel is None:
                 channel = self._channels[name] = _Channel(name, job_id)
-                if self._session is not None:
-                    self._session.send("SUBSCRIBE", name)
+                self._subscriber.subscribe(name)
             channel.watches.add(watch)
             channels.append(channel)
         try:
@@ -246,8 +222,7 @@ class Hub:
             channel.watches.discard(watch)
             if not channel.watches:
                 del self._channels[name]
-                if self._session is not None:
-                    self._session.send("UNSUBSCRIBE", name)
+                self._subscriber.unsubscribe(name)
 
     async def _output_pages(self, wanted: Sequence[str]) -> list[list[tuple[str, bytes]]]:
         if self._read_outputs is None:
@@ -259,41 +234,14 @@ class Hub:
         # Decoded here, once per job per round trip, however many watches opened on it.
         return [None if data is None else Frame(data) for data in await self._read_many(job_ids)]
 
-    async def _run(self) -> None:
-        backoff = _BACKOFF_FIRST
-        while True:
-            conn = self._connect()
-            session = _Session(conn)
-            writer: asyncio.Task[None] | None = None
-            try:
-                await conn.connect()  # type: ignore[no-untyped-call]
-                self._session = session
-                self._up.set()
-                if self._channels:
-                    session.send("SUBSCRIBE", *self._channels)
-                writer = asyncio.create_task(self._write(session), name="jobhub-hub-writer")
-                backoff = _BACKOFF_FIRST
-                while True:
-                    reply = await conn.read_response(disconnect_on_error=False)
-                    session.last_reply = time.monotonic()
-                    self._on_reply(session, reply)
-            except (RedisError, OSError) as exc:
-                logger.warning("pub/sub connection lost (%s); reconnecting in %.2fs", exc, backoff)
-            finally:
-                session.alive = False
-                if self._session is session:
-                    self._session = None
-                    self._up.clear()
-                    self._unconfirm()
-                if writer is not None:
-                    writer.cancel()
-                await conn.disconnect(nowait=True)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _BACKOFF_MAX)
+    def _on_up(self) -> list[bytes]:
+        self._up.set()
+        return list(self._channels)
 
-    def _unconfirm(self) -> None:
+    def _on_down(self) -> None:
         """The connection died: every channel is to be subscribed again, and re-read once
         it is (it may have missed snapshots meanwhile); opens waiting on it look again."""
+        self._up.clear()
         for channel in self._channels.values():
             if channel.confirmed:
                 channel.confirmed = False
@@ -301,80 +249,46 @@ class Hub:
             channel.ready.set()
             channel.ready = asyncio.Event()
 
-    async def _write(self, session: _Session) -> None:
-        """Write queued commands in order; PING when idle so a dead link is noticed."""
-        conn = session.conn
-        while session.alive:
-            try:
-                async with asyncio.timeout(self._keepalive):
-                    await session.wakeup.wait()
-            except TimeoutError:
-                session.outbox.extend(conn.pack_command("PING"))
-            # Checked on every round, not only when idle: commands going out do not mean
-            # that anything comes back (Redis stopped, a link silently dropped), and an
-            # idle connection hears a PONG every ``keepalive`` seconds.
-            if time.monotonic() - session.last_reply > 3 * self._keepalive:
-                logger.warning("pub/sub connection silent; dropping it")
-                await conn.disconnect(nowait=True)
-                return
-            session.wakeup.clear()
-            batch, session.outbox = session.outbox, []
-            # Checked right before the send: redis-py would silently reconnect a closed
-            # connection, which must not happen behind the reader's back.
-            if batch and session.alive and conn.is_connected:
-                try:
-                    await conn.send_packed_command(batch, check_health=False)
-                except (RedisError, OSError):
-                    return  # the reader sees the same failure and reconnects
+    def _on_message(self, name: bytes, data: bytes) -> None:
+        channel = self._channels.get(name)
+        if channel is None or not channel.watches:
+            return
+        if data.startswith(b">"):
+            # A job's output entry (``><stream id> <JSON>``, jobhub/store/lua/snapshots.py):
+            # it shares the job's channel to keep its order with the snapshots.
+            if channel.job_id is not None:
+                entry = Entry.published(channel.job_id, data)
+                for watch in channel.watches:
+                    watch.offer(entry)
+            return
+        try:
+            frame = Frame(data)
+        except msgspec.DecodeError:
+            # Whatever a channel carries, the one reader of every stream must go on.
+            logger.warning("skipped a message that is not a snapshot on %r", name)
+            return
+        for watch in channel.watches:
+            watch.offer(frame)
 
-    def _on_reply(self, session: _Session, reply: Any) -> None:
-        kind = reply[0]
-        if kind == b"message":
-            channel = self._channels.get(reply[1])
-            if channel is None or not channel.watches:
-                return
-            data = reply[2]
-            if data.startswith(b">"):
-                # A job's output entry (``><stream id> <JSON>``, jobhub/store/lua.py): it shares
-                # the job's channel to keep its order with the snapshots.
-                if channel.job_id is not None:
-                    entry = Entry.published(channel.job_id, data)
-                    for watch in channel.watches:
-                        watch.offer(entry)
-                return
-            try:
-                frame = Frame(data)
-            except msgspec.DecodeError:
-                # Whatever a channel carries, the one reader of every stream must go on.
-                logger.warning("skipped a message that is not a snapshot on %r", reply[1])
-                return
+    def _on_confirmed(self, name: bytes) -> None:
+        channel = self._channels.get(name)
+        if channel is None:
+            return
+        channel.confirmed = True
+        channel.ready.set()
+        if not channel.resync:
+            return
+        channel.resync = False
+        if channel.job_id is not None:
+            # Output is a log, not state: what pub/sub dropped while the connection was
+            # down is read from Redis by each stream from its own place. Done before any
+            # message of the new subscription is handled, so that no live entry is queued
+            # past the gap.
             for watch in channel.watches:
-                watch.offer(frame)
-        elif kind == b"subscribe":
-            name = reply[1]
-            left = session.unconfirmed.get(name, 0) - 1
-            if left > 0:
-                session.unconfirmed[name] = left
-                return
-            session.unconfirmed.pop(name, None)
-            channel = self._channels.get(name)
-            if channel is not None:
-                channel.confirmed = True
-                channel.ready.set()
-                if channel.resync:
-                    channel.resync = False
-                    if channel.job_id is not None:
-                        # Output is a log, not state: what pub/sub dropped while the
-                        # connection was down is read from Redis by each stream from its
-                        # own place. Done before any message of the new subscription is
-                        # handled, so that no live entry is queued past the gap.
-                        for watch in channel.watches:
-                            watch.resubscribed(channel.job_id)
-                    self._stale.append(channel)
-                    if self._resync_task is None:
-                        self._resync_task = asyncio.create_task(
-                            self._resync(), name="jobhub-hub-resync"
-                        )
+                watch.resubscribed(channel.job_id)
+        self._stale.append(channel)
+        if self._resync_task is None:
+            self._resync_task = asyncio.create_task(self._resync(), name="jobhub-hub-resync")
 
     async def _resync_everything(self, channels: list[_Channel]) -> None:
         """The channel of every job has no one snapshot to re-read: its watches (dashboards)

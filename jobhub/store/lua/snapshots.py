@@ -1,31 +1,42 @@
-"""The Lua scripts that make every write of job state one atomic step (used by ``store.py``).
+"""The scripts that make every write of a job's snapshot one atomic step (``Store``).
 
 They are generated from the ``Snapshot`` model, so that the JSON they assemble from a job's
-stored fragments is byte for byte what msgspec encodes (a test pins the two together), and
-they name Redis keys only through jobhub/core/keys.py.
+stored fragments is byte for byte what msgspec encodes (a test pins the two together). Each
+script's KEYS are built beside it (``create_keys``, ``write_keys``, ``delete_keys``), so the
+layout a script reads and the list a caller sends cannot drift apart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 import msgspec
 
 from jobhub.core import keys
 from jobhub.core.snapshot import AT_WORK, TERMINAL, Snapshot, Status
 
-__all__ = ["CREATE", "DELETE", "FIELDS", "FLUSH", "NEWER_RUN", "RELEASE_MARK", "WRITE"]
+__all__ = [
+    "CREATE",
+    "DELETE",
+    "FIELDS",
+    "FLUSH",
+    "WRITE",
+    "create_keys",
+    "delete_keys",
+    "status_set",
+    "write_keys",
+]
 
 FIELDS = [field.name for field in msgspec.structs.fields(Snapshot)]  # in wire order
 
 
-def _lua_set(statuses: Collection[Status]) -> str:
+def status_set(statuses: Collection[Status]) -> str:
     """A Lua table of statuses as their stored fragments, e.g. {['"finished"'] = true}."""
     return "{" + ", ".join(f"['\"{s.value}\"'] = true" for s in sorted(statuses)) + "}"
 
 
-_TERMINAL_LUA = _lua_set(TERMINAL)
-_AT_WORK_LUA = _lua_set(AT_WORK)
+_TERMINAL_LUA = status_set(TERMINAL)
+_AT_WORK_LUA = status_set(AT_WORK)
 
 # Lua that assembles the snapshot JSON from the hash, in wire order; generated from the
 # Snapshot model so the two can never disagree.
@@ -55,41 +66,48 @@ publish('{keys.EVENTS}', data)
 _PUBLISH_LUA = """
 local function publish(channel, message)
   if stash then
-    redis.call('RPUSH', KEYS[4], channel, message)
-    redis.call('EXPIRE', KEYS[4], 60)
+    redis.call('RPUSH', outbox, channel, message)
+    redis.call('EXPIRE', outbox, 60)
   else
     redis.call('PUBLISH', channel, message)
   end
 end
 """
 
-# A new job joins the listing index, scored by Redis's clock in µs, and the index of jobs
-# not yet ended, which the reconciler walks (jobhub/lifecycle/reconciler.py).
-_INDEX_LUA = f"""
+# A new job joins the listing index (``jobs``), scored by Redis's clock in µs, and the index
+# of jobs not yet ended (``active``), which the reconciler walks (lifecycle/reconciler.py).
+_INDEX_LUA = """
 local now = redis.call('TIME')
 local job_id = redis.call('HGET', KEYS[1], 'job_id')
-redis.call('ZADD', '{keys.JOBS}', now[1] * 1000000 + now[2], job_id)
-redis.call('ZADD', '{keys.ACTIVE}', now[1] * 1000 + math.floor(now[2] / 1000), job_id)
-redis.call('HINCRBY', '{keys.COUNTS}', redis.call('HGET', KEYS[1], 'status'), 1)
+redis.call('ZADD', jobs, now[1] * 1000000 + now[2], job_id)
+redis.call('ZADD', active, now[1] * 1000 + math.floor(now[2] / 1000), job_id)
+redis.call('HINCRBY', counts, redis.call('HGET', KEYS[1], 'status'), 1)
 """
 
 # Counts by status move with every change of status: one fewer of the old one, one more of
 # the new one, or, for a final status, one more in this minute's count of ended jobs.
+# That minute's key is the one key a script names that its caller does not pass in KEYS: the
+# minute is Redis's clock at the moment the job ends, which the caller cannot know without a
+# round trip of its own, and a caller's clock would file the jobs of workers whose clocks
+# disagree in different minutes. Redis asks for every key in KEYS so that a cluster can send
+# a script to the node of its keys; jobhub's scripts span many slots anyway (a job's keys
+# beside shared indexes), so jobhub runs on one primary, where this key costs nothing.
 _COUNT_LUA = f"""
 if new_status ~= status then
-  redis.call('HINCRBY', '{keys.COUNTS}', status, -1)
+  redis.call('HINCRBY', counts, status, -1)
   if terminal[new_status] then
     local now = redis.call('TIME')
     local minute = '{keys.ENDED}' .. math.floor(now[1] / 60)
     redis.call('HINCRBY', minute, new_status, 1)
     redis.call('EXPIRE', minute, 7200)
   else
-    redis.call('HINCRBY', '{keys.COUNTS}', new_status, 1)
+    redis.call('HINCRBY', counts, new_status, 1)
   end
 end
 """
 
-# KEYS: job hash, history list, the job's tombstone, then the keys of an enqueue (see
+# KEYS (``create_keys``): job hash, history list, the job's tombstone, the indexes of jobs
+# and of jobs not yet ended, the counts by status, then the keys of an enqueue (see
 # ``Enqueue``): the queue's job key, the queue, and keys whose existence means the queue
 # still holds the id. ARGV: channel, history cap, job payload, its TTL (ms), its score in the
 # queue, the job id as the queue knows it (all four empty without an enqueue), whether a
@@ -99,15 +117,16 @@ end
 # are written in one step, so no crash can leave a queued snapshot that no queue holds, or a
 # queued job without a snapshot.
 CREATE = f"""
-local stash = false
+local stash, outbox = false, nil
+local jobs, active, counts = KEYS[4], KEYS[5], KEYS[6]
 {_PUBLISH_LUA}
 local existing = redis.call('HGET', KEYS[1], 'data')
 if existing then return {{0, existing}} end
 local deleted = redis.call('EXISTS', KEYS[3]) == 1
 if deleted and ARGV[7] == '1' then return {{3, ''}} end
-if KEYS[4] then
-  if redis.call('EXISTS', KEYS[4]) == 1 then return {{2, ''}} end
-  for i = 6, #KEYS do
+if KEYS[7] then
+  if redis.call('EXISTS', KEYS[7]) == 1 then return {{2, ''}} end
+  for i = 9, #KEYS do
     if redis.call('EXISTS', KEYS[i]) == 1 then
       -- Under a tombstone, what the queue holds (a result written after the delete) is the
       -- deleted job's leftover, not a job of its own: the new job replaces it.
@@ -121,17 +140,28 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 8))
 {_INDEX_LUA}
 {_COMPOSE_LUA}
 {_RECORD_LUA.replace("ARGV[HISTORY]", "ARGV[2]")}
-if KEYS[4] then
-  redis.call('SET', KEYS[4], ARGV[3], 'PX', ARGV[4])
-  redis.call('ZADD', KEYS[5], ARGV[5], ARGV[6])
+if KEYS[7] then
+  redis.call('SET', KEYS[7], ARGV[3], 'PX', ARGV[4])
+  redis.call('ZADD', KEYS[8], ARGV[5], ARGV[6])
 end
 return {{1, data}}
 """
 
-# KEYS: job hash, history list, output stream, the caller's outbox, the job's tombstone, and
-# (written by a worker) the worker's set of held jobs. ARGV: channel, ttl seconds, history
-# cap, output cap, init, whether to stash what it publishes in the outbox ('1') or publish it
-# at once, then one or more patches or entries.
+
+def create_keys(job_id: str, enqueue: Sequence[str] = ()) -> list[str]:
+    """CREATE's KEYS; ``enqueue``: the queue's job key, the queue, then the keys whose
+    existence means the queue still holds the id (none: the job is not put in a queue)."""
+    return [
+        keys.job_snapshot(job_id), keys.job_history(job_id), keys.job_deleted(job_id),
+        keys.JOBS, keys.ACTIVE, keys.COUNTS, *enqueue,
+    ]  # fmt: skip
+
+
+# KEYS (``write_keys``): job hash, history list, output stream, the caller's outbox, the
+# job's tombstone, the indexes of jobs and of jobs not yet ended, the counts by status, the
+# webhooks due, and (written by a worker) the worker's set of held jobs. ARGV: channel, ttl
+# seconds, history cap, output cap, init, whether to stash what it publishes in the outbox
+# ('1') or publish it at once, then one or more patches or entries.
 # A patch is field and fragment pairs joined by NUL: one argument instead of one per field,
 # since packing arguments is most of a write's client cost, and JSON escapes every control
 # character, so NUL cannot occur inside a fragment. Each patch becomes its own snapshot with
@@ -152,7 +182,8 @@ return {{1, data}}
 # 'final' (the rest were refused: the job is terminal), 'refused' (a status guard), 'fenced'
 # (the writing run is not the job's newest) or 'missing'.
 WRITE = f"""
-local stash = ARGV[6] == '1'
+local stash, outbox = ARGV[6] == '1', KEYS[4]
+local jobs, active, counts, webhooks, held = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 {_PUBLISH_LUA}
 local terminal = {_TERMINAL_LUA}
 local function split(s)
@@ -241,87 +272,66 @@ if terminal[status] then
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   redis.call('EXPIRE', KEYS[2], ARGV[2])
   redis.call('EXPIRE', KEYS[3], ARGV[2])
-  redis.call('ZREM', '{keys.ACTIVE}', redis.call('HGET', KEYS[1], 'job_id'))
+  redis.call('ZREM', active, redis.call('HGET', KEYS[1], 'job_id'))
   if redis.call('HEXISTS', KEYS[1], 'callback') == 1 then
     -- Its webhook is due now: queued in the same step that ends the job.
     local now = redis.call('TIME')
     local due = now[1] * 1000 + math.floor(now[2] / 1000)
-    redis.call('ZADD', '{keys.WEBHOOKS}', due, redis.call('HGET', KEYS[1], 'job_id'))
+    redis.call('ZADD', webhooks, due, redis.call('HGET', KEYS[1], 'job_id'))
   end
 end
-if KEYS[6] then
+if held then
   -- Written by a worker: the job counts as that worker's while it is at work, so that it is
   -- recovered if the worker stops beating (jobhub/worker/recovery.py).
   local job = redis.call('HGET', KEYS[1], 'job_id')
   local at_work = {_AT_WORK_LUA}
   if at_work[status] then
-    redis.call('SADD', KEYS[6], job)
+    redis.call('SADD', held, job)
   else
-    redis.call('SREM', KEYS[6], job)
+    redis.call('SREM', held, job)
   end
 end
 return {{'ok', status, unpack(applied)}}
 """
 
-# KEYS: the job's tombstone, job hash, then every other key of the job to delete with it.
-# ARGV: the tombstone's TTL (s). Deletes only an ended job and leaves its tombstone, so that
-# what the queue writes later for it (a run still ending) cannot bring it back; replies its
-# status fragment (or nil if there is no such job).
+
+def write_keys(job_id: str, outbox: str, owner: str | None) -> list[str]:
+    """WRITE's KEYS; ``owner``: the id of the worker writing, if a worker is."""
+    written = [
+        keys.job_snapshot(job_id), keys.job_history(job_id), keys.job_output(job_id), outbox,
+        keys.job_deleted(job_id), keys.JOBS, keys.ACTIVE, keys.COUNTS, keys.WEBHOOKS,
+    ]  # fmt: skip
+    if owner is not None:
+        written.append(keys.worker_jobs(owner))
+    return written
+
+
+# KEYS (``delete_keys``): the indexes of jobs and of jobs not yet ended, the job's tombstone,
+# job hash, then every other key of the job to delete with it. ARGV: the tombstone's TTL (s).
+# Deletes only an ended job and leaves its tombstone, so that what the queue writes later for
+# it (a run still ending) cannot bring it back; replies its status fragment (or nil if there
+# is no such job).
 DELETE = f"""
-local status = redis.call('HGET', KEYS[2], 'status')
+local status = redis.call('HGET', KEYS[4], 'status')
 if not status then return nil end
 local terminal = {_TERMINAL_LUA}
 if not terminal[status] then return status end
-local job_id = redis.call('HGET', KEYS[2], 'job_id')
-redis.call('DEL', unpack(KEYS, 2))
-redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
-redis.call('ZREM', '{keys.JOBS}', job_id)
-redis.call('ZREM', '{keys.ACTIVE}', job_id)
+local job_id = redis.call('HGET', KEYS[4], 'job_id')
+redis.call('DEL', unpack(KEYS, 4))
+redis.call('SET', KEYS[3], '1', 'EX', ARGV[1])
+redis.call('ZREM', KEYS[1], job_id)
+redis.call('ZREM', KEYS[2], job_id)
 return status
 """
 
-# KEYS: job hash, the queue's in-progress key, job key and queue. ARGV: 'park' or 'keep', the
-# token of a superseded run, the token of no run, the job's id in the queue, then how far (ms)
-# to move its queue entry ('park') or the in-progress key's TTL (ms, 'keep').
-# The queue ends a superseded run's bookkeeping by deleting the job's in-progress key, which
-# by then is the newer run's: without it any worker (the stale one's own next poll first)
-# would start the job a third time. So, before the queue ends the stale run, 'park' moves the
-# job's queue entry into the future while a newer run holds the job (no poll selects it,
-# and the queue's own moves of the entry are relative, so they add up); once it has, 'keep'
-# moves the entry back and puts the in-progress key back while the newer run is at work.
-# Reply 1 if it moved the entry ('park') or put the key back ('keep').
-NEWER_RUN = f"""
-local run = redis.call('HGET', KEYS[1], 'run')
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return 0 end
-local at_work = {_AT_WORK_LUA}
-local newer = run and run ~= ARGV[2] and run ~= ARGV[3] and at_work[status]
-if ARGV[1] == 'park' then
-  if not (newer or redis.call('EXISTS', KEYS[2]) == 1) then return 0 end
-  if not redis.call('ZSCORE', KEYS[4], ARGV[4]) then return 0 end
-  redis.call('ZINCRBY', KEYS[4], ARGV[5], ARGV[4])
-  redis.call('HINCRBY', KEYS[1], 'parked', ARGV[5])
-  return 1
-end
-local parked = redis.call('HGET', KEYS[1], 'parked')
-if parked then
-  redis.call('HDEL', KEYS[1], 'parked')
-  if redis.call('ZSCORE', KEYS[4], ARGV[4]) then
-    redis.call('ZINCRBY', KEYS[4], -tonumber(parked), ARGV[4])
-  end
-end
-if not newer or redis.call('EXISTS', KEYS[3]) == 0 then return 0 end
-return redis.call('SET', KEYS[2], '1', 'PX', ARGV[5], 'NX') and 1 or 0
-"""
 
-# KEYS: job hash, the queue's in-progress key of the job. ARGV: the job's seq when its mark
-# was found taken up by no run. Deletes the mark only while the job is still queued at that
-# seq: a run that started meanwhile (a new seq) keeps it.
-RELEASE_MARK = """
-if redis.call('HGET', KEYS[1], 'status') ~= '"queued"' then return 0 end
-if redis.call('HGET', KEYS[1], 'seq') ~= ARGV[1] then return 0 end
-return redis.call('DEL', KEYS[2])
-"""
+def delete_keys(job_id: str, also: Sequence[str] = ()) -> list[str]:
+    """DELETE's KEYS; ``also``: keys outside jobhub's to delete with the job."""
+    return [
+        keys.JOBS, keys.ACTIVE, keys.job_deleted(job_id), keys.job_snapshot(job_id),
+        keys.job_history(job_id), keys.job_output(job_id), keys.job_deliveries(job_id), *also,
+    ]  # fmt: skip
+
 
 # KEYS: an outbox (see ``_PUBLISH_LUA``). Publishes what it holds, in order, and deletes it.
 FLUSH = """

@@ -1,0 +1,78 @@
+"""The ``jobhub`` command's exit statuses, and the one line that explains each error.
+
+A script tells the outcomes apart by status alone (the job failed, was canceled, did not end
+in time; the API refused; the app could not be reached or did not answer), so each has its
+own, listed in ``EXIT_CODES`` as the README lists them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+
+from jobhub.core.exceptions import ApiError
+from jobhub.core.snapshot import Status
+
+__all__ = [
+    "EXIT",
+    "EXIT_API",
+    "EXIT_CANCELED",
+    "EXIT_CODES",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_NO_ANSWER",
+    "EXIT_TIMEOUT",
+    "EXIT_UNREACHABLE",
+    "explain",
+]
+
+EXIT_FAILED, EXIT_CANCELED, EXIT_TIMEOUT, EXIT_API = 3, 4, 5, 6
+EXIT_UNREACHABLE, EXIT_NO_ANSWER, EXIT_INTERRUPTED = 7, 8, 130
+EXIT_CODES = {
+    0: "the job finished (or was submitted, or is still at work for `status`)",
+    1: "`jobhub dev` could not start the stack, or a part of it died; or an unexpected error",
+    2: "bad usage: an unknown option, a malformed --kwarg or --url",
+    EXIT_FAILED: "the job failed",
+    EXIT_CANCELED: "the job was canceled",
+    EXIT_TIMEOUT: "the job did not end within --timeout (it goes on)",
+    EXIT_API: "the API refused the request (unknown job or function, no access, ...)",
+    EXIT_UNREACHABLE: "cannot connect to the app at --url / JOBHUB_URL",
+    EXIT_NO_ANSWER: "the app did not answer within --request-timeout",
+    EXIT_INTERRUPTED: "Ctrl-C: stopped following; the job goes on",
+}
+"""Every exit status of the ``jobhub`` command, as the README lists them."""
+
+EXIT = {Status.FINISHED: 0, Status.FAILED: EXIT_FAILED, Status.CANCELED: EXIT_CANCELED}
+"""The exit status of each final status of a job."""
+
+
+def explain(exc: Exception, url: str, request_timeout: float) -> tuple[int, str]:
+    """The exit status and the one line that say what went wrong, for the errors a user
+    can meet (an unexpected one says so, and ``--debug`` shows its traceback)."""
+    if isinstance(exc, ApiError):
+        return EXIT_API, str(exc)
+    if isinstance(exc, httpx.InvalidURL):  # (not an httpx.HTTPError)
+        return 2, f"--url {url!r} is not a usable http:// or https:// URL ({exc})"
+    if not isinstance(exc, httpx.HTTPError):
+        return 1, f"unexpected {type(exc).__name__}: {exc} (--debug shows where)"
+    hint = "is it running? Point --url or JOBHUB_URL at it"
+    if isinstance(exc, httpx.TimeoutException):
+        wait = request_timeout
+        return EXIT_NO_ANSWER, f"{url} did not answer within {wait:g} s (--request-timeout)"
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return 2, f"--url {url!r} is not an http:// or https:// URL ({exc})"
+    if isinstance(exc, httpx.ConnectError):
+        return EXIT_UNREACHABLE, f"cannot connect to {url} ({_reason(exc)}): {hint}"
+    return EXIT_UNREACHABLE, f"lost the connection to {url} ({_reason(exc)}): {hint}"
+
+
+def _reason(exc: BaseException) -> str:
+    # httpx wraps the socket error; its innermost cause says it best ("Connection refused").
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    if isinstance(exc, OSError) and exc.errno and exc.errno > 0:
+        return os.strerror(exc.errno)  # "Connection refused", not asyncio's own wording
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror  # a failed name lookup: "Name or service not known"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,146 @@
+"""``Client``: the jobhub HTTP API for code without an event loop.
+
+Each call runs the ``AsyncClient`` (``client.py`` beside this module) on a private loop
+thread, so the two behave alike, reconnects and the fallback to polling included.
+
+    with Client("http://localhost:8000") as hub:
+        print(hub.wait(hub.submit("demo.count", steps=5).job_id).result)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import weakref
+from collections.abc import Callable, Coroutine, Iterator
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar, overload
+
+from jobhub.client.api import checked_url
+from jobhub.client.client import AsyncClient
+from jobhub.client.events import Gap, JobEvent, LogEntry
+from jobhub.core.snapshot import Snapshot
+
+__all__ = ["Client"]
+
+T = TypeVar("T")
+
+
+class Client:
+    """The same API for code without an event loop: each call runs on a private loop thread
+    (where ``wait``'s ``on_log`` and ``on_output`` are called too).
+
+    The thread is a daemon, and stops when the client is closed or garbage-collected: a
+    client nobody closes must not keep the interpreter from exiting (a non-daemon thread
+    is joined at exit, and its loop never ends on its own)."""
+
+    def __init__(self, base_url: str, **options: Any) -> None:
+        checked_url(base_url)  # before the loop thread starts: nothing to stop if it fails
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="jobhub-client", daemon=True
+        )
+        self._thread.start()
+        # Not a method of self: the finalizer must not keep the client alive.
+        self._stop_loop = weakref.finalize(self, _stop_loop, self._loop, self._thread)
+        try:
+            self._client = self._call(_make_client(base_url, options))
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Runs ``coroutine`` on the loop thread and returns its result here. Interrupted
+        (Ctrl-C), it cancels the coroutine rather than leave it running behind the caller."""
+        if threading.current_thread() is self._thread:
+            # From ``on_log``/``on_output``: waiting here would stop the loop it waits on.
+            coroutine.close()
+            raise RuntimeError("a Client cannot be called from its own callbacks")
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the connections and stops the loop thread; a second call does nothing."""
+        if self._stop_loop.alive:
+            try:
+                self._call(self._client.aclose())
+            finally:
+                self._stop_loop()
+
+    def submit(self, function: str, *args: Any, **kwargs: Any) -> Snapshot:
+        return self._call(self._client.submit(function, *args, **kwargs))
+
+    def get(self, job_id: str) -> Snapshot:
+        return self._call(self._client.get(job_id))
+
+    def cancel(self, job_id: str) -> Snapshot:
+        return self._call(self._client.cancel(job_id))
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,
+        on_log: Callable[[LogEntry], object] | None = None,
+        on_output: Callable[[Any], object] | None = None,
+        on_gap: Callable[[Gap], object] | None = None,
+    ) -> Snapshot:
+        return self._call(
+            self._client.wait(
+                job_id, timeout=timeout, on_log=on_log, on_output=on_output, on_gap=on_gap
+            )
+        )
+
+    @overload
+    def events(
+        self, job_id: str, *, timeout: float | None = ..., output: Literal[False] = ...
+    ) -> Iterator[Snapshot]: ...
+    @overload
+    def events(
+        self, job_id: str, *, timeout: float | None = ..., output: bool
+    ) -> Iterator[JobEvent]: ...
+
+    def events(
+        self, job_id: str, *, timeout: float | None = None, output: bool = False
+    ) -> Iterator[JobEvent]:
+        """Like ``AsyncClient.events``; stops (without error) when ``timeout`` passes."""
+        iterator = self._client.events(job_id, output=output).__aiter__()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0)
+            try:
+                event: JobEvent = self._call(asyncio.wait_for(iterator.__anext__(), left))
+            except (StopAsyncIteration, TimeoutError):
+                return
+            yield event
+
+
+async def _make_client(base_url: str, options: dict[str, Any]) -> AsyncClient:
+    return AsyncClient(base_url, **options)
+
+
+def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    """Ends a ``Client``'s loop thread, then the loop. A finalizer runs wherever the garbage
+    collector does, the loop's own thread too, which cannot wait for itself."""
+    if thread is threading.current_thread():
+        loop.call_soon(loop.stop)  # the thread ends after the callback now running
+        return
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join()
+    loop.close()
