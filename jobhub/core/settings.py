@@ -74,9 +74,11 @@ class Settings:
     """``JOBHUB_REDIS_MAX_CONNECTIONS``: the web process's command pool (the pub/sub
     connection of the fan-out comes on top)."""
     redis_timeout_seconds: float = 5.0
-    """``JOBHUB_REDIS_TIMEOUT``: longest wait for a pooled connection; and how long a stream
-    open waits for an unreachable Redis to come back before it answers 503 (while Redis is
-    up, an open waits as long as it takes: its read is retried, its subscription awaited)."""
+    """``JOBHUB_REDIS_TIMEOUT``: the longest any one wait on Redis lasts before that try
+    counts as failed (a connect, a reply, a pooled connection, a stream open's wait for an
+    unreachable Redis to come back, then 503); ``store/connections.py``'s ``RedisPolicy``
+    decides what is tried again. While Redis is up, a stream open waits as long as it
+    takes: its read is retried, its subscription awaited."""
     api_keys: tuple[str, ...] = ()
     """``JOBHUB_API_KEYS``: comma-separated keys; with none the API is open to anyone."""
     token_secret: str | None = None

@@ -37,7 +37,7 @@ __all__ = [
     "MAX_OUTPUT_PAGE",
     "STATS_MINUTES",
     "Detail",
-    "Entry",
+    "OutputEntry",
     "OutputKind",
     "OutputPage",
     "Stats",
@@ -79,7 +79,7 @@ OutputKind = Literal["log", "output"]
 """What an output entry is: a log line, or a chunk the job wrote."""
 
 
-class Entry(msgspec.Struct, omit_defaults=True):
+class OutputEntry(msgspec.Struct, omit_defaults=True):
     """One entry of a job's output: a log line (``level``, ``message``) or a chunk
     (``data``)."""
 
@@ -91,7 +91,7 @@ class Entry(msgspec.Struct, omit_defaults=True):
     data: Any = None
 
 
-EntryJSON = Annotated[msgspec.Raw, encoded(Entry)]
+EntryJSON = Annotated[msgspec.Raw, encoded(OutputEntry)]
 
 
 class OutputPage(msgspec.Struct):
@@ -194,7 +194,7 @@ async def job_output(request: Request) -> Response:
     parts: list[EntryJSON] = []
     for entry_id, data in entries:
         if kind is None or data.startswith(b'{"kind":"%s"' % kind.encode()):
-            # An entry is stored as an Entry without its id, which is the stream's: splice
+            # An entry is stored without its id, which is the stream's: splice
             # the id in rather than decode and encode every entry of the page again.
             parts.append(msgspec.Raw(b'{"id":"%s",' % entry_id.encode() + data[1:]))
     gap = Gap.between(after, entries[0][0]) if entries else None

@@ -15,7 +15,14 @@ from typing import Any
 import msgspec
 
 from jobhub.core.snapshot import Snapshot, Status
-from jobhub.server.console import MAX_OUTPUT_PAGE, Detail, Entry, OutputKind, OutputPage, Stats
+from jobhub.server.console import (
+    MAX_OUTPUT_PAGE,
+    Detail,
+    OutputEntry,
+    OutputKind,
+    OutputPage,
+    Stats,
+)
 from jobhub.server.health import Health
 from jobhub.server.routes import (
     MAX_PAGE,
@@ -35,7 +42,7 @@ __all__ = ["document"]
 # Models that reach a client only as JSON encoded before (a stored snapshot, an output
 # entry, a delivery), passed through as ``msgspec.Raw``: the answers that carry them name
 # them by reference (routes.encoded), so their schemas must be among the components.
-_PASSED_THROUGH = (Snapshot, Entry, Delivery)
+_PASSED_THROUGH = (Snapshot, OutputEntry, Delivery)
 
 
 def _json(model: Any, description: str) -> dict[str, Any]:

@@ -90,12 +90,6 @@ class WriteBatch:
             self._flusher = asyncio.create_task(self._flush())
         return future
 
-    async def write(
-        self, job_id: str, patch: Mapping[str, Any], *, only_from: Collection[Status] = ()
-    ) -> bytes:
-        """Like ``Store.write``, sharing the round trip with whatever else is being written."""
-        return await self.submit(job_id, patch, only_from=only_from)
-
     async def _flush(self) -> None:
         batch: list[tuple[PreparedWrite, asyncio.Future[bytes]]] = []
         try:
