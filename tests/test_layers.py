@@ -74,3 +74,23 @@ def test_only_the_arq_adapter_imports_arq() -> None:
             if any(name == "arq" or name.startswith("arq.") for name in names):
                 importers.add(str(path.relative_to(PACKAGE)))
     assert importers == {"lifecycle/arq.py"}
+
+
+def test_no_module_is_over_400_lines() -> None:
+    # One concept, one module: past ~400 lines a module holds more than one.
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 400}  # fmt: skip
+    assert long == {}
+
+
+def test_no_two_classes_share_a_name() -> None:
+    seen: dict[str, str] = {}
+    twice = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.parse(path.read_text(), str(path)).body:
+            if isinstance(node, ast.ClassDef):
+                where = str(path.relative_to(PACKAGE))
+                if node.name in seen:
+                    twice.append((node.name, seen[node.name], where))
+                seen.setdefault(node.name, where)
+    assert twice == []

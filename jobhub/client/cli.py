@@ -52,7 +52,7 @@ JOB_ID_ARGUMENT = {"ignore_unknown_options": True}
 
 
 @dataclass
-class Target:
+class Remote:
     """The app the command talks to: the group's options, overridden by a subcommand's."""
 
     url: str
@@ -73,7 +73,7 @@ class _Command(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise  # click's own: it prints them and exits as it should
         except Exception as exc:
-            target = ctx.find_object(Target)
+            target = ctx.find_object(Remote)
             if target is None or target.debug:
                 raise
             code, message = explain(exc, target.url, target.request_timeout)
@@ -103,12 +103,12 @@ def main(
     ctx: click.Context, url: str, api_key: str | None, request_timeout: float, debug: bool
 ) -> None:
     """jobhub: live progress for background jobs."""
-    ctx.obj = Target(url, api_key, request_timeout, debug)
+    ctx.obj = Remote(url, api_key, request_timeout, debug)
 
 
 def _override(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
     if value is not None and param.name is not None:
-        setattr(ctx.find_object(Target), param.name, value)
+        setattr(ctx.find_object(Remote), param.name, value)
 
 
 # After the subcommand too (`jobhub status ID --url ...`), as a user types it.
@@ -126,7 +126,7 @@ output_option = click.option(
     help="Write the job's output to stdout as it comes: text as it is, other values as JSON "
     "lines (with --json: every event, one JSON line each). Implies --follow.",
 )  # fmt: skip
-pass_target = click.make_pass_decorator(Target)
+pass_target = click.make_pass_decorator(Remote)
 
 
 @main.command()
@@ -221,7 +221,7 @@ def _value(raw: str) -> Any:
 @key_option
 @pass_target
 def submit(
-    target: Target,
+    target: Remote,
     function: str,
     args: tuple[str, ...],
     kwargs: tuple[str, ...],
@@ -251,7 +251,7 @@ def submit(
 @url_option
 @key_option
 @pass_target
-def status(target: Target, job_id: str, as_json: bool) -> None:
+def status(target: Remote, job_id: str, as_json: bool) -> None:
     """Print a job's snapshot; exits as the job did (0 while it is still at work)."""
     with target.client() as hub:
         snapshot = hub.get(job_id)
@@ -268,7 +268,7 @@ def status(target: Target, job_id: str, as_json: bool) -> None:
 @key_option
 @pass_target
 def watch(
-    target: Target, job_id: str, show_output: bool, timeout: float | None, as_json: bool
+    target: Remote, job_id: str, show_output: bool, timeout: float | None, as_json: bool
 ) -> None:
     """Show a job's progress and log lines until it ends, then its result."""
     with target.client() as hub:
@@ -282,7 +282,7 @@ def watch(
 @url_option
 @key_option
 @pass_target
-def cancel(target: Target, job_id: str, as_json: bool) -> None:
+def cancel(target: Remote, job_id: str, as_json: bool) -> None:
     """Cancel a job."""
     with target.client() as hub:
         _print(hub.cancel(job_id), as_json)

@@ -24,8 +24,8 @@ __all__ = [
     "JobEvent",
     "LogEntry",
     "OutputChunk",
-    "OutputPage",
     "Place",
+    "PolledOutput",
     "parse_event",
 ]
 
@@ -65,7 +65,7 @@ OUTPUT_PAGE = 1000
 """Entries asked for per ``GET /jobs/{id}/output`` while polling: the most the API gives."""
 
 
-class OutputPage(msgspec.Struct):
+class PolledOutput(msgspec.Struct):
     """An answer of ``GET /jobs/{id}/output``."""
 
     entries: list[LogEntry | OutputChunk]
@@ -73,7 +73,7 @@ class OutputPage(msgspec.Struct):
     gap: Gap | None = None
 
 
-PAGE = msgspec.json.Decoder(OutputPage)
+PAGE = msgspec.json.Decoder(PolledOutput)
 
 
 class Place:

@@ -34,7 +34,7 @@ from jobhub.core import keys
 from jobhub.core.logs import job
 from jobhub.core.snapshot import Status, decode_head
 from jobhub.lifecycle.lifecycle import Lifecycle
-from jobhub.store.lua import RENEW_LEASE as _RENEW
+from jobhub.store.lua import RENEW_LEASE
 from jobhub.store.registry import Registry
 
 __all__ = ["Reconciler"]
@@ -62,7 +62,7 @@ class Reconciler:
         self._mark_grace_ms = int(mark_grace * 1000)
         self._page = page
         self._lease_ms = int(lease * 1000)
-        self._lease = redis.register_script(_RENEW)
+        self._lease = redis.register_script(RENEW_LEASE)
         self._offset = 0
         self._scan = 0
 

@@ -65,14 +65,6 @@ class Registry:
         )
         return bool(found)
 
-    async def offered(self, functions: Sequence[str]) -> list[bool]:
-        if not functions:
-            return []
-        found = await self._offered(
-            keys=[self._offered_key], args=[self._lost_after_ms, *functions]
-        )
-        return [bool(f) for f in found]
-
     async def live_functions(self) -> list[str]:
         """Every function some live worker offers, sorted."""
         names = await self._live(keys=[self._offered_key], args=[self._lost_after_ms])
