@@ -44,6 +44,8 @@ from redis.exceptions import (
 from jobhub.core.settings import Settings
 
 __all__ = [
+    "BACKOFF_BASE_SECONDS",
+    "BACKOFF_CAP_SECONDS",
     "RedisPolicy",
     "SentinelBlockingConnectionPool",
     "WorkerConnectionPool",

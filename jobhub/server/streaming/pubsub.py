@@ -22,13 +22,16 @@ from typing import Any
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 
+from jobhub.store.connections import BACKOFF_BASE_SECONDS, BACKOFF_CAP_SECONDS
+
 __all__ = ["Subscriber"]
 
 logger = logging.getLogger("jobhub.hub")
 
-# Backoff between reconnect attempts: quick for a blip, at most a few seconds for an outage.
-_BACKOFF_FIRST = 0.05
-_BACKOFF_MAX = 2.0
+# Backoff between reconnect attempts, as for every command (one Redis policy: quick for a
+# blip, at most a few seconds for an outage).
+_BACKOFF_FIRST = BACKOFF_BASE_SECONDS
+_BACKOFF_MAX = BACKOFF_CAP_SECONDS
 
 
 class _Session:
