@@ -13,7 +13,8 @@ from typing import Any
 
 from arq.worker import Retry
 
-from jobhub import JobContext, Settings, demo, job, worker_settings
+from jobhub import JobContext, Settings, job, worker_settings
+from jobhub.dev import demo
 from jobhub.worker.runner import after_job_end
 
 

@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio
 from httpx_sse import aconnect_sse
 
-from jobhub import keys
+from jobhub.core import keys
 from jobhub.core.snapshot import Snapshot, Status, decode_head
 from jobhub.dev.server import RedisServer, Stack
 from jobhub.store.store import Store

@@ -18,7 +18,8 @@ import pytest
 import redis.asyncio
 from httpx_sse import aconnect_sse
 
-from jobhub import Settings, create_app, keys
+from jobhub import Settings, create_app
+from jobhub.core import keys
 from jobhub.core.snapshot import Snapshot, Status
 from jobhub.dev.server import RedisServer
 from jobhub.server.streaming.hub import Hub

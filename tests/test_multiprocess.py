@@ -11,7 +11,7 @@ import httpx
 import redis.asyncio
 from httpx_sse import aconnect_sse
 
-from jobhub import keys
+from jobhub.core import keys
 from jobhub.dev.server import RedisServer, Stack
 
 from .conftest import ROOT

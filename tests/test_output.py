@@ -13,8 +13,10 @@ import pytest
 import redis.asyncio
 from arq.worker import create_worker
 
-from jobhub import JobContext, Settings, ThreadJobContext, demo, job, keys, worker_settings
+from jobhub import JobContext, Settings, ThreadJobContext, job, worker_settings
+from jobhub.core import keys
 from jobhub.core.snapshot import Status
+from jobhub.dev import demo
 from jobhub.lifecycle.lifecycle import Lifecycle
 from jobhub.store.store import Store
 

@@ -21,11 +21,12 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from jobhub import Client, demo
+from jobhub import Client
 from jobhub.client.cli import EXIT_CODES
 from jobhub.client.client import LogEntry
 from jobhub.core.settings import _ENV
 from jobhub.core.snapshot import Snapshot, Status, decode
+from jobhub.dev import demo
 from jobhub.dev.server import free_port
 from jobhub.webhooks.deliveries import sign
 

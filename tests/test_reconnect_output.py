@@ -14,7 +14,7 @@ import httpx
 import redis.asyncio
 from httpx_sse import aconnect_sse
 
-from jobhub import keys
+from jobhub.core import keys
 from jobhub.dev.server import RedisServer, Stack
 from jobhub.server.streaming.frames import Entry, Frame
 from jobhub.server.streaming.watch import Update, Watch

@@ -7,7 +7,7 @@ import secrets
 
 import redis.asyncio
 
-from jobhub import keys
+from jobhub.core import keys
 from jobhub.store.registry import Registry
 
 

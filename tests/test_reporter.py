@@ -13,7 +13,8 @@ import redis.asyncio
 from arq.connections import ArqRedis
 from arq.worker import Retry, create_worker
 
-from jobhub import JobContext, Settings, ThreadJobContext, job, keys, worker_settings
+from jobhub import JobContext, Settings, ThreadJobContext, job, worker_settings
+from jobhub.core import keys
 from jobhub.core.exceptions import InvalidProgress, JobIsFinal
 from jobhub.core.snapshot import Snapshot, Status, decode
 from jobhub.lifecycle.lifecycle import Run

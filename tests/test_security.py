@@ -21,7 +21,7 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from jobhub import keys
+from jobhub.core import keys
 from jobhub.core.exceptions import Forbidden
 from jobhub.dev.server import RedisServer, Stack
 from jobhub.server.auth import Tokens, instance_of

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio
 from redis.asyncio.client import PubSub
 
-from jobhub import keys
+from jobhub.core import keys
 from jobhub.core.exceptions import InvalidRequest, JobIsFinal, JobNotFound, RunSuperseded
 from jobhub.core.snapshot import JobError, Snapshot, Status, decode, encode
 from jobhub.store.store import Store

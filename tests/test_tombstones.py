@@ -15,7 +15,7 @@ import redis.asyncio
 from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 from arq.jobs import JobResult
 
-from jobhub import keys
+from jobhub.core import keys
 from jobhub.dev.server import RedisServer, Stack
 from jobhub.lifecycle.lifecycle import Lifecycle
 from jobhub.store.store import Store

@@ -27,7 +27,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from jobhub import InvalidRequest, Settings, create_app, keys
+from jobhub import InvalidRequest, Settings, create_app
+from jobhub.core import keys
 from jobhub.dev.server import free_port
 from jobhub.webhooks.deliveries import SIGNATURE_HEADER, check_target, post, sign, verify
 from jobhub.webhooks.targets import parse, refusal
