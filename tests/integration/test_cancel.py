@@ -79,7 +79,9 @@ async def test_cancel_running_and_queued_jobs_and_refuse_ended_ones(api: httpx.A
         while first not in cleaned_up:
             await asyncio.sleep(0.02)
     stopped = await status_of(api, first)
-    await asyncio.sleep(0.3)  # the worker is free now: it would have started the second
+    # A window for what must not happen: the worker is free now, it would have started the
+    # second by then, and the first would have written again.
+    await asyncio.sleep(0.3)
     assert await status_of(api, first) == stopped  # nothing was written after the cancel
     history = (await api.get(f"/jobs/{second}/history")).json()
     assert [s["status"] for s in history] == ["queued", "canceled"]
@@ -113,7 +115,9 @@ async def test_pause_holds_the_job_and_resume_completes_it(api: httpx.AsyncClien
     paused = await api.post(f"/jobs/{job_id}/pause")
     assert paused.status_code == 200 and paused.json()["status"] == "paused"
     assert (await api.post(f"/jobs/{job_id}/pause")).json() == paused.json()  # twice: no-op
-    await asyncio.sleep(0.5)  # ten steps' time: a job that kept going would have written
+    # A window for what must not happen: in ten steps' time a job that kept going would
+    # have written.
+    await asyncio.sleep(0.5)
     held = await status_of(api, job_id)
     assert held["status"] == "paused" and held["seq"] == paused.json()["seq"]
 

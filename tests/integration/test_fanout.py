@@ -22,10 +22,12 @@ from jobhub import Settings, create_app
 from jobhub.core import keys
 from jobhub.core.snapshot import Snapshot, Status
 from jobhub.dev.server import RedisServer
+from jobhub.server.streaming.frames import Frame
 from jobhub.server.streaming.hub import Hub
 from jobhub.server.streaming.watch import Watch
 from jobhub.store.store import Store
 from tests.support.servers import ThreadedServer
+from tests.support.waiting import wait_until
 
 
 async def new_job(store: Store) -> str:
@@ -88,7 +90,9 @@ async def test_connect_disconnect_cycles_leave_no_subscription_and_no_task(
     # sse-starlette starts one shutdown watcher task per event loop with the first stream
     # and keeps it; count tasks from after that.
     await cycle(0)
-    await asyncio.sleep(0.2)
+    await wait_until(
+        lambda: not threaded.call(lambda: threaded.hub.subscribed_jobs), what="the first close"
+    )
     baseline = threaded.call(lambda: len(asyncio.all_tasks()))
     semaphore = asyncio.Semaphore(25)
 
@@ -171,10 +175,17 @@ async def test_a_slow_watch_holds_only_the_newest_snapshot(redis_url: str, store
     try:
         job_id = await new_job(store)
         watches: list[Watch] = [(await hub.watch([job_id]))[0] for _ in range(50)]
+        # A watch that reads as the hub delivers: the hub offers a snapshot to every watch
+        # of its job in one step, so once this one has the last, the 50 others hold it too.
+        probe = (await hub.watch([job_id]))[0]
         for i in range(1, 21):
             await store.write(job_id, {"status": Status.RUNNING, "percent": float(i)})
         await store.write(job_id, {"status": Status.FINISHED})
-        await asyncio.sleep(0.2)  # every publish has reached the hub; nobody has read
+        async with asyncio.timeout(5):
+            while not any(isinstance(u, Frame) and u.seq == 22 for u in await probe.next()):
+                pass
+        probe.close()
+        # Every publish has reached the hub; none of the 50 has read.
         delivered = [await w.next() for w in watches]
         for frames in delivered:
             assert len(frames) == 1 and frames[0].seq == 22 and frames[0].terminal

@@ -57,7 +57,7 @@ async def test_a_read_waits_out_a_busy_pool_instead_of_failing(redis_url: str) -
     reads: Reads[bytes | None] = Reads(store.get_many, always_up)
     # The only connection is busy for half a second: ten times the pool's timeout.
     busy = asyncio.create_task(client.blpop([f"reads-nothing-{job_id}"], timeout=0.5))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)  # the BLPOP takes the connection before the read asks for it
     async with asyncio.timeout(10):
         [data] = await reads.get_many([job_id])
     assert data is not None and job_id.encode() in data

@@ -18,11 +18,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from jobhub.client.cli import EXIT_CODES
 from jobhub.client.screen import Screen
 from jobhub.core.snapshot import Snapshot
 from jobhub.dev.server import free_port
+from tests.support.waiting import wait_until_sync
 
 
 def jobhub(base_url: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -98,7 +100,16 @@ def test_args_take_json_or_text(base_url: str) -> None:
     assert bad.returncode == 2 and "NAME=VALUE" in bad.stderr
 
 
+def open_streams(base_url: str) -> float:
+    """The web app's count of open event streams, from its /metrics."""
+    for family in text_string_to_metric_families(httpx.get(base_url + "/metrics").text):
+        if family.name == "jobhub_open_streams":
+            return float(family.samples[0].value)
+    return 0.0
+
+
 def test_ctrl_c_stops_following_not_the_job(base_url: str) -> None:
+    streams = open_streams(base_url)
     job_id = httpx.post(
         base_url + "/jobs", json={"function": "demo.count", "kwargs": {"steps": 30, "delay": 0.2}}
     ).json()["job_id"]
@@ -109,7 +120,9 @@ def test_ctrl_c_stops_following_not_the_job(base_url: str) -> None:
         # and its children would inherit that.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
-    time.sleep(1.5)
+    # Once its stream is open the command is following: Ctrl-C then stops that, not the
+    # start of Python.
+    wait_until_sync(lambda: open_streams(base_url) > streams, limit=20, what="the stream")
     watcher.send_signal(signal.SIGINT)
     _, err = watcher.communicate(timeout=20)
     assert watcher.returncode == 130

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 
 from tests.support.helpers import follow, start, wait_for
+from tests.support.waiting import wait_until
 
 
 async def test_stream_delivers_every_snapshot_in_seq_order_then_ends(
@@ -48,8 +50,12 @@ async def test_stream_headers_stop_buffering_and_caching(client: httpx.AsyncClie
 
 async def test_late_subscriber_gets_the_current_snapshot_first(client: httpx.AsyncClient) -> None:
     snap = await start(client, "demo.count", steps=6, delay=0.15)
-    await asyncio.sleep(0.5)
-    current = (await client.get(f"/jobs/{snap['job_id']}")).json()
+
+    async def progressed() -> dict[str, Any] | None:
+        current: dict[str, Any] = (await client.get(f"/jobs/{snap['job_id']}")).json()
+        return current if current["seq"] > 2 else None
+
+    current = await wait_until(progressed, what="the job's third snapshot")
     assert current["status"] == "running"
     events = await follow(client, snap["job_id"])
     first = events[0][1]

@@ -82,7 +82,7 @@ async def test_redis_connections_of_a_web_process_stay_bounded(
             async with aconnect_sse(client, "GET", f"/jobs/{job_id}/events") as source:
                 async for _ in source.aiter_sse():
                     opened += 1
-                    await asyncio.sleep(0.3)
+                    await asyncio.sleep(0.3)  # held open, so that the 100 are open together
                     return
 
         tasks = [asyncio.create_task(open_stream(j)) for j in ids * 5]

@@ -15,6 +15,7 @@ from httpx_sse import aconnect_sse
 
 from jobhub.dev.server import RedisServer, Stack
 from tests.support.servers import ROOT
+from tests.support.waiting import wait_until
 
 TERMINAL = {"finished", "failed", "canceled"}
 FAST = {"JOBHUB_WORKER_HEARTBEAT": "0.2", "JOBHUB_WORKER_LOST_AFTER": "1"}
@@ -42,9 +43,16 @@ async def test_a_stalled_workers_late_writes_never_win() -> None:
             holders = [(await client.get(f"/jobs/{j}/detail")).json()["worker"] for j in ids]
             pid = max(set(holders), key=holders.count).split(":")[1]
             stalled = next(p for p in stack.processes if str(p.pid) == pid)
+            held = [
+                j for j, holder in zip(ids, holders, strict=True) if holder.split(":")[1] == pid
+            ]
+
+            def moved_on() -> bool:
+                return all(any(s["attempt"] > 1 for s in seen[j]) for j in held)
+
             stalled.send_signal(signal.SIGSTOP)  # past the lost window: its jobs move on
             try:
-                await asyncio.sleep(3)
+                await wait_until(moved_on, limit=30, what="the stalled worker's jobs to move on")
             finally:
                 stalled.send_signal(signal.SIGCONT)  # ... and it wakes up, still running them
             async with asyncio.timeout(30):
@@ -112,6 +120,8 @@ async def test_workers_survive_their_redis_connections_being_killed() -> None:
             for _ in range(3):
                 killed = await admin.client_kill_filter(_type="normal", skipme=True)
                 assert killed > 0
+                # Paces the kills, so each finds the connections the last one made them
+                # open again; no process may have exited meanwhile.
                 await asyncio.sleep(0.3)
             assert stack.exited() is None, stack.exited()
             body = {"function": "demo.count", "kwargs": {"steps": 2, "delay": 0.01}}

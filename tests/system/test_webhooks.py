@@ -96,6 +96,7 @@ async def test_final_snapshot_is_posted_signed_and_retried_until_accepted(
         "the receiver answered 500",
         None,
     ]
+    # A window for what must not happen: a delivery sent again (retries are 0.1 s apart).
     await asyncio.sleep(0.5)
     assert len(state.calls) == 3  # accepted: not sent again
 
