@@ -18,10 +18,10 @@ from httpx_sse import aconnect_sse
 
 from jobhub.core import keys
 from jobhub.core.snapshot import Snapshot, Status, decode_head
-from jobhub.dev.server import RedisServer, Stack
+from jobhub.dev.server import RedisServer
 from jobhub.store.store import Store
 from tests.support.sentinel import MASTER_NAME, SentinelTopology
-from tests.support.servers import ROOT
+from tests.support.servers import running_stack
 
 TERMINAL = {"finished", "failed", "canceled"}
 
@@ -57,7 +57,7 @@ async def test_a_failover_loses_no_update_repeats_no_seq_and_the_job_finishes() 
             "JOBHUB_REDIS_WAIT_TIMEOUT": "0.05",
         }
         master_url = f"redis://127.0.0.1:{topology.master_port}/0"
-        with Stack(master_url, cwd=str(ROOT), env=env) as stack:
+        with running_stack(master_url, env=env) as stack:
             async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as client:
                 body = {"function": "demo.count", "kwargs": {"steps": 40, "delay": 0.1}}
                 job_id = (await client.post("/jobs", json=body)).json()["job_id"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,7 +16,7 @@ from arq.connections import ArqRedis
 
 from jobhub.core.snapshot import Snapshot
 from jobhub.dev.processes import spawn, stop, worker_argv
-from jobhub.dev.server import RedisServer, Stack
+from jobhub.dev.server import Stack
 from jobhub.store.store import Store
 from tests.support.servers import ROOT
 
@@ -26,11 +26,9 @@ FAST = {"JOBHUB_WORKER_HEARTBEAT": "0.2", "JOBHUB_WORKER_LOST_AFTER": "1"}
 
 
 @pytest.fixture
-def stack() -> Iterator[Stack]:
+def stack(start_stack: Callable[..., Stack]) -> Stack:
     """A private Redis, the repository's worker and the web app."""
-    env = {**os.environ, **FAST}
-    with RedisServer() as server, Stack(server.url, cwd=str(ROOT), env=env) as stack:
-        yield stack
+    return start_stack(env=FAST)
 
 
 async def snapshot(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:

@@ -12,8 +12,8 @@ import redis.asyncio
 from httpx_sse import aconnect_sse
 
 from jobhub.core import keys
-from jobhub.dev.server import RedisServer, Stack
-from tests.support.servers import ROOT
+from jobhub.dev.server import RedisServer
+from tests.support.servers import running_stack
 
 
 async def final_of(base_url: str, job_id: str) -> dict[str, Any]:
@@ -32,7 +32,7 @@ async def final_of(base_url: str, job_id: str) -> dict[str, Any]:
 
 async def test_streams_on_two_web_processes_all_get_the_final_state() -> None:
     # As `jobhub dev --web-processes 2` runs them (uvicorn --workers 2).
-    with RedisServer() as server, Stack(server.url, cwd=str(ROOT), web_processes=2) as stack:
+    with RedisServer() as server, running_stack(server.url, web_processes=2) as stack:
         admin = redis.asyncio.Redis.from_url(server.url)
         try:
             async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as client:

@@ -7,15 +7,14 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from jobhub.dev.server import RedisServer, Stack
+from jobhub.dev.server import Stack
 from tests.support.helpers import start, wait_for
-from tests.support.servers import ROOT
 
 FAST = {"JOBHUB_WORKER_HEARTBEAT": "0.2", "JOBHUB_WORKER_LOST_AFTER": "1"}
 
@@ -128,11 +127,12 @@ async def test_output_pages_with_a_cursor_and_a_kind_filter(client: httpx.AsyncC
 
 
 @pytest.fixture
-async def two_workers() -> AsyncIterator[tuple[Stack, httpx.AsyncClient]]:
-    env = {**os.environ, **FAST}
-    with RedisServer() as server, Stack(server.url, cwd=str(ROOT), env=env, workers=2) as stack:
-        async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as client:
-            yield stack, client
+async def two_workers(
+    start_stack: Callable[..., Stack],
+) -> AsyncIterator[tuple[Stack, httpx.AsyncClient]]:
+    stack = start_stack(env=FAST, workers=2)
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as client:
+        yield stack, client
 
 
 async def test_stats_counts_move_and_a_killed_worker_leaves_the_list(

@@ -15,11 +15,11 @@ import redis.asyncio
 from httpx_sse import aconnect_sse
 
 from jobhub.core import keys
-from jobhub.dev.server import RedisServer, Stack
+from jobhub.dev.server import RedisServer
 from jobhub.server.streaming.frames import Entry, Frame
 from jobhub.server.streaming.watch import Update, Watch
 from tests.support.helpers import start
-from tests.support.servers import ROOT
+from tests.support.servers import running_stack
 
 Event = tuple[str, str, Any]  # (event name, id, data)
 
@@ -114,7 +114,7 @@ def entry_ids(events: list[Event]) -> list[str]:
 
 
 async def test_every_stream_gets_every_entry_once_across_pubsub_reconnects() -> None:
-    with RedisServer() as server, Stack(server.url, cwd=str(ROOT)) as stack:
+    with RedisServer() as server, running_stack(server.url) as stack:
         admin = redis.asyncio.Redis.from_url(server.url)
         try:
             async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as client:

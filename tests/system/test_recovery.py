@@ -9,8 +9,7 @@ from typing import Any
 
 import httpx
 
-from jobhub.dev.server import RedisServer, Stack
-from tests.support.servers import ROOT
+from tests.support.servers import running_stack
 
 TERMINAL = {"finished", "failed", "canceled"}
 
@@ -22,7 +21,7 @@ async def snapshots(client: httpx.AsyncClient, ids: list[str]) -> list[dict[str,
 async def kill_a_worker_mid_jobs(max_tries: int) -> list[dict[str, Any]]:
     """20 jobs in flight over two workers; SIGKILL one; wait for every job to end."""
     env = {**os.environ, "JOBHUB_MAX_TRIES": str(max_tries), "JOBHUB_MAX_JOBS": "10"}
-    with RedisServer() as redis, Stack(redis.url, cwd=str(ROOT), env=env, workers=2) as stack:
+    with running_stack(env=env, workers=2) as stack:
         async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as client:
             body = {"function": "demo.count", "kwargs": {"steps": 15, "delay": 0.2}}
             ids = [(await client.post("/jobs", json=body)).json()["job_id"] for _ in range(20)]

@@ -16,7 +16,7 @@ from httpx_sse import aconnect_sse
 
 from jobhub.dev.server import Stack, tcp_connections
 from tests.support.helpers import follow
-from tests.support.servers import ROOT
+from tests.support.servers import running_stack
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,8 @@ def two_stacks(redis_url: str) -> Iterator[tuple[Stack, Stack]]:
     # One job at a time per worker: two jobs can only overlap if both workers take one.
     env = {**os.environ, "JOBHUB_MAX_JOBS": "1"}
     with (
-        Stack(redis_url, cwd=str(ROOT), env=env) as a,
-        Stack(redis_url, cwd=str(ROOT), env=env) as b,
+        running_stack(redis_url, env=env) as a,
+        running_stack(redis_url, env=env) as b,
     ):
         yield a, b
 
@@ -94,8 +94,8 @@ async def test_redis_connections_of_a_web_process_stay_bounded(
 
 async def test_sigterm_ends_open_streams_fast_and_clients_resume_elsewhere(redis_url: str) -> None:
     with (
-        Stack(redis_url, cwd=str(ROOT), workers=0) as spare,
-        Stack(redis_url, cwd=str(ROOT)) as main,
+        running_stack(redis_url, workers=0) as spare,
+        running_stack(redis_url) as main,
     ):
         async with httpx.AsyncClient(base_url=main.base_url, timeout=10) as client:
             body = {"function": "demo.count", "kwargs": {"steps": 8, "delay": 0.25}}

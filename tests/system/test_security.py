@@ -23,10 +23,10 @@ from redis.asyncio import Redis
 
 from jobhub.core import keys
 from jobhub.core.exceptions import Forbidden
-from jobhub.dev.server import RedisServer, Stack
+from jobhub.dev.server import Stack
 from jobhub.server.auth import Tokens, instance_of
+from tests.support.servers import running_stack
 
-ROOT = Path(__file__).resolve().parents[2]
 KEY = "security-key"
 BEARER = {"Authorization": f"Bearer {KEY}"}
 DEADLINE = 1  # JOBHUB_WEBHOOK_TIMEOUT of this module's worker
@@ -49,7 +49,7 @@ def stack() -> Iterator[Stack]:
     }
     # A Redis of its own: the session stack's worker would otherwise claim these
     # deliveries too, with its own deadline.
-    with RedisServer() as server, Stack(server.url, cwd=str(ROOT), env=env) as running:
+    with running_stack(env=env) as running:
         yield running
 
 

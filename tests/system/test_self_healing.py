@@ -13,8 +13,8 @@ import httpx
 import redis.asyncio
 from httpx_sse import aconnect_sse
 
-from jobhub.dev.server import RedisServer, Stack
-from tests.support.servers import ROOT
+from jobhub.dev.server import RedisServer
+from tests.support.servers import running_stack
 from tests.support.waiting import wait_until
 
 TERMINAL = {"finished", "failed", "canceled"}
@@ -30,7 +30,7 @@ async def watch(client: httpx.AsyncClient, job_id: str, into: list[dict[str, Any
 
 async def test_a_stalled_workers_late_writes_never_win() -> None:
     env = {**os.environ, **FAST, "JOBHUB_MAX_JOBS": "10"}
-    with RedisServer() as server, Stack(server.url, cwd=str(ROOT), env=env, workers=2) as stack:
+    with running_stack(env=env, workers=2) as stack:
         async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as client:
             body = {"function": "demo.count", "kwargs": {"steps": 40, "delay": 0.05}}
             ids = [(await client.post("/jobs", json=body)).json()["job_id"] for _ in range(10)]
@@ -75,7 +75,7 @@ async def test_a_stalled_worker_waking_leaves_the_newer_attempt_queued() -> None
     # One job per worker: the other worker is busy, so the stalled job's newer attempt
     # still waits in the queue when the stalled worker wakes and finds its run superseded.
     env = {**os.environ, **FAST, "JOBHUB_MAX_JOBS": "1"}
-    with RedisServer() as server, Stack(server.url, cwd=str(ROOT), env=env, workers=2) as stack:
+    with running_stack(env=env, workers=2) as stack:
         async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as client:
 
             async def start(steps: int, delay: float) -> str:
@@ -114,7 +114,7 @@ async def test_a_stalled_worker_waking_leaves_the_newer_attempt_queued() -> None
 
 async def test_workers_survive_their_redis_connections_being_killed() -> None:
     env = {**os.environ, **FAST}
-    with RedisServer() as server, Stack(server.url, cwd=str(ROOT), env=env, workers=2) as stack:
+    with RedisServer() as server, running_stack(server.url, env=env, workers=2) as stack:
         admin = redis.asyncio.Redis.from_url(server.url)
         async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as client:
             for _ in range(3):
@@ -137,7 +137,7 @@ async def test_workers_survive_their_redis_connections_being_killed() -> None:
 
 async def test_the_stack_heals_after_redis_restarts_empty() -> None:
     env = {**os.environ, **FAST}
-    with RedisServer() as server, Stack(server.url, cwd=str(ROOT), env=env) as stack:
+    with RedisServer() as server, running_stack(server.url, env=env) as stack:
         async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as client:
             body = {"function": "demo.count", "kwargs": {"steps": 1, "delay": 0}}
             assert (await client.post("/jobs", json=body)).status_code == 202

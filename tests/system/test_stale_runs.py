@@ -21,11 +21,11 @@ from httpx_sse import aconnect_sse
 
 from jobhub.core.exceptions import RunSuperseded
 from jobhub.core.snapshot import Snapshot, Status
-from jobhub.dev.server import RedisServer, Stack
+from jobhub.dev.server import RedisServer
 from jobhub.lifecycle.lifecycle import PARK_MS, Run
 from jobhub.store.store import Store
 from jobhub.store.writes import WriteBatch
-from tests.support.servers import ROOT
+from tests.support.servers import running_stack
 
 TERMINAL = {"finished", "failed", "canceled"}
 FAST = {"JOBHUB_WORKER_HEARTBEAT": "0.2", "JOBHUB_WORKER_LOST_AFTER": "1"}
@@ -50,7 +50,7 @@ async def test_a_stale_run_leaves_the_newer_runs_retry_working() -> None:
     settings = "tests.support.extra_worker.WorkerSettings"
     with (
         RedisServer() as server,
-        Stack(server.url, cwd=str(ROOT), env=env, workers=2, worker_settings=settings) as stack,
+        running_stack(server.url, env=env, workers=2, worker_settings=settings) as stack,
     ):
         r = redis.asyncio.Redis.from_url(server.url)
         async with r, httpx.AsyncClient(base_url=stack.base_url, timeout=30) as client:

@@ -16,10 +16,10 @@ from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_pre
 from arq.jobs import JobResult
 
 from jobhub.core import keys
-from jobhub.dev.server import RedisServer, Stack
+from jobhub.dev.server import RedisServer
 from jobhub.lifecycle.lifecycle import Lifecycle
 from jobhub.store.store import Store
-from tests.support.servers import ROOT
+from tests.support.servers import running_stack
 
 FAST = {"JOBHUB_WORKER_HEARTBEAT": "0.2", "JOBHUB_WORKER_LOST_AFTER": "1"}
 SETTINGS = "tests.support.extra_worker.WorkerSettings"
@@ -35,7 +35,7 @@ async def test_a_deleted_job_stays_deleted_after_its_run_ends() -> None:
     env = {**os.environ, **FAST}
     with (
         RedisServer() as server,
-        Stack(server.url, cwd=str(ROOT), env=env, worker_settings=SETTINGS) as stack,
+        running_stack(server.url, env=env, worker_settings=SETTINGS) as stack,
     ):
         r = redis.asyncio.Redis.from_url(server.url)
         async with r, httpx.AsyncClient(base_url=stack.base_url, timeout=30) as client:

@@ -17,10 +17,10 @@ from arq.constants import in_progress_key_prefix
 from redis.exceptions import WatchError
 
 from jobhub.core.settings import Settings
-from jobhub.dev.server import RedisServer, Stack
+from jobhub.dev.server import RedisServer
 from jobhub.lifecycle.lifecycle import IN_PROGRESS_MS
 from jobhub.store.connections import WorkerRedis, arq_pool
-from tests.support.servers import ROOT
+from tests.support.servers import running_stack
 
 TERMINAL = {"finished", "failed", "canceled"}
 FAST = {"JOBHUB_WORKER_HEARTBEAT": "0.2", "JOBHUB_WORKER_LOST_AFTER": "1"}
@@ -72,7 +72,7 @@ async def test_no_worker_exits_on_killed_connections_and_redis_restarts() -> Non
     # Persistent, so that a restart keeps the jobs and each of them can still end.
     with (
         RedisServer(persist=True) as server,
-        Stack(server.url, cwd=str(ROOT), env=env, workers=WORKERS) as stack,
+        running_stack(server.url, env=env, workers=WORKERS) as stack,
     ):
         workers = stack.processes[:WORKERS]  # a Stack starts its workers first
         admin = redis.asyncio.Redis.from_url(server.url)
@@ -115,7 +115,7 @@ async def test_no_worker_exits_while_redis_refuses_new_connections() -> None:
     env = {**os.environ, **FAST}
     with (
         RedisServer() as server,
-        Stack(server.url, cwd=str(ROOT), env=env, workers=WORKERS) as stack,
+        running_stack(server.url, env=env, workers=WORKERS) as stack,
     ):
         workers = stack.processes[:WORKERS]
         admin = redis.asyncio.Redis.from_url(server.url, single_connection_client=True)
@@ -195,7 +195,7 @@ async def test_a_mark_that_no_run_took_up_is_taken_back_and_the_job_runs() -> No
     # the worker that marked it sure it was taken elsewhere. Made here on purpose: a job
     # deferred for a moment is marked before any worker may take it.
     env = {**os.environ, **FAST}
-    with RedisServer() as server, Stack(server.url, cwd=str(ROOT), env=env) as stack:
+    with RedisServer() as server, running_stack(server.url, env=env) as stack:
         admin = redis.asyncio.Redis.from_url(server.url)
         async with httpx.AsyncClient(base_url=stack.base_url, timeout=10) as client:
             body = {"function": "demo.count", "kwargs": {"steps": 1}, "defer_seconds": 0.5}
