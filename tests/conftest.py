@@ -46,8 +46,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test with the layer its folder names (tests/<layer>/...)."""
     tests = Path(__file__).resolve().parent
     for item in items:
-        layer = item.path.resolve().relative_to(tests).parts[0]
-        if layer in LAYERS:
+        path = item.path.resolve()
+        if path.is_relative_to(tests) and (layer := path.relative_to(tests).parts[0]) in LAYERS:
             item.add_marker(getattr(pytest.mark, layer))
 
 
