@@ -1,8 +1,8 @@
 """A worker started with other settings: the demo functions and a few more.
 
-Run as ``arq tests.support.extra_worker.WorkerSettings`` beside the repository's own worker, it is
-a rolling deploy caught half-way: only this worker can run ``extra.double``. The others
-serve tests of stale runs and deleted jobs; each ARQ run's end is counted in
+Run as ``arq tests.support.extra_worker.WorkerSettings`` beside the repository's own
+worker, it is a rolling deploy caught half-way: only this worker can run ``extra.double``.
+The others serve tests of stale runs and deleted jobs; each ARQ run's end is counted in
 ``tests:arq-ended:<job id>``, so that a test can wait until ARQ is done with a run.
 """
 
