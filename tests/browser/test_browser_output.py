@@ -17,9 +17,9 @@ from playwright.sync_api import Browser, Page, Route, expect
 
 from jobhub import Settings, create_app
 from tests.support.browser import needs_chromium, serve, wait_for
+from tests.support.output import ordinal, small_trimmed_job
 from tests.support.readme import blocks
 from tests.support.servers import ROOT, ThreadedServer
-from tests.system.test_gaps import ordinal, small_trimmed_job
 
 pytestmark = needs_chromium
 
