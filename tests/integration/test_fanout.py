@@ -233,6 +233,8 @@ async def test_stream_survives_redis_being_killed_and_restarted() -> None:
         # the re-read after resubscribing can deliver them.
         await write_retrying(store, job_id, {"status": Status.RUNNING, "percent": 50.0})
         await write_retrying(store, job_id, {"status": Status.RUNNING, "percent": 60.0})
+        # Paces the last write to after the hub has most likely subscribed again; the
+        # stream must end with it whichever path carries it.
         await asyncio.sleep(0.5)
         await write_retrying(store, job_id, {"status": Status.FINISHED, "percent": 100.0})
         async with asyncio.timeout(15):
