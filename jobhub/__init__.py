@@ -8,7 +8,8 @@ Each name below is imported from its module when it is first used (PEP 562), so 
 uvicorn, sse-starlette, ARQ): a script that only follows jobs stays light.
 """
 
-# Only private names besides __all__'s: the namespace is the public API (tests/test_public_api.py).
+# Only private names besides __all__'s: the namespace is the public API
+# (tests/unit/test_public_api.py).
 import importlib as _importlib
 import typing as _typing
 

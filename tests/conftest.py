@@ -1,49 +1,54 @@
 """Real parts only: a redis-server, the `arq` CLI worker and uvicorn, as subprocesses.
 
 Where REDIS_URL is set the suite uses that Redis; otherwise it starts a private one.
+
+The tests mirror the package by what they run, and each folder is a marker, so that
+``pytest -m unit`` runs one layer alone:
+
+- ``unit/``: no Redis, no server: models, parsing, the source itself.
+- ``integration/``: a real redis-server, with jobhub's pieces in the test process (the
+  store, an in-process ARQ worker, the app under a ``ThreadedServer``).
+- ``system/``: the real stack as it is deployed: ``arq`` CLI workers and uvicorn as
+  subprocesses (``base_url``, ``start_stack``), the ``jobhub`` command.
+- ``browser/``: the pages and jobhub.js in Chromium.
+
+One fixture per kind of server: ``base_url`` (the session's stack), ``start_stack`` (a
+stack of a test's own, with its settings), ``threaded`` (the app in-process, on sockets).
+Shared code that is not a fixture lives in tests/support.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio
-import uvicorn
-from arq.worker import Worker
-from starlette.applications import Starlette
 
 from jobhub import Settings, create_app
-from jobhub.dev.server import RedisServer, Stack, free_port
-from jobhub.server.streaming.hub import Hub
+from jobhub.dev.server import RedisServer, Stack
 from jobhub.store.store import Store
+from tests.support.servers import (
+    WEBHOOK_SECRET,
+    WORKER_METRICS_PORT,
+    ThreadedServer,
+    running_stack,
+)
 
-T = TypeVar("T")
-
-ROOT = Path(__file__).resolve().parent.parent
-WEBHOOK_SECRET = "test-webhook-secret"
-WORKER_METRICS_PORT = free_port()
+LAYERS = ("unit", "integration", "system", "browser")
 
 
-async def stop_worker(worker: Worker, running: asyncio.Task[None]) -> None:
-    """Stop an in-process worker started with ``running = create_task(worker.main())``.
-
-    ARQ's ``close()`` cancels the job tasks still running and re-raises their
-    CancelledError, so once no new job can start, let those finish first.
-    """
-    running.cancel()
-    await asyncio.gather(running, return_exceptions=True)
-    async with asyncio.timeout(10):
-        while any(not task.done() for task in worker.tasks.values()):
-            await asyncio.sleep(0.02)
-    await worker.close()
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the layer its folder names (tests/<layer>/...)."""
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        path = item.path.resolve()
+        if path.is_relative_to(tests) and (layer := path.relative_to(tests).parts[0]) in LAYERS:
+            item.add_marker(getattr(pytest.mark, layer))
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +64,6 @@ def redis_url() -> Iterator[str]:
 def base_url(redis_url: str) -> Iterator[str]:
     """The real thing, as documented: the `arq` CLI worker and uvicorn, as subprocesses."""
     env = {
-        **os.environ,
         "PYTHONUNBUFFERED": "1",
         # Webhooks on, to a receiver in the test process (on loopback), retried quickly.
         "JOBHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
@@ -67,8 +71,20 @@ def base_url(redis_url: str) -> Iterator[str]:
         "JOBHUB_WEBHOOK_BACKOFF": "0.1",
         "JOBHUB_WORKER_METRICS_PORT": str(WORKER_METRICS_PORT),
     }
-    with Stack(redis_url, cwd=str(ROOT), env=env) as stack:
+    with running_stack(redis_url, env=env) as stack:
         yield stack.base_url
+
+
+@pytest.fixture
+def start_stack() -> Iterator[Callable[..., Stack]]:
+    """Start stacks of the test's own, stopped when it ends: ``start_stack(env={...},
+    workers=2)`` takes ``running_stack``'s arguments (a private Redis unless given one)."""
+    with ExitStack() as stacks:
+
+        def start(redis_url: str | None = None, **options: Any) -> Stack:
+            return stacks.enter_context(running_stack(redis_url, **options))
+
+        yield start
 
 
 @pytest.fixture
@@ -87,59 +103,6 @@ async def redis_client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
 @pytest.fixture
 def store(redis_client: redis.asyncio.Redis) -> Store:
     return Store(redis_client, result_ttl_seconds=3600)
-
-
-class ThreadedServer:
-    """uvicorn serving ``app`` from a thread of the test process, on real sockets.
-
-    Tests reach the server's own event loop through ``call`` to look inside the hub.
-    """
-
-    def __init__(self, app: Starlette, log_level: str = "warning") -> None:
-        self.app = app
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app, port=self.port, log_level=log_level, timeout_graceful_shutdown=2
-        )
-        self.server = uvicorn.Server(config)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_until_complete(self.server.serve())
-        # What outlives the server (sse-starlette's per-loop shutdown watcher) ends here.
-        leftovers = asyncio.all_tasks(self.loop)
-        for task in leftovers:
-            task.cancel()
-        self.loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
-
-    def __enter__(self) -> ThreadedServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.loop.close()
-
-    def call(self, function: Callable[[], T]) -> T:
-        """Run ``function`` on the server's loop and return its result."""
-
-        async def run() -> T:
-            return function()
-
-        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(5)
-
-    @property
-    def hub(self) -> Hub:
-        hub: Hub = self.app.state.services.hub
-        return hub
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ stands:
   cancel what is left, as ``asyncio.run`` does: its "started" flag is per thread, not per
   loop, and is cleared only when the task ends, so a loop closed with the watcher still
   pending leaves later loops on that thread without one.
-- ``create_app`` and its lifespan add nothing to this: tests/test_sse.py checks that a
+- ``create_app`` and its lifespan add nothing to this: tests/integration/test_sse.py checks that a
   served stream leaves ``Server.handle_exit``, ``AppStatus`` and the signal handlers as it
   found them, and that no task of jobhub's outlives the app.
 """

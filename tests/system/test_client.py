@@ -1,0 +1,295 @@
+"""jobhub.client against a real stack: submit, wait, cancel, events that resume or poll, and
+a job's output among them: every entry once and in order, however it came."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jobhub import (
+    ApiError,
+    AsyncClient,
+    Client,
+    JobCanceled,
+    JobFailed,
+    Settings,
+    Status,
+    WaitTimeout,
+    create_app,
+)
+from jobhub.client.events import JobEvent, LogEntry, OutputChunk
+from jobhub.core.snapshot import Snapshot
+from tests.support.servers import ThreadedServer
+
+
+async def test_submit_then_wait_for_finished_failed_canceled_and_timeout(base_url: str) -> None:
+    async with AsyncClient(base_url) as hub:
+        job = await hub.submit("demo.count", steps=2, delay=0.05)
+        assert job.status is Status.QUEUED
+        final = await hub.wait(job.job_id, timeout=20)
+        assert (final.status, final.result) == (Status.FINISHED, {"steps": 2})
+
+        failing = await hub.submit("demo.fail", after=1, delay=0.05)
+        with pytest.raises(JobFailed) as failed:
+            await hub.wait(failing.job_id, timeout=20)
+        assert failed.value.snapshot.error.detail == "demo failure after 1 steps"
+
+        slow = await hub.submit("demo.count", steps=50, delay=0.2)
+        with pytest.raises(WaitTimeout) as timed_out:
+            await hub.wait(slow.job_id, timeout=0.5)
+        assert timed_out.value.snapshot is None or not timed_out.value.snapshot.is_terminal
+        await hub.cancel(slow.job_id)
+        with pytest.raises(JobCanceled):
+            await hub.wait(slow.job_id, timeout=20)
+
+        with pytest.raises(ApiError) as missing:
+            await hub.get("no-such-job")
+        assert (missing.value.status_code, missing.value.error_type) == (404, "JobNotFound")
+
+
+async def test_events_resume_after_the_server_drops_the_connection(
+    threaded: ThreadedServer,
+    base_url: str,  # the session's worker runs the job
+) -> None:
+    async with AsyncClient(threaded.base_url) as hub:
+        job = await hub.submit("demo.count", steps=12, delay=0.1)
+        seen = []
+        async with asyncio.timeout(20):
+            async for snapshot in hub.events(job.job_id):
+                seen.append(snapshot)
+                if len(seen) == 3:
+                    # The server cuts every open stream, as a stuck send or a restart would.
+                    threaded.call(
+                        lambda: [s.cut() for s in list(threaded.app.state.services.streams._open)]
+                    )
+    seqs = [s.seq for s in seen]
+    assert seqs == sorted(set(seqs))  # resumed with Last-Event-ID: nothing repeated
+    assert seen[-1].status is Status.FINISHED
+
+
+class NoStreams:
+    """In front of the app: every event stream fails, as behind a proxy that buffers them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("events"):
+            await send({"type": "http.response.start", "status": 502, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await self.app(scope, receive, send)
+
+
+def test_sync_client_falls_back_to_polling_when_streams_fail(redis_url: str, base_url: str) -> None:
+    app = create_app(Settings(redis_url=redis_url))
+    # Every stream is refused, so only polling can have brought the job's end.
+    web = ThreadedServer(NoStreams(app))  # type: ignore[arg-type]
+    with web, Client(web.base_url, poll_interval=0.1) as hub:
+        job = hub.submit("demo.count", steps=3, delay=0.1)
+        snapshots = list(hub.events(job.job_id))
+        assert snapshots[-1].status is Status.FINISHED
+        assert hub.wait(job.job_id).result == {"steps": 3}
+
+
+class CountStreams:
+    """In front of the app: counts the event streams opened."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.opened = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/events"):
+            self.opened += 1
+        await self.app(scope, receive, send)
+
+
+async def test_events_wait_through_a_quiet_job_on_one_stream(redis_url: str, base_url: str) -> None:
+    # The job is silent for longer than the client's request timeout, and the server's
+    # heartbeat (15 s) does not come meanwhile: the stream must not count as dropped.
+    counted = CountStreams(create_app(Settings(redis_url=redis_url)))
+    web = ThreadedServer(counted)  # type: ignore[arg-type]
+    with web:
+        async with AsyncClient(web.base_url, timeout=0.5) as hub:
+            job = await hub.submit("demo.count", steps=2, delay=1.5)
+            seen = [snapshot async for snapshot in hub.events(job.job_id)]
+    assert seen[-1].status is Status.FINISHED
+    assert counted.opened == 1
+
+
+def words(count: int) -> list[str]:
+    return [f"w{i} " for i in range(count)]
+
+
+def split(events: list[JobEvent]) -> tuple[list[Snapshot], list[str], list[str]]:
+    """The snapshots, the chunks and the log messages among ``events``, each in order."""
+    snapshots = [e for e in events if isinstance(e, Snapshot)]
+    chunks = [e.data for e in events if isinstance(e, OutputChunk)]
+    logs = [e.message for e in events if isinstance(e, LogEntry)]
+    return snapshots, chunks, logs
+
+
+async def test_events_with_output_yield_every_entry_once_in_order_among_snapshots(
+    base_url: str,
+) -> None:
+    async with AsyncClient(base_url) as hub:
+        job = await hub.submit("demo.tokens", count=40, delay=0.01)
+        async with asyncio.timeout(30):
+            events = [event async for event in hub.events(job.job_id, output=True)]
+            plain = [event async for event in hub.events(job.job_id)]
+    snapshots, chunks, logs = split(events)
+    assert chunks == words(40)
+    assert logs == [f"{n} words so far" for n in (10, 20, 30, 40)]
+    assert events[-1] == snapshots[-1] and snapshots[-1].result == "".join(words(40))
+    assert [s.seq for s in snapshots] == sorted({s.seq for s in snapshots})
+    # A log line written before a report comes before that report's snapshot.
+    for n in (10, 20, 30):
+        report = next((s for s in snapshots if s.message == f"{n}/40 words"), None)
+        if report is not None:
+            assert events.index(report) > logs.index(f"{n} words so far")
+    entry_ids = [e.id for e in events if not isinstance(e, Snapshot)]
+    assert len(set(entry_ids)) == 44
+    # Without output=True, the snapshots alone, as before.
+    assert all(isinstance(event, Snapshot) for event in plain)
+    assert plain[-1].status is Status.FINISHED
+
+
+class Resumes:
+    """In front of the app: the ``Last-Event-ID`` of every event stream opened."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.positions: list[str | None] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/events"):
+            self.positions.append(Headers(scope=scope).get("last-event-id"))
+        await self.app(scope, receive, send)
+
+
+async def test_events_resume_mid_output_with_nothing_lost_or_repeated(
+    redis_url: str, base_url: str
+) -> None:
+    app = create_app(Settings(redis_url=redis_url))
+    resumes = Resumes(app)
+    with ThreadedServer(resumes) as web:  # type: ignore[arg-type]
+        async with AsyncClient(web.base_url) as hub:
+            job = await hub.submit("demo.tokens", count=50, delay=0.02)
+            events: list[JobEvent] = []
+            async with asyncio.timeout(30):
+                async for event in hub.events(job.job_id, output=True):
+                    events.append(event)
+                    if len(events) in (5, 25):  # cut every open stream, twice
+                        web.call(lambda: [s.cut() for s in app.state.services.streams])
+    # Each reconnect named the snapshot and the entry held: the server sent on from there.
+    first, *resumed = resumes.positions
+    ids = {e.id for e in events if not isinstance(e, Snapshot)}
+    assert first is None and len(resumed) == 2
+    for position in resumed:
+        assert position is not None
+        seq, _, entry = position.partition(":")
+        assert seq.isdigit() and entry in ids, position
+    snapshots, chunks, logs = split(events)
+    assert chunks == words(50)
+    assert logs == [f"{n} words so far" for n in range(10, 51, 10)]
+    assert [s.seq for s in snapshots] == sorted({s.seq for s in snapshots})
+    assert snapshots[-1].status is Status.FINISHED
+
+
+class CutThenRefuse:
+    """In front of the app: the first event stream is ended after ``after`` sends of its
+    body, as a dropped connection would end it; every later stream is refused."""
+
+    def __init__(self, app: ASGIApp, after: int) -> None:
+        self.app = app
+        self.after = after
+        self.opened = 0
+        self.streamed = 0  # output events that went out on the first stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].endswith("/events"):
+            await self.app(scope, receive, send)
+            return
+        self.opened += 1
+        if self.opened > 1:
+            await send({"type": "http.response.start", "status": 502, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        sends = 0
+
+        async def cut_short(message: Message) -> None:
+            nonlocal sends
+            if sends > self.after:
+                return  # the client has gone: what the app sends goes nowhere
+            if message["type"] == "http.response.body":
+                sends += 1
+                self.streamed += message.get("body", b"").count(b"event: output")
+                if sends > self.after:
+                    message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app(scope, receive, cut_short)
+
+
+async def test_events_go_from_stream_to_polling_mid_job_losing_and_repeating_nothing(
+    redis_url: str, base_url: str
+) -> None:
+    guard = CutThenRefuse(create_app(Settings(redis_url=redis_url)), after=10)
+    with ThreadedServer(guard) as web:  # type: ignore[arg-type]
+        async with AsyncClient(web.base_url, poll_interval=0.1) as hub:
+            job = await hub.submit("demo.tokens", count=50, delay=0.05)
+            async with asyncio.timeout(30):
+                events = [event async for event in hub.events(job.job_id, output=True)]
+    snapshots, chunks, logs = split(events)
+    assert 0 < guard.streamed < 50  # some came on the stream, the rest by polling
+    assert guard.opened > 1
+    assert chunks == words(50)
+    assert logs == [f"{n} words so far" for n in range(10, 51, 10)]
+    assert [s.seq for s in snapshots] == sorted({s.seq for s in snapshots})
+    assert events[-1] == snapshots[-1] and snapshots[-1].status is Status.FINISHED
+
+
+def test_sync_client_polls_every_entry_once_in_order(redis_url: str, base_url: str) -> None:
+    web = ThreadedServer(NoStreams(create_app(Settings(redis_url=redis_url))))  # type: ignore[arg-type]
+    with web, Client(web.base_url, poll_interval=0.1) as hub:
+        # One written while it is polled; one longer than a page of GET /jobs/{id}/output.
+        for count, delay in ((30, 0.05), (2500, 0.0)):
+            job = hub.submit("demo.tokens", count=count, delay=delay)
+            snapshots, chunks, logs = split(list(hub.events(job.job_id, output=True)))
+            assert chunks == words(count)
+            assert logs == [f"{n} words so far" for n in range(10, count + 1, 10)]
+            assert snapshots[-1].result == "".join(words(count))
+
+
+async def test_wait_hands_over_the_output_and_log_lines_as_they_come(base_url: str) -> None:
+    async with AsyncClient(base_url) as hub:
+        job = await hub.submit("demo.tokens", count=25, delay=0.01)
+        chunks: list[str] = []
+        logs: list[LogEntry] = []
+        final = await hub.wait(job.job_id, timeout=30, on_output=chunks.append, on_log=logs.append)
+        assert chunks == words(25) and final.result == "".join(chunks)
+        assert [(e.level, e.message) for e in logs] == [("info", "10 words so far"),
+                                                         ("info", "20 words so far")]  # fmt: skip
+
+        # A failed job: its traceback is the last log line, handed over before JobFailed.
+        failing = await hub.submit("demo.fail", after=1, delay=0.01)
+        logs.clear()
+        with pytest.raises(JobFailed):
+            await hub.wait(failing.job_id, timeout=30, on_log=logs.append)
+        assert [e.level for e in logs] == ["error"]
+        assert logs[0].message.startswith("Traceback (most recent call last):")
+        assert logs[0].message.endswith("ValueError: demo failure after 1 steps")
+
+
+def test_sync_wait_collects_the_output(base_url: str) -> None:
+    with Client(base_url) as hub:
+        chunks: list[str] = []
+        final = hub.wait(
+            hub.submit("demo.tokens", count=12, delay=0).job_id, on_output=chunks.append
+        )
+    assert chunks == words(12) and final.status is Status.FINISHED
