@@ -1,8 +1,10 @@
-"""The README's fenced blocks, for the tests that run them as written.
+"""The fenced blocks of the README and the documentation pages (docs/*.md), for the tests
+that run them as written: a block in either is run the same way.
 
 A Python block names itself in its first line (``# reports.py``); ``python_block`` finds it
-by that name. Shell blocks are split into commands: continuations joined, comments dropped,
-and a line of several commands spaced apart split into each.
+by that name (the README repeats a few of the pages' blocks, word for word). Shell blocks
+are split into commands: continuations joined, comments dropped, and a line of several
+commands spaced apart split into each.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text()
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+"""The README first, then the site's pages: everything a reader is shown."""
+README = "\n".join(page.read_text() for page in PAGES)
 
 
 @dataclass(frozen=True)
@@ -44,9 +48,19 @@ def blocks(lang: str) -> list[Block]:
 
 
 def python_block(name: str) -> str:
-    found = [block.code for block in blocks("python") if block.name == name]
-    assert len(found) == 1, f"the README should have one ```python block named {name}"
-    return found[0]
+    found = {block.code for block in blocks("python") if block.name == name}
+    # A copy that drifted from the others would go untested, so every copy must be the same.
+    assert len(found) == 1, f"the docs should have one ```python block named {name}"
+    return found.pop()
+
+
+def pictures() -> list[Path]:
+    """Every picture the README and the pages show, as a path from the page that shows it."""
+    return [
+        (page.parent / link).resolve()
+        for page in PAGES
+        for link in re.findall(r"\]\(([^)\s:]+\.png)\)", page.read_text())
+    ]
 
 
 def shell_lines() -> list[str]:

@@ -1,5 +1,6 @@
-"""The README's commands and code, run as written against the real stack: docs that rot
-are bugs. (Its HTML and JavaScript run in Chromium, in tests/browser/test_browser.py.)"""
+"""The commands and code of the README and the documentation pages (docs/*.md), run as
+written against the real stack: docs that rot are bugs. (Their HTML and JavaScript run in
+Chromium, in tests/browser/test_browser.py.)"""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from jobhub.core.snapshot import Snapshot, Status, decode
 from jobhub.dev import demo
 from jobhub.dev.server import free_port
 from jobhub.webhooks.deliveries import sign
+from tests.support import readme
 from tests.support.readme import README, ROOT, blocks, fences, python_block, shell_lines
 
 BIN = Path(sys.executable).parent  # where `jobhub`, `arq`, `uvicorn` and `honcho` are
@@ -128,8 +130,9 @@ def test_your_own_job_in_five_minutes(tmp_path: Path) -> None:
         "functions = [reports.build, files.checksum, export.export]\n"
         "WorkerSettings = worker_settings(functions, Settings.from_env())\n"
     )
-    (dev_line,) = [line for line in shell_lines() if line.startswith("jobhub dev ")]
-    (submit_line,) = [line for line in shell_lines() if "submit reports.build" in line]
+    # The README repeats the submit line of Getting started: one command, however often shown.
+    (dev_line,) = {line for line in shell_lines() if line.startswith("jobhub dev ")}
+    (submit_line,) = {line for line in shell_lines() if "submit reports.build" in line}
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}  # a private Redis
     env["PATH"] = f"{BIN}:{env['PATH']}"
@@ -215,11 +218,11 @@ def test_the_output_snippet_runs_as_written(base_url: str, tmp_path: Path) -> No
     assert text.split() == [f"w{i}" for i in range(20)]
 
 
-def test_every_picture_the_readme_shows_is_there() -> None:
-    pictures = re.findall(r"\]\((docs/[^)]+\.png)\)", README)
-    assert "docs/output.png" in pictures and "docs/demo.png" in pictures
-    for picture in pictures:
-        data = (ROOT / picture).read_bytes()
+def test_every_picture_the_docs_show_is_there() -> None:
+    shown = readme.pictures()
+    assert ROOT / "docs" / "output.png" in shown and ROOT / "docs" / "demo.png" in shown
+    for picture in shown:
+        data = picture.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", picture
         width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk comes first
         assert 20_000 < len(data) < 1_000_000, (picture, len(data))  # a page, not a blank
@@ -265,7 +268,7 @@ def test_every_fenced_block_is_of_a_kind_a_test_runs() -> None:
     assert len(blocks("html")) + len(blocks("js")) == 4, "a new one needs a browser test"
 
 
-# Each ```python block of the README, and the test that runs it as written.
+# Each ```python block of the README and the pages, and the test that runs it as written.
 PYTHON_BLOCKS = {
     "reports.py": "test_your_own_job_in_five_minutes",
     "files.py": "test_your_own_job_in_five_minutes",
@@ -281,7 +284,7 @@ PYTHON_BLOCKS = {
 
 
 def test_every_python_block_is_run() -> None:
-    names = [block.name for block in blocks("python")]
+    names = {block.name for block in blocks("python")}
     assert sorted(names) == sorted(PYTHON_BLOCKS), "name each block in its first line"
     for name, test in PYTHON_BLOCKS.items():
         path, _, function = test.rpartition("::")
@@ -341,3 +344,11 @@ def test_every_shell_command_is_tested() -> None:
     )  # fmt: skip
     untested = [line for line in shell_lines() if not line.startswith(known)]
     assert untested == []
+
+
+def test_every_page_is_on_the_site_and_the_readme_stays_short() -> None:
+    nav = (ROOT / "mkdocs.yml").read_text()
+    for page in readme.PAGES[1:]:
+        assert f": {page.name}\n" in nav, f"{page.name} is not in mkdocs.yml's nav"
+    # The README is what a newcomer reads first; the rest belongs on a page of the site.
+    assert len(readme.PAGES[0].read_text().splitlines()) <= 150
