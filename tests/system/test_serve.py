@@ -8,12 +8,14 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from jobhub.dev.serve import GRACEFUL_SHUTDOWN_SECONDS
 from jobhub.dev.server import free_port
 from tests.support.waiting import wait_until_sync
 
@@ -137,3 +139,19 @@ def test_a_missing_setting_is_one_line_before_uvicorn_starts(redis_url: str) -> 
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1, result.stderr
     assert "JOBHUB_TOKEN_SECRET" in result.stderr and "jobhub secret" in result.stderr
+
+
+def test_sigterm_stops_the_server_promptly_with_a_stream_open(serve: Serve) -> None:
+    # An SSE stream never ends on its own and uvicorn waits for open responses: jobhub's
+    # streams end when the server stops (streaming/sse.py), and the graceful-shutdown
+    # timeout bounds the wait for any response that would not.
+    proc, base = serve()
+    with httpx.stream("GET", base + "/events", timeout=10) as stream:
+        assert stream.status_code == 200
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(httpx.HTTPError):
+            for _ in stream.iter_raw():
+                pass  # until the server ends the stream
+        assert proc.wait(10) in (0, -signal.SIGTERM)
+    assert time.monotonic() - started < GRACEFUL_SHUTDOWN_SECONDS + 2
