@@ -1,6 +1,7 @@
 """The ``jobhub`` command.
 
     jobhub dev [--port 8000] [--worker-settings module.WorkerSettings]
+    jobhub serve [--host H] [--port P] [--web-processes N] [--root-path /x]      jobhub secret
     jobhub [--url URL] submit FUNCTION [--arg A] [--kwarg K=V] [--follow] [--output]
     jobhub status ID      jobhub watch ID [--timeout S] [--output]      jobhub cancel ID
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -76,7 +78,7 @@ class _Command(click.Group):
             target = ctx.find_object(Remote)
             if target is None or target.debug:
                 raise
-            code, message = explain(exc, target.url, target.request_timeout)
+            code, message = explain(exc, target.url, target.request_timeout, target.api_key)
             click.echo(f"jobhub: {message}", err=True)
             sys.exit(code)
 
@@ -121,11 +123,11 @@ key_option = click.option(
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 timeout_option = click.option("--timeout", type=float, help="Stop waiting after this many s.")
-output_option = click.option(
-    "--output", "show_output", is_flag=True,
-    help="Write the job's output to stdout as it comes: text as it is, other values as JSON "
-    "lines (with --json: every event, one JSON line each). Implies --follow.",
-)  # fmt: skip
+OUTPUT_HELP = (
+    "Write the job's output to stdout as it comes: text as it is, other values as JSON "
+    "lines (with --json: every event, one JSON line each)."
+)
+output_option = click.option("--output", "show_output", is_flag=True, help=OUTPUT_HELP)
 pass_target = click.make_pass_decorator(Remote)
 
 
@@ -201,6 +203,44 @@ def dev(host: str, port: int, workers: int, web_processes: int, worker_settings:
         click.echo("jobhub: stopping")
 
 
+@main.command()
+@click.option("--host", envvar="HOST", default="127.0.0.1", show_default=True,
+              help="Address to bind (HOST).")  # fmt: skip
+@click.option("--port", envvar="PORT", default=8000, show_default=True,
+              type=click.IntRange(1, 65535), help="Port to listen on (PORT).")  # fmt: skip
+@click.option("--web-processes", envvar="WEB_PROCESSES", default=1, show_default=True,
+              type=click.IntRange(1),
+              help="Processes behind the one port (WEB_PROCESSES).")  # fmt: skip
+@click.option("--root-path", default="", metavar="PATH",
+              help="The path prefix a proxy serves the app under, e.g. /jobhub.")  # fmt: skip
+@click.option("--header", "headers", multiple=True, metavar="NAME:VALUE",
+              help="A header to send with every response.")  # fmt: skip
+def serve(
+    host: str, port: int, web_processes: int, root_path: str, headers: tuple[str, ...]
+) -> None:
+    """Run the web app as production should: uvicorn with jobhub's request-head limit and a
+    3 s graceful shutdown, until SIGTERM or Ctrl-C. Redis is REDIS_URL's; workers run apart."""
+    from jobhub.dev.serve import serve as run_web  # the server, loaded by this command only
+
+    pairs = []
+    for header in headers:
+        name, sep, value = header.partition(":")
+        if not sep:
+            raise click.BadParameter(f"{header!r} is not NAME:VALUE", param_hint="--header")
+        pairs.append((name.strip(), value.strip()))
+    try:
+        run_web(host, port, web_processes=web_processes, root_path=root_path, headers=pairs)
+    except ConfigError as exc:
+        click.echo(f"jobhub: {exc}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+def secret() -> None:
+    """Print a fresh random secret, for JOBHUB_TOKEN_SECRET (or JOBHUB_API_KEYS)."""
+    click.echo(secrets.token_urlsafe(32))
+
+
 def _value(raw: str) -> Any:
     """A JSON value, or the text itself when it is not JSON (``--kwarg name=Ada``)."""
     try:
@@ -214,7 +254,7 @@ def _value(raw: str) -> Any:
 @click.option("--arg", "args", multiple=True, help="A positional argument (JSON or text).")
 @click.option("--kwarg", "kwargs", multiple=True, help="NAME=VALUE (VALUE as JSON or text).")
 @click.option("--follow", is_flag=True, help="Show its progress until it ends, then its result.")
-@output_option
+@click.option("--output", "show_output", is_flag=True, help=f"{OUTPUT_HELP} Implies --follow.")
 @timeout_option
 @json_option
 @url_option

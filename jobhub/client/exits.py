@@ -47,11 +47,13 @@ EXIT = {Status.FINISHED: 0, Status.FAILED: EXIT_FAILED, Status.CANCELED: EXIT_CA
 """The exit status of each final status of a job."""
 
 
-def explain(exc: Exception, url: str, request_timeout: float) -> tuple[int, str]:
+def explain(
+    exc: Exception, url: str, request_timeout: float, api_key: str | None = None
+) -> tuple[int, str]:
     """The exit status and the one line that say what went wrong, for the errors a user
     can meet (an unexpected one says so, and ``--debug`` shows its traceback)."""
     if isinstance(exc, ApiError):
-        return EXIT_API, str(exc)
+        return EXIT_API, _refusal(exc, url, api_key)
     if isinstance(exc, httpx.InvalidURL):  # (not an httpx.HTTPError)
         return 2, f"--url {url!r} is not a usable http:// or https:// URL ({exc})"
     if not isinstance(exc, httpx.HTTPError):
@@ -65,6 +67,21 @@ def explain(exc: Exception, url: str, request_timeout: float) -> tuple[int, str]
     if isinstance(exc, httpx.ConnectError):
         return EXIT_UNREACHABLE, f"cannot connect to {url} ({_reason(exc)}): {hint}"
     return EXIT_UNREACHABLE, f"lost the connection to {url} ({_reason(exc)}): {hint}"
+
+
+def _refusal(exc: ApiError, url: str, api_key: str | None) -> str:
+    """The API's refusal of the credentials in the command's own terms. The server words it
+    for any HTTP client ("Authorization: Bearer <key>"; a key it does not know is tried as a
+    job token, so "malformed job token"), but the user of the command gave ``--api-key``
+    or did not."""
+    if exc.status_code == 401 and api_key is None:
+        return f"the app at {url} needs an API key: pass --api-key KEY or set JOBHUB_API_KEY"
+    if exc.status_code in (401, 403) and api_key is not None:
+        return (
+            f"the app at {url} refused the API key given by --api-key or JOBHUB_API_KEY: "
+            "it is not one of the app's JOBHUB_API_KEYS"
+        )
+    return str(exc)
 
 
 def _reason(exc: BaseException) -> str:

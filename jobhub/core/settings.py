@@ -166,7 +166,10 @@ class Settings:
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"JOBHUB_LOG_FORMAT must be text or json, got {self.log_format!r}")
         if self.api_keys and not self.token_secret:
-            raise ConfigError("JOBHUB_TOKEN_SECRET is needed when JOBHUB_API_KEYS is set")
+            raise ConfigError(
+                "JOBHUB_TOKEN_SECRET is needed when JOBHUB_API_KEYS is set: "
+                "`jobhub secret` prints a fresh one"
+            )
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(
                 f"REDIS_URL must be a redis://, rediss:// or unix:// URL, got {self.redis_url!r}"

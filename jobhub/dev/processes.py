@@ -27,18 +27,10 @@ def worker_argv(settings: str = "worker_settings.WorkerSettings") -> list[str]:
 
 
 def web_argv(host: str, port: int, *extra: str) -> list[str]:
-    """uvicorn serving the app factory.
-
-    On SIGTERM uvicorn waits for open responses to finish, and an SSE stream never does on
-    its own; the graceful-shutdown timeout bounds that wait whatever ends the streams.
-    ``jobhub.server.protocol:HttpProtocol`` is httptools with a limit on request heads (httptools
-    has none, and a huge header stalls the whole process).
-    """
-    return [
-        sys.executable, "-m", "uvicorn", "--factory", "jobhub.server.app:create_app",
-        "--http", "jobhub.server.protocol:HttpProtocol",
-        "--host", host, "--port", str(port), "--timeout-graceful-shutdown", "3", *extra,
-    ]  # fmt: skip
+    """``jobhub serve``: the web app as production runs it (see jobhub/dev/serve.py), its
+    request-head limit and graceful shutdown included, so the dev stack and the tests run
+    the same server a deployment does."""
+    return [sys.executable, "-m", "jobhub", "serve", "--host", host, "--port", str(port), *extra]
 
 
 def spawn(

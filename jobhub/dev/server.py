@@ -279,7 +279,7 @@ class Stack:
             if self._web_processes > 1:
                 # uvicorn forks them, all on one listening socket: each connection goes to
                 # one of them, and each has its own pub/sub connection to Redis.
-                web += ["--workers", str(self._web_processes)]
+                web += ["--web-processes", str(self._web_processes)]
             self._web = self._spawn(web, f"the web app (uvicorn on {self._host}:{self.port})")
             deadline = time.monotonic() + timeout
             while not self._ready():

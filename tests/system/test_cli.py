@@ -24,6 +24,7 @@ from jobhub.client.exits import EXIT_CODES
 from jobhub.client.screen import Screen
 from jobhub.core.snapshot import Snapshot
 from jobhub.dev.server import free_port
+from tests.support.servers import running_stack
 from tests.support.waiting import wait_until_sync
 
 
@@ -390,3 +391,63 @@ def test_on_a_terminal_the_text_is_typed_above_the_bar(base_url: str) -> None:
     assert all(len(line) <= 60 for line in text)
     logs = [line for line in shown[:bar] if line.startswith("info:")]
     assert logs == [f"info: {n} words so far" for n in (10, 20, 30, 40)]
+
+
+@pytest.fixture(scope="module")
+def keyed_url() -> Iterator[str]:
+    """A stack of its own that needs an API key (``right-key``); no worker is needed."""
+    env = {"JOBHUB_API_KEYS": "right-key", "JOBHUB_TOKEN_SECRET": "cli-test-secret"}
+    with running_stack(env=env, workers=0, quiet=True) as stack:
+        yield stack.base_url
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_a_refused_api_key_is_named_as_the_key_given(keyed_url: str, how: str) -> None:
+    # The app tries a key it does not know as a job token: "malformed job token" would send
+    # the user looking for a token they never gave.
+    if how == "option":
+        result = run("--api-key", "nope", "status", "job1", "--url", keyed_url)
+    else:
+        result = run("status", "job1", "--url", keyed_url, env={"JOBHUB_API_KEY": "nope"})
+    assert result.returncode == 6
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "refused the API key" in result.stderr
+    assert "--api-key" in result.stderr and "JOBHUB_API_KEY" in result.stderr
+    assert "job token" not in result.stderr
+
+
+def test_a_missing_api_key_names_the_option_and_the_variable(keyed_url: str) -> None:
+    for argv in (["status", "job1"], ["submit", "demo.noop"]):
+        result = run(*argv, "--url", keyed_url)
+        assert result.returncode == 6, result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "needs an API key" in result.stderr
+        assert "--api-key" in result.stderr and "JOBHUB_API_KEY" in result.stderr
+        assert "Bearer" not in result.stderr
+
+
+def test_the_right_api_key_gets_the_apis_own_answer(keyed_url: str) -> None:
+    result = run("--api-key", "right-key", "status", "job1", "--url", keyed_url)
+    assert result.returncode == 6
+    assert "JobNotFound" in result.stderr
+
+
+def test_output_implies_follow_only_where_there_is_a_follow() -> None:
+    watch = run("watch", "--help")
+    assert watch.returncode == 0
+    assert "--follow" not in watch.stdout
+    assert "Implies --follow" in run("submit", "--help").stdout
+
+
+def test_secret_prints_a_fresh_random_secret() -> None:
+    first, second = run("secret"), run("secret")
+    assert first.returncode == 0 and first.stderr == ""
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}\n", first.stdout)
+    assert first.stdout != second.stdout
+
+
+def test_a_missing_token_secret_says_how_to_make_one() -> None:
+    result = run("dev", env={"JOBHUB_API_KEYS": "k1"}, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "JOBHUB_TOKEN_SECRET" in result.stderr and "`jobhub secret`" in result.stderr

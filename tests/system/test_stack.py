@@ -130,7 +130,7 @@ def test_dev_command_says_what_to_install_when_redis_is_missing() -> None:
 
 def test_procfile_with_honcho_runs_web_and_worker(redis_url: str) -> None:
     # As the README says: activate the environment, then `PORT=... honcho start`; nothing of the
-    # environment is on PATH but what activation puts there (the Procfile's arq, uvicorn).
+    # environment is on PATH but what activation puts there (the Procfile's jobhub and arq).
     venv = ROOT / ".venv" if (ROOT / ".venv").exists() else Path(sys.prefix)
     if not (venv / "bin" / "honcho").exists():
         pytest.fail("honcho is not installed; it is part of the dev extra")

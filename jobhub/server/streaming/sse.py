@@ -73,7 +73,7 @@ __all__ = ["EventStream", "Streams"]
 
 # How long sse-starlette lets a stream end on its own once the server stops, before it
 # cancels it: the watchdog's tick (at most 1 s) and a margin, inside uvicorn's
-# --timeout-graceful-shutdown of 3 s (jobhub/dev/processes.py).
+# --timeout-graceful-shutdown of 3 s (jobhub/dev/serve.py).
 _SHUTDOWN_GRACE = 2.0
 
 
