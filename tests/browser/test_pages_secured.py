@@ -1,6 +1,7 @@
 """The demo page where the API needs credentials, and where the workers offer none of its
 functions: it works with a signed-in console's session, and otherwise says once, on the
-page, what is missing.
+page, what is missing. And the console's notices, empty log, chart axis and header counts
+as a job changes under them.
 
 Debian's Chromium at /usr/bin/chromium, as in test_browser.py; skipped where it is missing,
 except under CI=true.
@@ -8,13 +9,17 @@ except under CI=true.
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from jobhub import Settings, create_app
-from tests.support.browser import needs_chromium
+from tests.browser.test_console import ended, open_console, start
+from tests.support.browser import needs_chromium, wait_for
 from tests.support.servers import ThreadedServer
 
 KEY = "demo-page-key"
@@ -138,3 +143,75 @@ def test_without_the_demo_functions_the_page_says_so_once(browser: Browser, bare
     assert page.locator(".job").count() == 0
     context.close()
     assert dialogs == []
+
+
+def test_a_console_notice_speaks_of_its_view_and_the_next_navigation_clears_it(
+    page: Page, base_url: str
+) -> None:
+    job_id = start(base_url, "demo.noop")
+    ended(base_url, job_id)
+    open_console(page, f"#/job/{job_id}")
+    delete = page.locator("button[data-action=delete]")
+    expect(delete).to_be_enabled(timeout=10_000)
+    delete.click()
+    delete.click()
+    notice = page.locator("#notice")
+    expect(notice).to_have_text(f"Deleted job {job_id}.")  # on the list it went back to
+    expect(page).to_have_url(re.compile(r"#/$"))
+    page.click("nav a[data-view=workers]")
+    expect(notice).to_have_text("")
+
+
+def test_an_ended_job_without_log_lines_says_it_has_none_not_none_yet(
+    page: Page, base_url: str
+) -> None:
+    job_id = start(base_url, "demo.noop")
+    ended(base_url, job_id)
+    open_console(page, f"#/job/{job_id}")
+    detail = page.locator("article.detail")
+    expect(detail).to_have_class("detail finished", timeout=10_000)
+    expect(detail.locator(".live p.none").first).to_have_text("No log lines.")
+    expect(detail).not_to_contain_text("No log lines yet.")
+
+
+def test_the_workers_chart_axis_reads_the_console_clock(page: Page, base_url: str) -> None:
+    ended(base_url, start(base_url, "demo.noop"))
+    open_console(page, "#/workers")
+    chart = page.locator("svg.minutes-chart")
+    expect(chart).to_have_attribute("data-minutes", "60", timeout=10_000)
+    newest = chart.locator("g.minute").last.get_attribute("data-minute")
+    # The console's clock (console/time.js): the viewer's toLocaleTimeString().
+    expected = page.evaluate("(m) => new Date(m * 1000).toLocaleTimeString()", int(newest or 0))
+    expect(chart.locator("text.tick").last).to_have_text(expected)
+
+
+def test_the_header_counts_are_read_again_when_the_shown_job_changes_status(
+    page: Page, base_url: str
+) -> None:
+    job_id = start(base_url, "demo.count", steps=1, delay=0.1)
+    ended(base_url, job_id)
+    deferred = httpx.post(
+        f"{base_url}/jobs",
+        json={"function": "demo.count", "kwargs": {"steps": 1}, "defer_seconds": 600},
+    ).json()["job_id"]
+    open_console(page, f"#/job/{deferred}")
+    detail = page.locator("article.detail")
+    expect(detail).to_have_class("detail queued", timeout=10_000)
+    expect(page.locator("#counts .chip.canceled")).to_have_count(1, timeout=10_000)
+    reads: list[float] = []
+    page.on(
+        "request", lambda r: reads.append(time.monotonic()) if r.url.endswith("/stats") else None
+    )
+    asked = time.monotonic()
+    assert httpx.post(f"{base_url}/jobs/{deferred}/cancel").status_code == 200
+    expect(detail).to_have_class("detail canceled", timeout=10_000)
+    # Read at once, not at the next of the regular reads (every 3 s).
+    wait_for(lambda: any(at > asked for at in reads), 1.0, "a read of /stats", page)
+    expect(page.locator("#counts .chip.canceled .count")).to_have_text(
+        str(
+            page.evaluate(
+                "fetch('stats').then((r) => r.json()).then((s) => "
+                "s.ended_per_minute.reduce((n, m) => n + m.canceled, 0))"
+            )
+        )
+    )
