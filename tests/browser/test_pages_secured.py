@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Dialog, Page, expect
 
 from jobhub import Settings, create_app
 from tests.browser.test_console import ended, open_console, start
@@ -43,12 +43,17 @@ def bare(redis_url: str, base_url: str) -> Iterator[str]:
         yield web.base_url
 
 
+def refuse(dialog: Dialog, seen: list[str]) -> None:
+    seen.append(dialog.message)
+    dialog.dismiss()
+
+
 @pytest.fixture
 def secured_page(browser: Browser, secured: str) -> Iterator[Page]:
     context = browser.new_context(base_url=secured)
     page = context.new_page()
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.on("dialog", lambda dialog: refuse(dialog, dialogs))
     yield page
     context.close()
     assert dialogs == []  # it says what is missing on the page, never in an alert
@@ -126,7 +131,7 @@ def test_without_the_demo_functions_the_page_says_so_once(browser: Browser, bare
     context = browser.new_context(base_url=bare)
     page = context.new_page()
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.on("dialog", lambda dialog: refuse(dialog, dialogs))
     posts: list[str] = []
     page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
     page.goto("/")
