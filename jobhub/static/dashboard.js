@@ -19,9 +19,13 @@ const app = byId("app");
 const notice = byId("notice");
 const filters = byId("filters");
 let noticeTimer = null;
+let noticeFor = null; // the fragment of the view a notice was said for
 
-function say(text) {
+/** A short notice, for the view at `hash` (the current one unless an action is about to go
+ *  elsewhere): going to any other view clears it, as it speaks of what was on screen. */
+function say(text, hash = location.hash) {
   notice.textContent = text;
+  noticeFor = hash;
   clearTimeout(noticeTimer);
   noticeTimer = setTimeout(() => (notice.textContent = ""), 8000);
 }
@@ -40,6 +44,9 @@ const stats = new Stats({
 const detail = new JobDetail({
   root: byId("detail-view"),
   onSnapshot: (snapshot) => list.show(snapshot),
+  // The header's counts are read from GET /stats every few seconds; read them now, so they
+  // do not disagree with the job shown below until the next read.
+  onStatusChanged: () => stats.refresh(),
   onDeleted: (jobId) => {
     list.remove(jobId);
     stats.refresh();
@@ -83,6 +90,10 @@ feed.addEventListener("closed", async () => {
 /** Show the view the fragment names. */
 function show(place) {
   if (!session.signedIn) return;
+  if (noticeFor !== null && noticeFor !== location.hash) {
+    notice.textContent = "";
+    noticeFor = null;
+  }
   byId("jobs-view").hidden = place.view !== "jobs";
   byId("workers-view").hidden = place.view !== "workers";
   byId("detail-view").hidden = place.view !== "job";

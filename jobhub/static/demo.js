@@ -8,6 +8,7 @@
   var STORE = "jobhub.demo.jobs"; // job ids on this page, oldest first, kept across refreshes
   var list = document.getElementById("jobs");
   var form = document.getElementById("start");
+  var notice = document.getElementById("notice");
   var rows = {};
   var order = []; // job ids, oldest first: the newest is drawn at the top
 
@@ -49,9 +50,13 @@
       var button = item.querySelector("." + action);
       button.setAttribute("aria-label", action + " " + fn + " " + jobId);
       button.addEventListener("click", function () {
-        fetch("jobs/" + encodeURIComponent(jobId) + "/" + action, { method: "POST" })
-          .then(function (r) { return r.json(); })
-          .then(function (body) { draw(body.snapshot || body); });
+        // With the job's token (kept by jobhub.js) or the console's session, as the API
+        // wants for a change; a refusal with the job's snapshot (409: it had ended) draws it.
+        jobhub[action](jobId).then(draw, function (error) {
+          var body = error.body || {};
+          if (body.snapshot) draw(body.snapshot);
+          else item.querySelector(".status").textContent = error.message;
+        });
       });
     });
     list.prepend(item);
@@ -127,12 +132,50 @@
     });
   }
 
-  function launch(kind) {
-    var spec = kinds[kind]();
-    jobhub.start(spec[0], { kwargs: spec[1] }).then(follow, function (error) {
-      alert("Could not start the job: " + error.message);
+  // Why jobs cannot be started here, said once on the page (not in an alert per click), with
+  // the buttons that would only be refused again turned off.
+  function tell(html, off) {
+    notice.innerHTML = html;
+    notice.hidden = false;
+    form.querySelectorAll("button[data-function]").forEach(function (button) {
+      if (off(kinds[button.dataset.function]()[0])) button.disabled = true;
     });
   }
+
+  function needsSignIn() {
+    tell('This jobhub needs an API key. <a href="dashboard">Sign in on the console</a> ' +
+      "(the key is exchanged there for a session of this browser), then reload this page.",
+      function () { return true; });
+  }
+
+  function refused(error) {
+    var known = error.body && error.body.error && error.body.error.known;
+    if (error.status === 401 || (error.status === 403 && !known)) needsSignIn();
+    else if (error.status === 422 && known) {
+      // The workers of this jobhub run other functions: the demo's are not among them.
+      tell("The workers of this jobhub do not offer the demo functions (demo.count, " +
+        "demo.tokens, demo.fail); they offer " + (known.length ? known.join(", ") : "none: " +
+        "is a worker running?") + ". Start a worker with the demo functions to use this page.",
+        function (fn) { return known.indexOf(fn) < 0; });
+    } else {
+      notice.textContent = "Could not start the job: " + error.message;
+      notice.hidden = false;
+    }
+  }
+
+  function launch(kind) {
+    var spec = kinds[kind]();
+    jobhub.start(spec[0], { kwargs: spec[1] }).then(function (snapshot) {
+      notice.hidden = true;
+      follow(snapshot);
+    }, refused);
+  }
+
+  // Secured and not signed in: say so before the first click. A failed look (an older
+  // jobhub without GET /session) says nothing here; a refused start says it then.
+  jobhub.session().then(function (state) {
+    if (state.secured && !state.signed_in) needsSignIn();
+  }, function () {});
 
   form.addEventListener("submit", function (event) {
     event.preventDefault();

@@ -110,11 +110,32 @@ declare namespace jobhub {
     token?: string;
   }
 
-  /** How start() rejects: the API refused (error.status is the HTTP status). */
+  /** How start(), cancel(), pause() and resume() reject: the API refused (error.status is
+   *  the HTTP status, error.body its JSON answer: a 409 carries the job's snapshot). */
   interface RequestError extends Error {
     name: "RequestError";
     status: number;
+    body: unknown;
     snapshot: null;
+  }
+
+  /** GET /session: this browser's standing with the API. */
+  interface SessionState {
+    /** Whether the API needs credentials (JOBHUB_API_KEYS). */
+    secured: boolean;
+    /** Whether this browser signed in to the console (its session cookie). */
+    signed_in: boolean;
+    /** The session's CSRF token; jobhub.js sends it with this page's changes. */
+    csrf: string | null;
+  }
+
+  interface ControlOptions {
+    /** The job's token, where this page did not start the job itself. */
+    token?: string;
+    /** Where the API needs one; only in trusted code (a page would give it away). */
+    apiKey?: string;
+    /** Where jobhub is; default: jobhub.baseUrl. */
+    baseUrl?: string;
   }
 
   /** How watch() rejects. "JobError": the job failed or was canceled (or does not exist);
@@ -127,6 +148,17 @@ declare namespace jobhub {
 
   /** POST /jobs: resolves with the job's first snapshot (status "queued"). */
   function start<Result = unknown>(fn: string, options?: StartOptions): Promise<Snapshot<Result>>;
+
+  /** POST /jobs/{id}/cancel, with the job's token, an API key or the console's session:
+   *  resolves with the job's snapshot. */
+  function cancel<Result = unknown>(jobId: string, options?: ControlOptions): Promise<Snapshot<Result>>;
+  /** POST /jobs/{id}/pause (a running job waits at its next progress report). */
+  function pause<Result = unknown>(jobId: string, options?: ControlOptions): Promise<Snapshot<Result>>;
+  /** POST /jobs/{id}/resume (a paused job goes on). */
+  function resume<Result = unknown>(jobId: string, options?: ControlOptions): Promise<Snapshot<Result>>;
+
+  /** GET /session; its CSRF token, if signed in, is kept for this page's changes. */
+  function session(options?: { baseUrl?: string }): Promise<SessionState>;
 
   /** Follow a job until it ends: resolves with its final snapshot when it finishes. */
   function watch<Result = unknown, Output = unknown>(

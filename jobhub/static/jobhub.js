@@ -91,33 +91,87 @@
     return tokens[jobId] ? { Authorization: "Bearer " + tokens[jobId] } : {};
   }
 
+  // A signed-in console's CSRF token, by base URL, learned from GET /session the first time
+  // the API refuses a change that had no other credential. With it, a page of jobhub's own
+  // origin acts with the console's session cookie (which no script can read).
+  var csrfTokens = {};
+
+  /** GET /session: {secured, signed_in, csrf}, this browser's standing with the API. Its
+   *  CSRF token is kept for this page's later changes. */
+  function session(options) {
+    options = options || {};
+    var baseUrl;
+    try { baseUrl = apiBase(options); } catch (error) { return Promise.reject(error); }
+    return fetch(baseUrl + "/session", { cache: "no-store" }).then(function (response) {
+      if (!response.ok) throw requestError(response.status, "HTTP " + response.status);
+      return response.json();
+    }).then(function (state) {
+      if (state.csrf) csrfTokens[baseUrl] = state.csrf; else delete csrfTokens[baseUrl];
+      return state;
+    });
+  }
+
+  function requestError(status, detail, data) {
+    var error = jobError("RequestError", detail);
+    error.status = status;
+    error.body = data || null;
+    return error;
+  }
+
+  // A change (POST): sent with the credential given, else the console session's CSRF token
+  // if one is known. Refused for want of a credential (401, 403) with none given, it asks
+  // GET /session once and, signed in, goes again with the token. A refused request changed
+  // nothing, so sending it again is safe.
+  function change(baseUrl, path, body, credential) {
+    function send() {
+      var headers = { "content-type": "application/json" };
+      if (credential) headers.Authorization = "Bearer " + credential;
+      else if (csrfTokens[baseUrl]) headers["X-CSRF-Token"] = csrfTokens[baseUrl];
+      return fetch(baseUrl + path, { method: "POST", headers: headers, body: body });
+    }
+    var had = csrfTokens[baseUrl];
+    return send().then(function (response) {
+      if (credential || (response.status !== 401 && response.status !== 403)) return response;
+      return session({ baseUrl: baseUrl }).then(function (state) {
+        return state.csrf && state.csrf !== had ? send() : response;
+      }, function () { return response; });
+    }).then(function (response) {
+      return response.json().then(function (data) {
+        if (response.ok) return [response, data];
+        var detail = data && data.error ? data.error.detail : "HTTP " + response.status;
+        throw requestError(response.status, detail, data);
+      });
+    });
+  }
+
   /** POST /jobs; resolves with the job's first snapshot. options.apiKey, where the API
-   *  needs one, belongs only in trusted code (a browser page would give it away). */
+   *  needs one, belongs only in trusted code (a browser page would give it away); a page of
+   *  jobhub's origin whose browser signed in to the console needs none. */
   function start(fn, options) {
     options = options || {};
     var baseUrl;
     try { baseUrl = apiBase(options); } catch (error) { return Promise.reject(error); }
     var body = { function: fn, args: options.args || [], kwargs: options.kwargs || {} };
     if (options.jobId) body.job_id = options.jobId;
-    var headers = { "content-type": "application/json" };
-    if (options.apiKey) headers.Authorization = "Bearer " + options.apiKey;
-    return fetch(baseUrl + "/jobs", {
-      method: "POST",
-      headers: headers,
-      body: JSON.stringify(body),
-    }).then(function (response) {
-      return response.json().then(function (data) {
-        var token = response.headers.get("Jobhub-Token");
-        if (token && data.job_id) tokens[data.job_id] = token;
-        if (!response.ok) {
-          var detail = data && data.error ? data.error.detail : "HTTP " + response.status;
-          var error = jobError("RequestError", detail);
-          error.status = response.status;
-          throw error;
-        }
-        return data;
-      });
+    return change(baseUrl, "/jobs", JSON.stringify(body), options.apiKey).then(function (answer) {
+      var token = answer[0].headers.get("Jobhub-Token");
+      if (token && answer[1].job_id) tokens[answer[1].job_id] = token;
+      return answer[1];
     });
+  }
+
+  // POST /jobs/{id}/cancel (pause, resume) with the job's token, an API key or the session.
+  function control(action) {
+    return function (jobId, options) {
+      options = options || {};
+      var baseUrl;
+      try { baseUrl = apiBase(options); } catch (error) { return Promise.reject(error); }
+      if (options.token) tokens[jobId] = options.token;
+      var path = "/jobs/" + encodeURIComponent(jobId) + "/" + action;
+      return change(baseUrl, path, "{}", options.apiKey || tokens[jobId]).then(function (answer) {
+        return answer[1].snapshot || answer[1];
+      });
+    };
   }
 
   // One stream per base URL for every job being watched; reopened when the set changes.
@@ -383,6 +437,9 @@
     });
   }
 
-  var api = { start: start, watch: watch, TERMINAL: TERMINAL, baseUrl: ownBase() };
+  var api = {
+    start: start, watch: watch, cancel: control("cancel"), pause: control("pause"),
+    resume: control("resume"), session: session, TERMINAL: TERMINAL, baseUrl: ownBase(),
+  };
   root.jobhub = api;
 })(typeof self !== "undefined" ? self : globalThis);

@@ -9,6 +9,6 @@ const jobhub = globalThis.jobhub;
 const served = /^(.*)\/static\/jobhub\.mjs$/.exec(import.meta.url.split(/[?#]/)[0]);
 if (served) jobhub.baseUrl = served[1];
 
-const { start, watch, TERMINAL } = jobhub;
-export { start, watch, TERMINAL };
+const { start, watch, cancel, pause, resume, session, TERMINAL } = jobhub;
+export { start, watch, cancel, pause, resume, session, TERMINAL };
 export default jobhub;

@@ -3,7 +3,7 @@
 // chart can be read by a screen reader and checked by a test like any other element.
 
 import { s } from "./dom.js";
-import { duration } from "./time.js";
+import { clock, duration } from "./time.js";
 
 const MAX_POINTS = 400; // a job with 10,000 reports still draws in well under a frame
 
@@ -69,8 +69,7 @@ export function perMinuteChart(minutes) {
         width: round(Math.max(slot - 2, 1)), height: round(tall),
       }));
     }
-    const at = new Date(minute.minute * 1000);
-    const hhmm = at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    const at = clock(new Date(minute.minute * 1000).toISOString());
     return s("g", {
       class: "minute",
       "data-minute": minute.minute,
@@ -78,13 +77,14 @@ export function perMinuteChart(minutes) {
       "data-failed": minute.failed,
       "data-canceled": minute.canceled,
     },
-    s("title", { text: `${hhmm}: ${minute.finished} finished, ${minute.failed} failed, ${minute.canceled} canceled` }),
+    s("title", { text: `${at}: ${minute.finished} finished, ${minute.failed} failed, ${minute.canceled} canceled` }),
     // A full-height transparent target, so that an empty minute still answers a hover.
     s("rect", { class: "hit", x: round(left + i * slot), y: top, width: round(slot), height: plotH }),
     parts);
   });
   const lastMinute = minutes.at(-1);
-  const tickAt = (m) => new Date(m.minute * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  // The console's one clock format (time.js), so an axis reads as every other time does.
+  const tickAt = (m) => clock(new Date(m.minute * 1000).toISOString());
   const label = `Jobs ended per minute, last ${minutes.length} minutes: ` +
     `${totals.finished} finished, ${totals.failed} failed, ${totals.canceled} canceled`;
   return s("svg", {

@@ -20,9 +20,10 @@ const MAX_OUTPUT_CHARS = 200_000;
 
 export class JobDetail {
   /** `root`: the section to draw in; `onSnapshot(snapshot)`: every state seen here, for the
-   * list; `onDeleted(id)`; `say(text)`: a short notice for the operator. */
-  constructor({ root, onSnapshot, onDeleted, say }) {
-    Object.assign(this, { root, onSnapshot, onDeleted, say });
+   * list; `onStatusChanged(snapshot)`: the shown job's status changed; `onDeleted(id)`;
+   * `say(text, hash)`: a short notice for the operator, for the view at `hash`. */
+  constructor({ root, onSnapshot, onStatusChanged, onDeleted, say }) {
+    Object.assign(this, { root, onSnapshot, onStatusChanged, onDeleted, say });
     this.job = null;
   }
 
@@ -69,12 +70,13 @@ class Open {
       onSnapshot: (snapshot) => this.#snapshot(snapshot),
       onRetried: (snapshot) => {
         this.owner.onSnapshot(snapshot);
-        this.owner.say(`Retrying ${this.id} as a new job, ${snapshot.job_id}.`);
+        // Said for the view it leads to: the next navigation clears it.
+        this.owner.say(`Retrying ${this.id} as a new job, ${snapshot.job_id}.`, jobHash(snapshot.job_id));
         go(jobHash(snapshot.job_id));
       },
       onDeleted: () => {
         this.owner.onDeleted(this.id);
-        this.owner.say(`Deleted job ${this.id}.`);
+        this.owner.say(`Deleted job ${this.id}.`, jobsHash());
         go(jobsHash());
       },
       say: (text) => this.#say(text),
@@ -176,9 +178,12 @@ class Open {
   #snapshot(snapshot) {
     if (this.closed) return;
     if (hasEnded(snapshot.status)) {
-      // Its output all came before this snapshot (even when the detail drew it first).
+      // Its output all came before this snapshot (even when the detail drew it first): an
+      // ended job with none has none, not "none yet".
       this.source?.close();
       this.el.stream.textContent = "";
+      this.el.noLog.textContent = "No log lines.";
+      this.el.noOutput.textContent = "No output.";
     }
     if (snapshot.seq <= this.seq) return;
     const changed = this.status !== null && snapshot.status !== this.status;
@@ -186,6 +191,7 @@ class Open {
     this.status = snapshot.status;
     this.snapshot = snapshot;
     this.owner.onSnapshot(snapshot);
+    if (changed) this.owner.onStatusChanged?.(snapshot);
     const el = this.el;
     el.title.firstChild.textContent = snapshot.function;
     setBadge(el.badge, snapshot.status);
