@@ -70,9 +70,9 @@ async def hopeless(ctx: JobContext) -> None:
 
 
 @job("t.crunch")
-def crunch(ctx: ThreadJobContext, steps: int) -> int:
+def crunch(ctx: ThreadJobContext, steps: int, block: float = 0.1) -> int:
     for i in range(1, steps + 1):
-        time.sleep(0.1)  # blocking work: the worker's loop must not wait for it
+        time.sleep(block)  # blocking work: the worker's loop must not wait for it
         ctx.report(100 * i / steps, f"block {i}")
     return steps
 
@@ -320,8 +320,10 @@ async def test_blocking_function_reports_from_its_thread_while_async_jobs_go_on(
 
 
 async def test_heartbeats_go_on_while_a_blocking_job_runs(redis_url: str, store: Store) -> None:
-    # Watched from a thread of its own, so that a blocked event loop could not hide it: a
-    # heartbeat that lapsed for 0.3 s would let the key expire, and it must never be missing.
+    # Watched from a thread of its own, so that a blocked event loop could not hide it. Each
+    # block of the job's work (1 s) outlasts the alive key (0.8 s): had it blocked the loop,
+    # the key would expire within every block. The margin under 0.8 s is for a busy
+    # machine's scheduling, which stalls a loop for far less.
     client = redis.Redis.from_url(redis_url)
     before = set(client.smembers(keys.WORKERS))
     observed: list[bool] = []
@@ -336,8 +338,8 @@ async def test_heartbeats_go_on_while_a_blocking_job_runs(redis_url: str, store:
     watcher.start()
     try:
         [job_id] = await run_burst(
-            redis_url, store, [("t.crunch", {"steps": 12})],
-            worker_heartbeat_seconds=0.05, worker_lost_after_seconds=0.3,
+            redis_url, store, [("t.crunch", {"steps": 3, "block": 1.0})],
+            worker_heartbeat_seconds=0.05, worker_lost_after_seconds=0.8,
         )  # fmt: skip
     finally:
         stop.set()
