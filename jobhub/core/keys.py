@@ -14,6 +14,9 @@ __all__ = [
     "JOBS",
     "PREFIX",
     "RECONCILER",
+    "TAGGED",
+    "TAGS_ACTIVE",
+    "TAG_UPDATES",
     "WEBHOOKS",
     "WORKERS",
     "ended_in",
@@ -25,6 +28,9 @@ __all__ = [
     "job_snapshot",
     "offered",
     "outbox",
+    "revoked",
+    "tag_channel",
+    "tagged",
     "worker_alive",
     "worker_jobs",
 ]
@@ -122,3 +128,33 @@ def worker_alive(worker_id: str) -> str:
 def worker_jobs(worker_id: str) -> str:
     """Set of the jobs a worker is at work on (their ``job_id`` as JSON strings)."""
     return f"{PREFIX}worker:{worker_id}:jobs"
+
+
+TAGGED = PREFIX + "tagged:"
+"""Prefix of ``jobhub:tagged:<tag>``: sorted set of the jobs created with the tag, scored
+like ``JOBS`` (creation, µs), members the ``job_id`` as JSON strings. Written in the step
+that creates the job; it lives while any of its jobs is not ended, then expires
+``JOBHUB_RESULT_TTL`` after the last one ended (with that job); entries of jobs that
+expired before are pruned on reading."""
+
+
+def tagged(tag: str) -> str:
+    return f"{TAGGED}{tag}"
+
+
+TAGS_ACTIVE = PREFIX + "tags:active"
+"""Hash: the key of each tag's index (``tagged``) -> how many of its jobs are not ended yet;
+when it drops to zero the index gets its TTL."""
+
+TAG_UPDATES = PREFIX + "tag-updates:"
+"""Prefix of the pub/sub channel ``jobhub:tag-updates:<tag>``: every snapshot of every job
+with the tag, its first included (``GET /events?tag=``)."""
+
+
+def tag_channel(tag: str) -> str:
+    return f"{TAG_UPDATES}{tag}"
+
+
+def revoked(token_id: str) -> str:
+    """Marks a scoped token revoked before it expires; it lives until the token's expiry."""
+    return f"{PREFIX}revoked:{token_id}"

@@ -78,6 +78,9 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     once."""
     retry_of: str | None = None
     """The job this one retries (``POST /jobs/{id}/retry``), if any."""
+    tags: list[str] = []
+    """Labels given when the job was created (``user:42``); set once, never written again.
+    A job is listed and streamed under each (``GET /jobs?tag=``, ``GET /events?tag=``)."""
     seq: int = 1
     created_at: str
     updated_at: str
@@ -94,6 +97,7 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
         *,
         start_at: str | None = None,
         retry_of: str | None = None,
+        tags: list[str] | None = None,
     ) -> Snapshot:
         """The first snapshot of a job, written as it is enqueued."""
         now = utcnow()
@@ -104,6 +108,7 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
             message="queued" if start_at is None else f"scheduled to start at {start_at}",
             start_at=start_at,
             retry_of=retry_of,
+            tags=tags or [],
             created_at=now,
             updated_at=now,
         )

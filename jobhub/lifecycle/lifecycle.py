@@ -63,6 +63,7 @@ class Lifecycle(Repairs):
         callback_url: str | None = None,
         defer_seconds: float = 0.0,
         retry_of: str | None = None,
+        tags: Sequence[str] = (),
     ) -> tuple[str, bool, bytes]:
         """Store the queued snapshot and put the job in ARQ's queue, in one atomic step.
 
@@ -87,7 +88,9 @@ class Lifecycle(Repairs):
                 .isoformat(timespec="milliseconds")
                 .replace("+00:00", "Z")
             )
-        queued = Snapshot.queued(job_id, function, start_at=start_at, retry_of=retry_of)
+        queued = Snapshot.queued(
+            job_id, function, start_at=start_at, retry_of=retry_of, tags=list(tags)
+        )
         created, data = await self.store.create(queued, hidden=hidden, enqueue=enqueue)
         return job_id, created, data
 
@@ -126,6 +129,7 @@ class Lifecycle(Repairs):
             arguments["kwargs"],
             job_id=retry_id(job_id),
             retry_of=job_id,
+            tags=snapshot.tags,  # a retry stays in the lists of whoever saw the job
         )
 
     async def delete(self, job_id: str) -> None:

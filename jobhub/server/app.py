@@ -34,10 +34,12 @@ from jobhub.server.cors import CORS
 from jobhub.server.guard import RequireUtf8
 from jobhub.server.health import healthz
 from jobhub.server.routes import STATIC, TOKEN_HEADER, Error, ErrorDetail, error_of, routes
+from jobhub.server.scopes import Scopes
 from jobhub.server.services import Services, json_response
 from jobhub.server.session import routes as session_routes
 from jobhub.server.streaming.hub import Hub
 from jobhub.server.streaming.sse import Streams
+from jobhub.server.tagged import routes as tagged_routes
 from jobhub.store.connections import pubsub_connection, web_client, web_pool
 from jobhub.store.registry import Registry
 from jobhub.store.store import Store
@@ -78,7 +80,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         tokens = None
         if settings.token_secret:
             tokens = Tokens(settings.token_secret, ttl_seconds=settings.token_ttl_seconds)
-        gate = Gate(settings.api_keys, tokens, store.get_many)
+        scopes = None if tokens is None else Scopes(tokens, redis)
+        gate = Gate(settings.api_keys, tokens, store.get_many, scopes)
         if gate.open:
             logger.warning("no JOBHUB_API_KEYS set: anyone who can reach this app can use it")
         redact = RedactTokens()
@@ -151,6 +154,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *routes,
             *operator_routes,
             *session_routes,
+            *tagged_routes,
             Route("/openapi.json", openapi_json, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),

@@ -44,6 +44,7 @@ from starlette.requests import Request
 
 from jobhub.core.exceptions import Forbidden, JobNotFound, Unauthorized
 from jobhub.core.parsing import ascii_int
+from jobhub.server.scopes import Grant, Scopes, action_of, is_scoped
 
 __all__ = [
     "COOKIE",
@@ -85,8 +86,14 @@ def instance_of(snapshot: bytes) -> str:
 
 
 class Tokens:
+    """Signs with the first of ``secret``'s comma-separated secrets and accepts what any of
+    them signed: ``JOBHUB_TOKEN_SECRET=new,old`` rotates the secret without logging anyone
+    out (job tokens, sessions and scoped tokens alike); drop ``old`` once its tokens expired."""
+
     def __init__(self, secret: str, *, ttl_seconds: int) -> None:
-        self._secret = secret.encode()
+        self._secrets = [part.strip().encode() for part in secret.split(",") if part.strip()]
+        if not self._secrets:
+            raise ValueError("a token secret is needed")
         self.ttl_seconds = ttl_seconds
 
     def issue(self, job_id: str, instance: str, *, now: float | None = None) -> str:
@@ -94,7 +101,7 @@ class Tokens:
         if not _INSTANCE.fullmatch(instance):
             raise ValueError(f"not a job instance: {instance!r}")
         payload = f"{job_id}.{instance}.{self._expiry(now)}"
-        return f"{payload}.{self._sign('job.' + payload)}"
+        return f"{payload}.{self.sign('job.' + payload)}"
 
     def verify(self, token: str, job_id: str) -> str:
         """The instance of ``job_id`` that ``token`` opens; ``Forbidden`` unless it is a
@@ -105,8 +112,7 @@ class Tokens:
             raise Forbidden("malformed job token")
         token_job, token_instance, expiry, signature = parts
         # As bytes: compare_digest refuses str with non-ASCII characters (a crafted token).
-        expected = self._sign(f"job.{token_job}.{token_instance}.{expiry}").encode()
-        if not hmac.compare_digest(signature.encode(), expected):
+        if not self.signed(f"job.{token_job}.{token_instance}.{expiry}", signature):
             raise Forbidden("invalid job token")
         if token_job != job_id:
             raise Forbidden(f"this token is for another job, not {job_id!r}")
@@ -117,37 +123,52 @@ class Tokens:
     def session(self, *, now: float | None = None) -> str:
         """A signed-in console's session token."""
         payload = f"{SESSION}.{self._expiry(now)}"
-        return f"{payload}.{self._sign(payload)}"
+        return f"{payload}.{self.sign(payload)}"
 
     def valid_session(self, token: str) -> bool:
         """Whether ``token`` is a session token of ours, not expired."""
         parts = token.split(".")
         if len(parts) != 3 or parts[0] != SESSION or ascii_int(parts[1]) is None:
             return False
-        expected = self._sign(f"{SESSION}.{parts[1]}").encode()
-        return hmac.compare_digest(parts[2].encode(), expected) and int(parts[1]) >= time.time()
+        return self.signed(f"{SESSION}.{parts[1]}", parts[2]) and int(parts[1]) >= time.time()
 
     def csrf(self, session: str) -> str:
         """The CSRF token that goes with a session token."""
-        return self._sign(f"csrf.{session}")
+        return self.sign(f"csrf.{session}")
+
+    def signed(self, payload: str, signature: str) -> bool:
+        """Whether ``signature`` is ``payload``'s under any of the secrets."""
+        # As bytes: compare_digest refuses str with non-ASCII characters (a crafted token).
+        given = signature.encode()
+        return any([hmac.compare_digest(given, self._sign(payload, s)) for s in self._secrets])
 
     def _expiry(self, now: float | None) -> int:
         return int((time.time() if now is None else now) + self.ttl_seconds)
 
-    def _sign(self, payload: str) -> str:
-        digest = hmac.new(self._secret, payload.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    def sign(self, payload: str) -> str:
+        """``payload``'s signature under the current secret."""
+        return self._sign(payload, self._secrets[0]).decode()
+
+    @staticmethod
+    def _sign(payload: str, secret: bytes) -> bytes:
+        digest = hmac.new(secret, payload.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=")
 
 
 class Gate:
     """Checks a request's credentials; lets everything through when no key is configured."""
 
     def __init__(
-        self, api_keys: Sequence[str], tokens: Tokens | None, read_snapshots: ReadSnapshots
+        self,
+        api_keys: Sequence[str],
+        tokens: Tokens | None,
+        read_snapshots: ReadSnapshots,
+        scopes: Scopes | None = None,
     ) -> None:
         self._keys = [key.encode() for key in api_keys]
         self.tokens = tokens
         self._read = read_snapshots
+        self.scopes = scopes
 
     @property
     def open(self) -> bool:
@@ -162,6 +183,8 @@ class Gate:
             if self.session(request):
                 return
             raise Unauthorized("this needs an API key: Authorization: Bearer <key>")
+        if is_scoped(credential):
+            raise Forbidden("a scoped token opens only the jobs of its scope, not this")
         if not self._is_key(credential):
             raise Unauthorized("unknown API key")
 
@@ -176,10 +199,9 @@ class Gate:
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie is None or self.tokens is None or not self.tokens.valid_session(cookie):
             return False
-        if request.method not in _SAFE_METHODS:
-            given = request.headers.get(CSRF_HEADER, "").encode()
-            if not hmac.compare_digest(given, self.tokens.csrf(cookie).encode()):
-                raise Forbidden(f"a signed-in console's change needs its {CSRF_HEADER} header")
+        given = request.headers.get(CSRF_HEADER, "")
+        if request.method not in _SAFE_METHODS and not self.tokens.signed(f"csrf.{cookie}", given):
+            raise Forbidden(f"a signed-in console's change needs its {CSRF_HEADER} header")
         return True
 
     async def job(self, request: Request, job_id: str) -> None:
@@ -207,6 +229,13 @@ class Gate:
             raise Unauthorized(f"this needs an API key or a token for job {job_id!r}")
         if self._is_key(credential):
             return
+        if is_scoped(credential):
+            grant = await self._grant(credential, action_of(request))
+            [snapshot] = await self._read([job_id])
+            _in_scope(grant, [job_id], [snapshot])
+            if snapshot is None:
+                raise JobNotFound(job_id)
+            return
         claimed = self._token(credential, job_id)
         [snapshot] = await self._read([job_id])
         if snapshot is None:
@@ -218,6 +247,11 @@ class Gate:
         that does not exist passes (the stream tells that it is gone); one that does must be
         the instance its token names."""
         if self.open:
+            return
+        scoped = _bearer(request) or request.query_params.get("token")
+        if scoped is not None and is_scoped(scoped):
+            grant = await self._grant(scoped, "read")
+            _in_scope(grant, job_ids, await self._read(job_ids))
             return
         credential = _bearer(request)
         if credential is not None and self._is_key(credential):
@@ -238,6 +272,44 @@ class Gate:
             for (job_id, claimed), snapshot in zip(claims.items(), snapshots, strict=True):
                 if snapshot is not None:
                     _same_instance(claimed, snapshot, job_id)
+
+    async def tag(self, request: Request, tag: str | None) -> None:
+        """Require an API key, or a scoped token holding ``tag`` (for its list and stream)."""
+        scoped = _bearer(request) or request.query_params.get("token")
+        if self.open or scoped is None or not is_scoped(scoped):
+            self.key(request)
+            return
+        grant = await self._grant(scoped, "read")
+        if tag is None or tag not in grant.tags:
+            raise Forbidden(f"this token lists only its own tags: ?tag={'|'.join(grant.tags)}")
+
+    async def starter(self, request: Request) -> Grant | None:
+        """Require an API key, or a scoped token that may start jobs: its grant (whose tags
+        the new job gets, ``scopes.forced_tags``), None for an API key."""
+        scoped = _bearer(request)
+        if self.open or scoped is None or not is_scoped(scoped):
+            self.key(request)
+            return None
+        return await self._grant(scoped, "start")
+
+    async def batch(self, request: Request, batch_id: str, action: str = "read") -> None:
+        """Require an API key, or a scoped token naming ``batch_id`` that may do ``action``
+        (``read``, ``cancel``, ...): for the routes of a batch."""
+        scoped = _bearer(request) or request.query_params.get("token")
+        if self.open or scoped is None or not is_scoped(scoped):
+            self.key(request)
+            return
+        grant = await self._grant(scoped, action)
+        if batch_id not in grant.batches:
+            raise Forbidden(f"batch {batch_id!r} is outside this token's scope")
+
+    async def _grant(self, token: str, action: str | None) -> Grant:
+        if self.scopes is None:
+            raise Forbidden("scoped tokens are not enabled here")
+        grant = await self.scopes.open(token)
+        if action is None or not grant.allows(action):
+            raise Forbidden(f"this token may not {action or 'do this'}")
+        return grant
 
     def _token(self, credential: str, job_id: str) -> str:
         if self.tokens is None:
@@ -286,6 +358,12 @@ def redact_query(target: str) -> str:
         if unquote_plus(name) in _SECRET_PARAMETERS:
             fields[i] = f"{name}=[redacted]"
     return f"{path}?{'&'.join(fields)}"
+
+
+def _in_scope(grant: Grant, job_ids: Sequence[str], snapshots: Sequence[bytes | None]) -> None:
+    outside = [j for j, data in zip(job_ids, snapshots, strict=True) if not grant.covers(j, data)]
+    if outside:
+        raise Forbidden(f"outside this token's scope: {', '.join(outside)}")
 
 
 def _same_instance(claimed: str, snapshot: bytes, job_id: str) -> None:

@@ -23,6 +23,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from jobhub.core.exceptions import (
+    Forbidden,
     InvalidRequest,
     JobhubError,
     JobIsFinal,
@@ -31,15 +32,14 @@ from jobhub.core.exceptions import (
     WrongStatus,
 )
 from jobhub.core.logs import job
-from jobhub.core.parsing import ascii_int
-from jobhub.core.snapshot import Snapshot, Status, decode
+from jobhub.core.snapshot import Snapshot, decode
 from jobhub.server.auth import COOKIE, instance_of
+from jobhub.server.scopes import Tags, forced_tags
 from jobhub.server.services import (
     END,
     JOB_ID_PATTERN,
     job_id_of,
     json_response,
-    query_of,
     read_json,
     services_of,
 )
@@ -144,11 +144,13 @@ class EnqueueRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Where to POST the job's final snapshot, signed (see jobhub.webhooks)."""
     defer_seconds: Annotated[float, msgspec.Meta(ge=0, le=MAX_DEFER_SECONDS)] = 0.0
     """Start the job no sooner than this many seconds from now (it stays ``queued``)."""
+    tags: Tags = []
+    """Up to 10 labels (``user:42``) to list and stream the job by; a scoped token's own."""
 
 
 async def create_job(request: Request) -> Response:
     services = services_of(request)
-    services.gate.key(request)
+    grant = await services.gate.starter(request)
     body = await read_json(request, services.settings.max_body_bytes)
     try:
         req = msgspec.json.decode(body, type=EnqueueRequest)
@@ -178,9 +180,12 @@ async def create_job(request: Request) -> Response:
         job_id=req.job_id,
         callback_url=req.callback_url,
         defer_seconds=req.defer_seconds,
+        tags=forced_tags(grant, req.tags),
     )
     location = {"Location": f"/jobs/{job_id}"}
     if not created:
+        if grant is not None and not grant.covers(job_id, data):
+            raise Forbidden(f"job id {job_id!r} is already used outside this token's scope")
         existing = decode(data)
         if existing.function != req.function:
             raise InvalidRequest(f"job id {job_id!r} is already used by another function")
@@ -278,6 +283,9 @@ async def conflict(store: Store, exc: JobIsFinal | WrongStatus) -> Response:
 
 MAX_NESTING = 64
 
+MAX_PAGE = 100
+"""The most jobs a page of ``GET /jobs`` holds (jobhub/server/tagged.py)."""
+
 
 def _too_deep(value: Any, limit: int) -> bool:
     """Whether lists and dicts inside ``value`` nest more than ``limit`` levels."""
@@ -304,38 +312,6 @@ async def get_job(request: Request) -> Response:
     if _matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     return json_response(data, 200, headers)
-
-
-async def list_jobs(request: Request) -> Response:
-    """``GET /jobs?status=&function=&limit=&cursor=``: newest first, a page at a time."""
-    services_of(request).gate.key(request)
-    query = query_of(request)
-    # A parameter given must be valid, even if empty: `?status=` is no way to ask for all.
-    status = query.get("status")
-    if status is not None and status not in Status.__members__.values():
-        raise InvalidRequest(f"unknown status {status!r}: one of {', '.join(Status)}")
-    limit = _bounded_int(query.get("limit", "20"), "limit", 1, MAX_PAGE)
-    cursor = query.get("cursor")
-    before = _bounded_int(cursor, "cursor", 0, 10**18 - 1) if cursor is not None else None
-    function = query.get("function")
-    jobs, after = await services_of(request).store.list_jobs(
-        status=Status(status) if status is not None else None,
-        function=function,
-        limit=limit,
-        before=before,
-    )
-    page = JobPage([msgspec.Raw(data) for data in jobs], None if after is None else str(after))
-    return json_response(msgspec.json.encode(page))
-
-
-MAX_PAGE = 100
-
-
-def _bounded_int(raw: str, name: str, low: int, high: int) -> int:
-    value = ascii_int(raw)
-    if value is None or not low <= value <= high:
-        raise InvalidRequest(f"{name} must be an integer from {low} to {high}, got {raw!r}")
-    return value
 
 
 async def job_history(request: Request) -> Response:
@@ -380,7 +356,6 @@ routes = [
     Route("/", index, methods=["GET"]),
     Route("/dashboard", dashboard, methods=["GET"]),
     Route("/jobs", create_job, methods=["POST"]),
-    Route("/jobs", list_jobs, methods=["GET"]),
     Route("/jobs/{job_id}", get_job, methods=["GET"]),
     Route("/jobs/{job_id}/events", job_events, methods=["GET"]),
     Route("/jobs/{job_id}/history", job_history, methods=["GET"]),

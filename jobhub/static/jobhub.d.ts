@@ -31,6 +31,8 @@ declare namespace jobhub {
     start_at: string | null;
     /** The job this one retries (POST /jobs/{id}/retry), if any. */
     retry_of: string | null;
+    /** Labels given when the job was created ("user:42"); GET /jobs?tag= lists by them. */
+    tags: string[];
     /** Increases by one with every change of the job: a higher seq is newer. */
     seq: number;
     /** ISO 8601, UTC ("2026-11-22T05:16:26.856729Z"). */

@@ -18,8 +18,9 @@ from jobhub.store.lua import FIELDS
 
 __all__ = ["PATCHABLE", "PreparedWrite", "encode_entry", "encode_patch"]
 
-PATCHABLE = frozenset(FIELDS) - {"job_id", "seq", "created_at", "updated_at"}
-"""Snapshot fields a write may set; ``seq`` and ``updated_at`` are set by every write."""
+PATCHABLE = frozenset(FIELDS) - {"job_id", "seq", "created_at", "updated_at", "tags"}
+"""Snapshot fields a write may set; ``seq`` and ``updated_at`` are set by every write.
+``tags`` are set once, at the create, where the job joins each tag's index."""
 
 _encode = msgspec.json.Encoder().encode
 

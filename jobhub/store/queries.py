@@ -86,8 +86,10 @@ class Queries:
         function: str | None = None,
         limit: int = 20,
         before: int | None = None,
+        tag: str | None = None,
     ) -> tuple[list[bytes], int | None]:
-        """Snapshots newest first, and the cursor of the next page (``None`` at the end).
+        """Snapshots newest first, and the cursor of the next page (``None`` at the end);
+        with ``tag``, only the jobs created with that tag (read from the tag's own index).
 
         Each call looks at no more than ``max(5 * limit, 100)`` jobs of the index, so its cost
         is bounded whatever the filters; a page may then hold fewer than ``limit`` jobs and
@@ -95,8 +97,9 @@ class Queries:
         """
         scan = max(5 * limit, 100)
         top = f"({before}" if before is not None else "+inf"
+        index = keys.JOBS if tag is None else keys.tagged(tag)
         entries = await self._redis.zrevrangebyscore(
-            keys.JOBS, top, "-inf", start=0, num=scan, withscores=True
+            index, top, "-inf", start=0, num=scan, withscores=True
         )
         async with self._redis.pipeline(transaction=False) as pipe:
             for member, _ in entries:
@@ -118,7 +121,7 @@ class Queries:
                 if len(found) == limit:
                     break
         if stale:
-            await self._redis.zrem(keys.JOBS, *stale)
+            await self._redis.zrem(index, *stale)
         more = len(found) == limit or len(entries) == scan
         return found, cursor if more and entries else None
 

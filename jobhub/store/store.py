@@ -125,9 +125,9 @@ class Store(Queries):
         """
         job_id = snapshot.job_id
         queued = () if enqueue is None else (enqueue.job_key, enqueue.queue, *enqueue.held_keys)
-        job_keys = create_keys(job_id, queued)
+        job_keys = create_keys(job_id, queued, snapshot.tags)
         args: list[Any] = [keys.job_channel(job_id), self._history, "", "", "", "",
-                           "1" if unless_deleted else "0"]  # fmt: skip
+                           "1" if unless_deleted else "0", len(snapshot.tags)]  # fmt: skip
         if enqueue is not None:
             args[2:6] = [enqueue.payload, enqueue.ttl_ms, enqueue.score, job_id]
         for name in FIELDS:

@@ -25,7 +25,7 @@ async def test_enqueue_answers_202_with_location_and_queued_snapshot(
     assert response.headers["location"] == f"/jobs/{snap['job_id']}"
     assert list(snap) == [
         "job_id", "function", "status", "percent", "message", "result", "error",
-        "attempt", "start_at", "retry_of", "seq", "created_at", "updated_at",
+        "attempt", "start_at", "retry_of", "tags", "seq", "created_at", "updated_at",
     ]  # fmt: skip
     assert snap["status"] == "queued"
     assert snap["seq"] == 1

@@ -30,7 +30,9 @@ def test_a_script_names_keys_only_through_keys_in_its_call() -> None:
     scripts = {name: text for name, text in scripts.items() if isinstance(text, str)}
     assert {"CREATE", "WRITE", "DELETE", "BEAT", "CLAIM", "RENEW_LEASE"} <= set(scripts)
     for name, text in scripts.items():
-        # A channel is no key; the minute's count of ended jobs is the one computed key
-        # (its minute is Redis's clock at the end: see jobhub/store/lua/snapshots.py).
+        # A channel is no key; the minute's count of ended jobs and the indexes of an ending
+        # job's tags are the computed keys (its minute is Redis's clock at the end, its tags
+        # are stored with it: see jobhub/store/lua/snapshots.py).
         rest = text.replace(f"'{keys.EVENTS}'", "").replace(f"'{keys.ENDED}' ..", "")
+        rest = rest.replace(f"'{keys.TAG_UPDATES}' ..", "").replace(f"'{keys.TAGGED}' ..", "")
         assert keys.PREFIX not in rest, name

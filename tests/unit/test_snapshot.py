@@ -25,7 +25,7 @@ def test_wire_format_field_order_and_one_line() -> None:
     assert b"\n" not in data
     assert list(msgspec.json.decode(data)) == [
         "job_id", "function", "status", "percent", "message", "result", "error",
-        "attempt", "start_at", "retry_of", "seq", "created_at", "updated_at",
+        "attempt", "start_at", "retry_of", "tags", "seq", "created_at", "updated_at",
     ]  # fmt: skip
     assert decode(data) == snap
 

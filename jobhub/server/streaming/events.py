@@ -3,6 +3,7 @@
 GET /jobs/{id}/events      a job's snapshots and output until it ends
 GET /events?jobs=a,b       several jobs on one connection, under cursor ids
 GET /events                every job's snapshots (no output), for dashboards
+GET /events?tag=user:42    a tag's jobs, those created later too (streaming/tagged.py)
 
 On a job's stream, snapshots are unnamed events (``onmessage``); its output entries are
 events named ``log`` and ``output``, in the order the job wrote them among its snapshots. A
@@ -34,10 +35,12 @@ from starlette.types import Receive, Scope, Send
 from jobhub.core.exceptions import InvalidRequest, JobNotFound
 from jobhub.core.parsing import ascii_int
 from jobhub.core.positions import Gap, is_entry_id
+from jobhub.server.scopes import valid_tag
 from jobhub.server.services import job_id_of, query_of, services_of, valid_id
 from jobhub.server.streaming.frames import HEARTBEAT, Entry, Frame, gap_event, job_gone, retry_field
 from jobhub.server.streaming.hub import OUTPUT_PAGE, Hub
 from jobhub.server.streaming.sse import EventStream
+from jobhub.server.streaming.tagged import tag_events
 from jobhub.server.streaming.watch import Behind, Update, Vanished, Watch
 
 __all__ = ["MAX_JOBS_PER_STREAM", "RETRY_MS", "Position", "job_events", "many_events"]
@@ -123,6 +126,9 @@ async def _many_events(request: Request) -> Response:
     """
     services = services_of(request)
     query = query_of(request)
+    if "tag" in query:
+        # A tag's jobs, those created later too (jobhub/server/streaming/tagged.py).
+        return await tag_events(request, valid_tag(query["tag"]), RETRY_MS)
     if "jobs" not in query:
         # Every job's snapshots from now on, for a dashboard; the stream does not end.
         services.gate.key(request)

@@ -43,10 +43,10 @@ from jobhub.core import keys
 from jobhub.core.exceptions import ServiceUnavailable
 from jobhub.server.streaming.frames import Entry, Frame
 from jobhub.server.streaming.pubsub import Subscriber
-from jobhub.server.streaming.watch import Vanished, Watch
+from jobhub.server.streaming.watch import TagWatch, Vanished, Watch
 from jobhub.store.reads import Reads
 
-__all__ = ["OUTPUT_PAGE", "Hub", "ReadOutputs"]
+__all__ = ["OUTPUT_PAGE", "Hub", "ReadOutputs", "ReadRecent"]
 
 OUTPUT_PAGE = 500
 """Entries a stream catching up reads from Redis at a time."""
@@ -55,14 +55,20 @@ ReadOutputs = Callable[[Sequence[tuple[str, str]], int], Awaitable[list[list[tup
 """Reads, in one round trip, a page of each job's output after an entry id:
 ``[(job id, after)], limit -> [[(entry id, JSON)]]`` (``Store.output_many``)."""
 
+ReadRecent = Callable[[], Awaitable[list[bytes]]]
+"""Reads the snapshots of a channel's newest jobs, oldest of them first."""
+
 logger = logging.getLogger("jobhub.hub")
 
 
 class _Channel:
-    __slots__ = ("confirmed", "job_id", "name", "ready", "resync", "watches")
+    __slots__ = ("confirmed", "job_id", "name", "ready", "recent", "resync", "watches")
 
-    def __init__(self, name: bytes, job_id: str | None) -> None:
-        self.job_id = job_id  # None for the channel of every job, which has no one snapshot
+    def __init__(self, name: bytes, job_id: str | None, recent: ReadRecent | None = None) -> None:
+        self.job_id = job_id  # None for a channel of many jobs, which has no one snapshot
+        # For a channel of many jobs: reads the snapshots of its newest jobs, re-offered after
+        # a reconnect (every job's, or a tag's).
+        self.recent = recent
         self.name = name
         self.watches: set[Watch] = set()
         self.confirmed = False  # Redis confirmed the subscription on the live connection
@@ -189,14 +195,32 @@ class Hub:
         name = keys.EVENTS.encode()
         return await self._open(Watch(self._release, (), {}, (name,), everything=True), (None,))
 
-    async def _open(self, watch: Watch, job_ids: tuple[str | None, ...]) -> Watch:
+    async def watch_tag(self, tag: str, recent: ReadRecent) -> tuple[Watch, list[Frame]]:
+        """Open a watch on the snapshots of every job with ``tag``, those created later
+        included; ``recent`` reads the snapshots of the tag's newest jobs (oldest first),
+        which are offered once subscribed, and again after a reconnect. Returns the watch
+        and those snapshots."""
+        name = keys.tag_channel(tag).encode()
+        watch = await self._open(TagWatch(self._release, name), (None,), recent)
+        try:
+            frames = [Frame(data) for data in await recent()]
+        except BaseException:
+            watch.close()
+            raise
+        for frame in frames:
+            watch.offer(frame)
+        return watch, frames
+
+    async def _open(
+        self, watch: Watch, job_ids: tuple[str | None, ...], recent: ReadRecent | None = None
+    ) -> Watch:
         if self._closed:
             raise ServiceUnavailable("the server is shutting down")
         channels = []
         for name, job_id in zip(watch.channels, job_ids, strict=True):
             channel = self._channels.get(name)
             if channel is None:
-                channel = self._channels[name] = _Channel(name, job_id)
+                channel = self._channels[name] = _Channel(name, job_id, recent)
                 self._subscriber.subscribe(name)
             channel.watches.add(watch)
             channels.append(channel)
@@ -291,18 +315,18 @@ class Hub:
             self._resync_task = asyncio.create_task(self._resync(), name="jobhub-hub-resync")
 
     async def _resync_everything(self, channels: list[_Channel]) -> None:
-        """The channel of every job has no one snapshot to re-read: its watches (dashboards)
-        get the newest jobs' snapshots again, which covers what changed while the
-        connection was down for all but the busiest of dashboards."""
-        read = self._read_recent
-        if read is None:
-            return
-        try:
-            frames = [Frame(data) for data in await read()]
-        except (RedisError, OSError) as exc:
-            logger.info("could not resync the stream of every job (%s)", exc)
-            return
+        """A channel of many jobs has no one snapshot to re-read: its watches (dashboards,
+        a tag's streams) get its newest jobs' snapshots again, which covers what changed
+        while the connection was down for all but the busiest of them."""
         for channel in channels:
+            read = channel.recent or self._read_recent
+            if read is None:
+                continue
+            try:
+                frames = [Frame(data) for data in await read()]
+            except (RedisError, OSError) as exc:
+                logger.info("could not resync the stream of %r (%s)", channel.name, exc)
+                continue
             for watch in list(channel.watches):
                 for frame in frames:
                     watch.offer(frame)

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from jobhub.core.positions import entry_key
 from jobhub.server.streaming.frames import Entry, Frame
 
-__all__ = ["BACKLOG", "Behind", "Vanished", "Watch"]
+__all__ = ["BACKLOG", "Behind", "TagWatch", "Vanished", "Watch"]
 
 _GONE = sys.maxsize  # the seq a watch holds of a vanished job: nothing later is newer
 
@@ -255,3 +255,21 @@ class Watch:
             self._closed = True
             self._wake()
             self._release(self)
+
+
+class TagWatch(Watch):
+    """A watch of a tag's channel: every job with the tag, including jobs it learns of only
+    when their snapshot arrives (created after the stream opened). Like a watch of named
+    jobs it accepts only a higher ``seq`` than it has seen of each, so the snapshots read at
+    the open (or after a reconnect) and the live ones can arrive in either order; it keeps
+    one ``seq`` per job it has seen, for the stream's life."""
+
+    __slots__ = ()
+
+    def __init__(self, release: Callable[[Watch], None], channel: bytes) -> None:
+        super().__init__(release, (), {}, (channel,))
+
+    def offer(self, update: Frame | Vanished | Entry) -> None:
+        if isinstance(update, Frame):
+            self._seen.setdefault(update.job_id, 0)
+            super().offer(update)

@@ -40,15 +40,31 @@ _AT_WORK_LUA = status_set(AT_WORK)
 
 # Lua that assembles the snapshot JSON from the hash, in wire order; generated from the
 # Snapshot model so the two can never disagree.
+# A field added to the model after a job was stored (``tags``) reads as its default, so
+# that jobs written by an older version still compose.
+_DEFAULTS = {
+    field.name: msgspec.json.encode(
+        field.default_factory() if field.default is msgspec.NODEFAULT else field.default
+    ).decode()
+    for field in msgspec.structs.fields(Snapshot)
+    if field.default is not msgspec.NODEFAULT or field.default_factory is not msgspec.NODEFAULT
+}
 _COMPOSE_LUA = (
     "local v = redis.call('HMGET', KEYS[1], "
     + ", ".join(f"'{name}'" for name in FIELDS)
-    + ")\nlocal data = '{' .. "
+    + ")\n"
+    + "".join(
+        f"v[{i}] = v[{i}] or '{_DEFAULTS[name]}'\n"
+        for i, name in enumerate(FIELDS, 1)
+        if name in _DEFAULTS and "'" not in _DEFAULTS[name]
+    )
+    + "local data = '{' .. "
     + " .. ',' .. ".join(f"'\"{name}\":' .. v[{i}]" for i, name in enumerate(FIELDS, 1))
     + " .. '}'\n"
 )
 
 _STATUS_INDEX = FIELDS.index("status") + 1  # of the status fragment in the HMGET above
+_TAGS_INDEX = FIELDS.index("tags") + 1
 
 # Every stored snapshot is also appended to the job's capped history list (KEYS[2]).
 _RECORD_LUA = f"""
@@ -57,6 +73,13 @@ redis.call('RPUSH', KEYS[2], data)
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[HISTORY]), -1)
 publish(ARGV[1], data)
 publish('{keys.EVENTS}', data)
+if v[{_TAGS_INDEX}] ~= '[]' then
+  -- A tagged job's snapshots go to each tag's channel too: the stream of a tag hears of
+  -- jobs created after it opened (channels are not keys; tags are [A-Za-z0-9:._-]).
+  for _, tag in ipairs(cjson.decode(v[{_TAGS_INDEX}])) do
+    publish('{keys.TAG_UPDATES}' .. tag, data)
+  end
+end
 """
 
 # How a script publishes: at once, or (``stash``: the write waits for a replica first) into
@@ -107,26 +130,29 @@ end
 """
 
 # KEYS (``create_keys``): job hash, history list, the job's tombstone, the indexes of jobs
-# and of jobs not yet ended, the counts by status, then the keys of an enqueue (see
-# ``Enqueue``): the queue's job key, the queue, and keys whose existence means the queue
-# still holds the id. ARGV: channel, history cap, job payload, its TTL (ms), its score in the
-# queue, the job id as the queue knows it (all four empty without an enqueue), whether a
-# tombstone refuses the create ('1': adopting what the queue alone knows), then field/value
+# and of jobs not yet ended, the counts by status, the count of unended jobs per tag, the
+# index of each of the job's tags, then the keys of an enqueue (see ``Enqueue``): the
+# queue's job key, the queue, and keys whose existence means the queue still holds the id.
+# ARGV: channel, history cap, job payload, its TTL (ms), its score in the queue, the job id
+# as the queue knows it (all four empty without an enqueue), whether a tombstone refuses the
+# create ('1': adopting what the queue alone knows), how many tag indexes, then field/value
 # pairs. Replies {1, data} when created, {0, existing data} when the job exists, {2, ''} when
 # the queue still holds the id, {3, ''} when refused for a tombstone. Snapshot and queue entry
 # are written in one step, so no crash can leave a queued snapshot that no queue holds, or a
 # queued job without a snapshot.
 CREATE = f"""
 local stash, outbox = false, nil
-local jobs, active, counts = KEYS[4], KEYS[5], KEYS[6]
+local jobs, active, counts, tags_active = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local ntags = tonumber(ARGV[8])
+local q = 8 + ntags  -- the first key of the enqueue
 {_PUBLISH_LUA}
 local existing = redis.call('HGET', KEYS[1], 'data')
 if existing then return {{0, existing}} end
 local deleted = redis.call('EXISTS', KEYS[3]) == 1
 if deleted and ARGV[7] == '1' then return {{3, ''}} end
-if KEYS[7] then
-  if redis.call('EXISTS', KEYS[7]) == 1 then return {{2, ''}} end
-  for i = 9, #KEYS do
+if KEYS[q] then
+  if redis.call('EXISTS', KEYS[q]) == 1 then return {{2, ''}} end
+  for i = q + 2, #KEYS do
     if redis.call('EXISTS', KEYS[i]) == 1 then
       -- Under a tombstone, what the queue holds (a result written after the delete) is the
       -- deleted job's leftover, not a job of its own: the new job replaces it.
@@ -136,30 +162,40 @@ if KEYS[7] then
   end
 end
 redis.call('DEL', KEYS[3])
-redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+redis.call('HSET', KEYS[1], unpack(ARGV, 9))
 {_INDEX_LUA}
+for i = 8, 7 + ntags do
+  -- The tag's index, scored as the listing of every job; it lives while a job of it is
+  -- not ended (the count), and expires once the last one has (see WRITE).
+  redis.call('ZADD', KEYS[i], now[1] * 1000000 + now[2], job_id)
+  redis.call('PERSIST', KEYS[i])
+  redis.call('HINCRBY', tags_active, KEYS[i], 1)
+end
 {_COMPOSE_LUA}
 {_RECORD_LUA.replace("ARGV[HISTORY]", "ARGV[2]")}
-if KEYS[7] then
-  redis.call('SET', KEYS[7], ARGV[3], 'PX', ARGV[4])
-  redis.call('ZADD', KEYS[8], ARGV[5], ARGV[6])
+if KEYS[q] then
+  redis.call('SET', KEYS[q], ARGV[3], 'PX', ARGV[4])
+  redis.call('ZADD', KEYS[q + 1], ARGV[5], ARGV[6])
 end
 return {{1, data}}
 """
 
 
-def create_keys(job_id: str, enqueue: Sequence[str] = ()) -> list[str]:
+def create_keys(job_id: str, enqueue: Sequence[str] = (), tags: Sequence[str] = ()) -> list[str]:
     """CREATE's KEYS; ``enqueue``: the queue's job key, the queue, then the keys whose
-    existence means the queue still holds the id (none: the job is not put in a queue)."""
+    existence means the queue still holds the id (none: the job is not put in a queue);
+    ``tags``: the job's tags, whose indexes it joins (CREATE's ARGV[8] is their count)."""
     return [
         keys.job_snapshot(job_id), keys.job_history(job_id), keys.job_deleted(job_id),
-        keys.JOBS, keys.ACTIVE, keys.COUNTS, *enqueue,
+        keys.JOBS, keys.ACTIVE, keys.COUNTS, keys.TAGS_ACTIVE,
+        *(keys.tagged(tag) for tag in tags), *enqueue,
     ]  # fmt: skip
 
 
 # KEYS (``write_keys``): job hash, history list, output stream, the caller's outbox, the
 # job's tombstone, the indexes of jobs and of jobs not yet ended, the counts by status, the
-# webhooks due, and (written by a worker) the worker's set of held jobs. ARGV: channel, ttl
+# webhooks due, the count of unended jobs per tag, and (written by a worker) the worker's set
+# of held jobs. ARGV: channel, ttl
 # seconds, history cap, output cap, init, whether to stash what it publishes in the outbox
 # ('1') or publish it at once, then one or more patches or entries.
 # A patch is field and fragment pairs joined by NUL: one argument instead of one per field,
@@ -183,7 +219,8 @@ def create_keys(job_id: str, enqueue: Sequence[str] = ()) -> list[str]:
 # (the writing run is not the job's newest) or 'missing'.
 WRITE = f"""
 local stash, outbox = ARGV[6] == '1', KEYS[4]
-local jobs, active, counts, webhooks, held = KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local jobs, active, counts, webhooks = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local tags_active, held = KEYS[10], KEYS[11]
 {_PUBLISH_LUA}
 local terminal = {_TERMINAL_LUA}
 local function split(s)
@@ -199,6 +236,7 @@ if not status then
 {_INDEX_LUA}
   status = redis.call('HGET', KEYS[1], 'status')
 end
+local was_terminal = terminal[status]
 local applied = {{}}
 local last_ms, last_n  -- of the newest output entry, read at the first entry appended
 for i = 7, #ARGV do repeat  -- (`break` leaves the repeat: Lua 5.1 has no `continue`)
@@ -273,6 +311,19 @@ if terminal[status] then
   redis.call('EXPIRE', KEYS[2], ARGV[2])
   redis.call('EXPIRE', KEYS[3], ARGV[2])
   redis.call('ZREM', active, redis.call('HGET', KEYS[1], 'job_id'))
+  local tags = redis.call('HGET', KEYS[1], 'tags')
+  if not was_terminal and tags and tags ~= '[]' then
+    -- The one place the tag indexes' keys are built here rather than sent in KEYS: which
+    -- tags a job has is stored with it, and its writer (a worker, the reconciler) would need
+    -- a round trip of its own to learn them. A tag's index expires with its last job.
+    for _, tag in ipairs(cjson.decode(tags)) do
+      local index = '{keys.TAGGED}' .. tag
+      if redis.call('HINCRBY', tags_active, index, -1) <= 0 then
+        redis.call('HDEL', tags_active, index)
+        redis.call('EXPIRE', index, ARGV[2])
+      end
+    end
+  end
   if redis.call('HEXISTS', KEYS[1], 'callback') == 1 then
     -- Its webhook is due now: queued in the same step that ends the job.
     local now = redis.call('TIME')
@@ -300,6 +351,7 @@ def write_keys(job_id: str, outbox: str, owner: str | None) -> list[str]:
     written = [
         keys.job_snapshot(job_id), keys.job_history(job_id), keys.job_output(job_id), outbox,
         keys.job_deleted(job_id), keys.JOBS, keys.ACTIVE, keys.COUNTS, keys.WEBHOOKS,
+        keys.TAGS_ACTIVE,
     ]  # fmt: skip
     if owner is not None:
         written.append(keys.worker_jobs(owner))
