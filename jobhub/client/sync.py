@@ -20,6 +20,7 @@ from typing import Any, Literal, Self, TypeVar, overload
 from jobhub.client.api import checked_url
 from jobhub.client.client import AsyncClient
 from jobhub.client.events import Gap, JobEvent, LogEntry
+from jobhub.client.tokens import SyncMinting
 from jobhub.core.snapshot import Snapshot
 
 __all__ = ["Client"]
@@ -27,7 +28,7 @@ __all__ = ["Client"]
 T = TypeVar("T")
 
 
-class Client:
+class Client(SyncMinting):
     """The same API for code without an event loop: each call runs on a private loop thread
     (where ``wait``'s ``on_log`` and ``on_output`` are called too).
 
@@ -82,6 +83,10 @@ class Client:
                 self._call(self._client.aclose())
             finally:
                 self._stop_loop()
+
+    @property
+    def _async(self) -> AsyncClient:
+        return self._client
 
     def submit(self, function: str, *args: Any, **kwargs: Any) -> Snapshot:
         return self._call(self._client.submit(function, *args, **kwargs))

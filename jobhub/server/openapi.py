@@ -33,6 +33,7 @@ from jobhub.server.routes import (
     JobId,
     JobPage,
 )
+from jobhub.server.scopes import TAG_PATTERN, TokenGrant, TokenRequest
 from jobhub.server.session import SessionState, SignIn
 from jobhub.server.streaming.events import MAX_JOBS_PER_STREAM
 from jobhub.webhooks.deliveries import Delivery
@@ -75,6 +76,7 @@ _TOKEN = _query(
     str,
     "the job's token, where no Authorization header can be sent (EventSource)",
 )
+_TAG = {"type": "string", "pattern": TAG_PATTERN}
 _DENIED = {
     "401": _json(Error, "no credentials, or an unknown API key"),
     "403": _json(Error, "a token for another job, expired or forged"),
@@ -134,6 +136,7 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "List jobs, newest first",
                 "parameters": [
+                    _query("tag", _TAG, "only the jobs with this tag (a scoped token: its own)"),
                     _query("status", Status),
                     _query("function", str),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
@@ -227,6 +230,25 @@ def _paths() -> dict[str, Any]:
                 "responses": {"204": {"description": "signed out"}},
             },
         },
+        "/tokens": {
+            "post": {
+                "summary": "Mint a scoped token: some users' jobs, some actions (API key only)",
+                "requestBody": _body(TokenRequest),
+                "responses": {
+                    **_DENIED,
+                    "201": _json(TokenGrant, "the token, its expiry and its id"),
+                    "400": _BAD,
+                    "415": unsupported,
+                },
+            }
+        },
+        "/tokens/{token_id}": {
+            "delete": {
+                "summary": "Revoke a scoped token in every web process (API key only)",
+                "parameters": [{"name": "token_id", "in": "path", "required": True, "schema": str}],
+                "responses": {**_DENIED, "204": {"description": "revoked"}, "400": _BAD},
+            }
+        },
         "/healthz": {
             "get": {
                 "summary": "Whether this process is up and reaches Redis (no credentials)",
@@ -253,6 +275,8 @@ def _paths() -> dict[str, Any]:
                         str,
                         "one job token per listed job, in order, comma-separated",
                     ),
+                    _query("tag", _TAG, "a tag's jobs, those created later too"),
+                    _query("token", str, "a scoped token, where no header can be sent"),
                 ],
                 "responses": {
                     **_READ,
@@ -286,6 +310,11 @@ def document() -> dict[str, Any]:
             "securitySchemes": {
                 "apiKey": {"type": "http", "scheme": "bearer", "description": "an API key"},
                 "jobToken": {"type": "http", "scheme": "bearer", "description": "a job's token"},
+                "scopedToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a scoped token (POST /tokens): the jobs of its scope",
+                },
             },
         },
     }

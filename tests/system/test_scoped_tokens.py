@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio
 from httpx_sse import aconnect_sse
 
-from jobhub import Settings, create_app
+from jobhub import ApiError, AsyncClient, Client, Settings, create_app
 from jobhub.core import keys
 from jobhub.server.auth import Tokens
 from tests.support.helpers import TERMINAL
@@ -380,3 +380,33 @@ async def test_a_secret_rotation_logs_no_one_out(http: httpx.AsyncClient, redis_
                 await client.get(f"/jobs/{job['job_id']}", headers=bearer(fresh))
             ).status_code == 200
             assert (await client.get(job_path, headers=bearer(job_token))).status_code == 403
+
+
+async def test_the_python_client_mints_and_revokes_tokens(
+    http: httpx.AsyncClient, webs: tuple[ThreadedServer, ThreadedServer]
+) -> None:
+    tag = new_tag("a")
+    job = await create(http, [tag])
+    async with AsyncClient(webs[0].base_url, api_key=KEY) as hub:
+        grant = await hub.token(scope={"tags": [tag]}, actions=["read", "start"], ttl=60)
+        assert grant.token.startswith("~scope.") and grant.token_id
+        async with AsyncClient(webs[1].base_url, api_key=grant.token) as browser:
+            assert (await browser.get(job["job_id"])).tags == [tag]
+            started = await browser.submit("demo.noop")
+            assert started.tags == [tag]
+            await hub.revoke_token(grant.token_id)
+            with pytest.raises(ApiError) as refused:
+                await browser.get(job["job_id"])
+            assert refused.value.status_code == 403
+        with pytest.raises(ApiError) as bad:
+            await hub.token(scope={"tags": ["no spaces"]})
+        assert bad.value.status_code == 400
+
+    def in_a_thread() -> None:
+        with Client(webs[0].base_url, api_key=KEY) as hub:
+            grant = hub.token(scope={"jobs": [job["job_id"]]}, ttl=30)
+            with Client(webs[0].base_url, api_key=grant.token) as browser:
+                assert browser.get(job["job_id"]).job_id == job["job_id"]
+            hub.revoke_token(grant.token_id)
+
+    await asyncio.to_thread(in_a_thread)
