@@ -107,6 +107,7 @@ function show(place) {
   if (place.view === "jobs") {
     filters.elements.status.value = place.filters.status;
     filters.elements.function.value = place.filters.function;
+    filters.elements.tag.value = place.filters.tag;
     list.filter(place.filters);
   }
   document.title = place.view === "job" ? `job ${place.id} · jobhub` : "jobhub console";
@@ -116,7 +117,8 @@ onChange(show);
 // Filters live in the fragment, so that a filtered list can be bookmarked and shared.
 function applyFilters() {
   const fields = filters.elements;
-  go(jobsHash({ status: fields.status.value, function: fields.function.value.trim() }));
+  const tag = fields.tag.value.trim();
+  go(jobsHash({ status: fields.status.value, function: fields.function.value.trim(), tag }));
 }
 filters.addEventListener("submit", (event) => {
   event.preventDefault();

@@ -228,6 +228,7 @@ class Open {
     this.timings = detail.timings;
     this.worker = detail.worker;
     this.retryOf = detail.snapshot.retry_of;
+    this.tags = detail.snapshot.tags || [];
     const args = detail.arguments;
     this.el.args.textContent = args === null
       ? "Not recorded: the job was enqueued with ARQ directly."
@@ -263,6 +264,9 @@ class Open {
       ["Attempt", String(snapshot?.attempt ?? 1)],
       ["Worker", this.worker ? h("code", { text: this.worker }) : "none yet"],
       this.retryOf ? ["Retry of", h("a", { href: jobHash(this.retryOf) }, h("code", { text: this.retryOf }))] : null,
+      // Each tag opens the list of the jobs that have it.
+      this.tags?.length ? ["Tags", h("span", { className: "tags" }, ...this.tags.map((tag) =>
+        h("a", { href: jobsHash({ tag }), className: "tag" }, h("code", { text: tag }))))] : null,
       ["Seq", String(this.seq)],
     ]));
   }

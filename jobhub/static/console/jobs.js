@@ -1,4 +1,4 @@
-// The list of jobs: newest first, filtered by status and function, a page at a time
+// The list of jobs: newest first, filtered by status, function and tag, a page at a time
 // (GET /jobs, cursor-paged), every row kept live by the feed of all jobs.
 //
 // Rows are ordered by creation time, so a snapshot may arrive from the feed or from a page
@@ -22,7 +22,7 @@ export class JobList {
     this.empty = empty;
     this.emptyText = empty.textContent;
     this.rows = new Map(); // job id -> { row, seq, created }
-    this.filters = { status: "", function: "" };
+    this.filters = { status: "", function: "", tag: "" };
     this.cursor = null; // of the next older page; null once the oldest is loaded
     this.loaded = false; // a page has been drawn
     this.requested = false; // a first page has been asked for
@@ -35,11 +35,14 @@ export class JobList {
     });
   }
 
-  /** Show only jobs with this status and function ("" for any); reloads when they change. */
+  /** Show only jobs with this status, function and tag ("" for any); reloads when they
+   * change. */
   filter(filters) {
     const status = STATUSES.includes(filters.status) ? filters.status : "";
-    const changed = status !== this.filters.status || filters.function !== this.filters.function;
-    this.filters = { status, function: filters.function };
+    const tag = filters.tag || "";
+    const changed = status !== this.filters.status || filters.function !== this.filters.function
+      || tag !== this.filters.tag;
+    this.filters = { status, function: filters.function, tag };
     if (changed || !this.requested) return this.reload();
   }
 
@@ -76,8 +79,9 @@ export class JobList {
   }
 
   matches(snapshot) {
-    const { status, function: fn } = this.filters;
-    return (!status || snapshot.status === status) && (!fn || snapshot.function === fn);
+    const { status, function: fn, tag } = this.filters;
+    return (!status || snapshot.status === status) && (!fn || snapshot.function === fn)
+      && (!tag || (snapshot.tags || []).includes(tag));
   }
 
   /** Draw a snapshot: in its row if it has one, else in a new row at its place.
@@ -158,6 +162,7 @@ export class JobList {
     const params = new URLSearchParams({ limit: String(PAGE) });
     if (this.filters.status) params.set("status", this.filters.status);
     if (this.filters.function) params.set("function", this.filters.function);
+    if (this.filters.tag) params.set("tag", this.filters.tag); // the tag's own index
     if (cursor !== null) params.set("cursor", cursor);
     return api(`jobs?${params}`);
   }

@@ -3,11 +3,15 @@
 // reaches the server, so it works under any path prefix, and a view can be bookmarked,
 // shared and reloaded, and the back button goes back.
 
-/** The current place: `{ view: "jobs" | "job" | "workers", id, filters: { status, function } }`. */
+/** The current place: `{ view: "jobs" | "job" | "workers", id, filters: { status, function, tag } }`. */
 export function here() {
   const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
   const params = new URLSearchParams(query);
-  const filters = { status: params.get("status") || "", function: params.get("function") || "" };
+  const filters = {
+    status: params.get("status") || "",
+    function: params.get("function") || "",
+    tag: params.get("tag") || "",
+  };
   const job = path.match(/^\/job\/([A-Za-z0-9_-]{1,64})$/);
   if (job) return { view: "job", id: job[1], filters };
   if (path === "/workers") return { view: "workers", id: null, filters };
