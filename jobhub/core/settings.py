@@ -82,8 +82,9 @@ class Settings:
     api_keys: tuple[str, ...] = ()
     """``JOBHUB_API_KEYS``: comma-separated keys; with none the API is open to anyone."""
     token_secret: str | None = None
-    """``JOBHUB_TOKEN_SECRET``: signs job-scoped tokens; needed when there are API keys, and
-    the same in every web process."""
+    """``JOBHUB_TOKEN_SECRET``: signs job-scoped tokens, sessions and scoped tokens; needed
+    when there are API keys, and the same in every web process. ``new,old`` rotates it: the
+    first signs, either verifies."""
     token_ttl_seconds: int = 24 * 3600
     """``JOBHUB_TOKEN_TTL``: how long a job-scoped token is valid."""
     webhook_secret: str | None = None

@@ -23,6 +23,11 @@ API key for reads and streams (EventSource sends it); a request that changes som
 (POST, DELETE) must also carry the session's CSRF token in ``X-CSRF-Token``, which only a
 page of this origin can learn (``GET /session``).
 
+A scoped token (``~scope.<grant>.<HMAC>``, jobhub/server/scopes.py) opens the jobs of some
+tags, jobs or batches for some actions: ``job``, ``jobs``, ``tag``, ``starter`` and ``batch``
+check it. ``JOBHUB_TOKEN_SECRET`` may hold two secrets, ``new,old``: every token is signed
+with the first and accepted under either, so a rotation logs no one out.
+
     tokens = Tokens("secret", ttl_seconds=3600)
     token = tokens.issue("job-1", instance_of(snapshot_json))
     tokens.verify(token, "job-1")   # its instance; Forbidden for another job or when expired

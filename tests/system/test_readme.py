@@ -278,6 +278,10 @@ PYTHON_BLOCKS = {
     "export.py": "test_your_own_job_in_five_minutes",
     "answer.py": "test_the_output_snippet_runs_as_written",
     "receiver.py": "test_the_webhook_receiver_snippet_accepts_only_signed_deliveries",
+    "backend.py": (
+        "tests/system/test_scoped_tokens.py::"
+        "test_the_readme_backend_mints_a_token_for_its_signed_in_user"
+    ),
     "app.py": (
         "tests/browser/test_browser.py::test_the_readme_mount_snippet_serves_jobhub_under_a_prefix"
     ),

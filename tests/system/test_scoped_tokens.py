@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import types
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -19,6 +20,7 @@ from jobhub import ApiError, AsyncClient, Client, Settings, create_app
 from jobhub.core import keys
 from jobhub.server.auth import Tokens
 from tests.support.helpers import TERMINAL
+from tests.support.readme import python_block
 from tests.support.servers import ThreadedServer
 from tests.support.waiting import wait_until
 
@@ -410,3 +412,29 @@ async def test_the_python_client_mints_and_revokes_tokens(
             hub.revoke_token(grant.token_id)
 
     await asyncio.to_thread(in_a_thread)
+
+
+async def test_the_readme_backend_mints_a_token_for_its_signed_in_user(
+    http: httpx.AsyncClient, webs: tuple[ThreadedServer, ThreadedServer]
+) -> None:
+    code = python_block("backend.py")
+    code = code.replace('"http://127.0.0.1:8000"', repr(webs[0].base_url))
+    code = code.replace('"change-me"', repr(KEY))
+    backend = types.ModuleType("backend")
+    exec(compile(code, "backend.py", "exec"), backend.__dict__)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(backend.app), base_url="http://app"
+    ) as app:
+        mine = (await app.get("/jobhub-token", headers={"X-User": "42"})).json()
+        theirs = (await app.get("/jobhub-token", headers={"X-User": "43"})).json()
+    assert mine["tag"] == "user:42"
+    # The page, with its token: starts a job (tagged for it), lists it, and nobody else's.
+    auth = bearer(mine["token"])
+    started = await http.post("/jobs", json={"function": "demo.noop"}, headers=auth)
+    assert started.json()["tags"] == ["user:42"]
+    ids = {job["job_id"] for job in await listed(http, "user:42", mine["token"])}
+    assert started.json()["job_id"] in ids
+    path = f"/jobs/{started.json()['job_id']}"
+    assert (await http.get(path, headers=bearer(theirs["token"]))).status_code == 403
+    refused = await http.get("/jobs", params={"tag": "user:42"}, headers=bearer(theirs["token"]))
+    assert refused.status_code == 403
