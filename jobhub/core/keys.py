@@ -16,6 +16,7 @@ __all__ = [
     "RECONCILER",
     "TAGGED",
     "TAGS_ACTIVE",
+    "TAG_CHANGES",
     "TAG_UPDATES",
     "WEBHOOKS",
     "WORKERS",
@@ -29,6 +30,7 @@ __all__ = [
     "offered",
     "outbox",
     "revoked",
+    "tag_changes",
     "tag_channel",
     "tagged",
     "worker_alive",
@@ -148,11 +150,22 @@ when it drops to zero the index gets its TTL."""
 
 TAG_UPDATES = PREFIX + "tag-updates:"
 """Prefix of the pub/sub channel ``jobhub:tag-updates:<tag>``: every snapshot of every job
-with the tag, its first included (``GET /events?tag=``)."""
+with the tag, its first included, as ``<version> <JSON>`` (``GET /events?tag=``)."""
+
+TAG_CHANGES = PREFIX + "tag-changes:"
+"""Prefix of ``jobhub:tag-changes:<tag>``: sorted set of the tag's jobs (``job_id`` as JSON)
+scored by the version of each one's last change, a number that grows with every snapshot
+of the tag's jobs (Redis's clock in µs, or one more than the last): where a stream of the
+tag resumes from (``Last-Event-ID``). Capped to the jobs changed last, and expires with the
+tag's index."""
 
 
 def tag_channel(tag: str) -> str:
     return f"{TAG_UPDATES}{tag}"
+
+
+def tag_changes(tag: str) -> str:
+    return f"{TAG_CHANGES}{tag}"
 
 
 def revoked(token_id: str) -> str:

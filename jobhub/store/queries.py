@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from jobhub.core import keys
 from jobhub.core.positions import LAST_ENTRY, entry_key
 from jobhub.core.snapshot import TERMINAL, Snapshot, Status, decode
+from jobhub.store.lua.tags import TAG_CHANGES_KEPT
 
 __all__ = ["Queries"]
 
@@ -124,6 +125,32 @@ class Queries:
             await self._redis.zrem(index, *stale)
         more = len(found) == limit or len(entries) == scan
         return found, cursor if more and entries else None
+
+    async def tag_changes(
+        self, tag: str, *, after: int | None, limit: int
+    ) -> list[tuple[int, bytes]] | None:
+        """``(version, snapshot JSON)`` of the tag's jobs changed after version ``after``
+        (all that the tag's change log keeps, up to ``limit``), or with ``after`` None those
+        of the ``limit`` changed last; oldest change first, jobs since expired left out.
+        None when ``after`` is further back than the log keeps (its oldest entries were
+        dropped, and with them perhaps changes after ``after``)."""
+        index = keys.tag_changes(tag)
+        if after is None:
+            entries = (await self._redis.zrevrange(index, 0, limit - 1, withscores=True))[::-1]
+        else:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zcard(index)
+                pipe.zrange(index, 0, 0, withscores=True)
+                pipe.zrangebyscore(index, f"({after}", "+inf", start=0, num=limit, withscores=True)
+                kept, oldest, entries = await pipe.execute()
+            if kept >= TAG_CHANGES_KEPT and oldest and int(oldest[0][1]) > after:
+                return None
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for member, _ in entries:
+                pipe.hget(keys.job_snapshot(msgspec.json.decode(member)), "data")
+            found = await pipe.execute()
+        pairs = zip(entries, found, strict=True)
+        return [(int(score), data) for (_, score), data in pairs if data is not None]
 
     async def newest(self, limit: int = 100) -> list[bytes]:
         """The snapshots of the newest jobs, oldest of them first."""

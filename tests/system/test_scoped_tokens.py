@@ -317,20 +317,36 @@ async def test_a_resumed_tag_stream_gets_each_changed_jobs_newest_state_once(
     http: httpx.AsyncClient,
 ) -> None:
     tag = new_tag("a")
-    # Deferred: they stay queued until the test changes them.
-    jobs = [(await create(http, [tag], defer_seconds=3600))["job_id"] for _ in range(100)]
+    # 20 jobs that stay queued, and 100 that start once the first stream has closed (5 s is
+    # margin for a busy machine) and then change five times each: started, 3 reports, done.
+    still = [(await create(http, [tag], defer_seconds=3600))["job_id"] for _ in range(20)]
+    kwargs = {"kwargs": {"steps": 3, "delay": 0.02}, "defer_seconds": 5}
+    changed = [(await create(http, [tag], "demo.count", **kwargs))["job_id"] for _ in range(100)]
+    jobs = still + changed
     token = (await mint(http, scope={"tags": [tag]}))["token"]
     path = f"/events?tag={tag}&token={token}"
-    first = await stream_until(http, path, lambda events: len(events) == 100)
+    first = await stream_until(http, path, lambda events: len(events) == 120)
     assert {s["job_id"] for _, s in first} == set(jobs)
-    last_id = first[-1][0]
-    for job_id in jobs:  # while no stream is open
-        assert (await http.post(f"/jobs/{job_id}/cancel", headers=API)).status_code == 200
-    resumed = await stream_until(
-        http, path, lambda events: len(events) >= 100, headers={"Last-Event-ID": last_id}
+    assert {s["status"] for _, s in first} == {"queued"}
+    ids = [int(event_id) for event_id, _ in first]
+    assert ids == sorted(ids)  # versions: what a resume starts after
+
+    async def all_ended() -> bool:
+        page = await http.get("/jobs", params={"tag": tag, "limit": "100"}, headers=API)
+        return sum(job["status"] == "finished" for job in page.json()["jobs"]) == 100
+
+    await wait_until(all_ended, limit=30, interval=0.2, what="the 100 jobs to finish")
+    late = await create(http, [tag], defer_seconds=3600)  # and one that was not there
+    headers = {"Last-Event-ID": first[-1][0]}
+    resumed = await stream_until(http, path, lambda events: len(events) >= 101, headers=headers)
+    # Each changed job once, in its newest state, and the new one; none of the others.
+    assert sorted(s["job_id"] for _, s in resumed) == sorted([*changed, late["job_id"]])
+    assert [s["status"] for _, s in resumed[:100]] == ["finished"] * 100
+    # A cursor that is none of ours starts over: the tag's jobs changed last.
+    again = await stream_until(
+        http, path, lambda events: len(events) >= 121, headers={"Last-Event-ID": "x"}
     )
-    assert sorted(s["job_id"] for _, s in resumed) == sorted(jobs)  # each once
-    assert {s["status"] for _, s in resumed} == {"canceled"}  # its newest state
+    assert {s["job_id"] for _, s in again} == {*jobs, late["job_id"]}
 
 
 async def test_a_tags_index_expires_with_its_last_job(

@@ -35,4 +35,5 @@ def test_a_script_names_keys_only_through_keys_in_its_call() -> None:
         # are stored with it: see jobhub/store/lua/snapshots.py).
         rest = text.replace(f"'{keys.EVENTS}'", "").replace(f"'{keys.ENDED}' ..", "")
         rest = rest.replace(f"'{keys.TAG_UPDATES}' ..", "").replace(f"'{keys.TAGGED}' ..", "")
+        rest = rest.replace(f"'{keys.TAG_CHANGES}' ..", "")
         assert keys.PREFIX not in rest, name

@@ -23,7 +23,7 @@ from jobhub.core.exceptions import JobNotFound
 from jobhub.core.positions import Gap, entry_key
 from jobhub.core.snapshot import decode_head
 
-__all__ = ["HEARTBEAT", "Entry", "Frame", "gap_event", "job_gone", "retry_field"]
+__all__ = ["HEARTBEAT", "Change", "Entry", "Frame", "gap_event", "job_gone", "retry_field"]
 
 _SEP = ServerSentEvent.DEFAULT_SEPARATOR.encode()
 
@@ -50,6 +50,27 @@ class Frame:
         """The same event under another id (a many-job stream's cursor), without encoding
         the snapshot again."""
         return b"id: " + event_id.encode() + _SEP + self._data_lines
+
+
+class Change(Frame):
+    """A snapshot as a tag's stream sends it: with its version in the tag's change log
+    (jobhub/core/keys.py, ``TAG_CHANGES``), the event's id, from which a stream resumes."""
+
+    __slots__ = ("version",)
+
+    def __init__(self, data: bytes, version: int) -> None:
+        super().__init__(data)
+        self.version = version
+
+    @classmethod
+    def published(cls, message: bytes) -> Change:
+        """From what the write scripts publish on a tag's channel: ``<version> <JSON>``."""
+        version, _, data = message.partition(b" ")
+        return cls(data, int(version))
+
+    @property
+    def tagged_event(self) -> bytes:
+        return self.with_id(str(self.version))
 
 
 class Entry:

@@ -41,12 +41,12 @@ from redis.exceptions import RedisError
 
 from jobhub.core import keys
 from jobhub.core.exceptions import ServiceUnavailable
-from jobhub.server.streaming.frames import Entry, Frame
+from jobhub.server.streaming.frames import Change, Entry, Frame
 from jobhub.server.streaming.pubsub import Subscriber
 from jobhub.server.streaming.watch import TagWatch, Vanished, Watch
 from jobhub.store.reads import Reads
 
-__all__ = ["OUTPUT_PAGE", "Hub", "ReadOutputs", "ReadRecent"]
+__all__ = ["OUTPUT_PAGE", "Hub", "ReadChanges", "ReadOutputs"]
 
 OUTPUT_PAGE = 500
 """Entries a stream catching up reads from Redis at a time."""
@@ -55,20 +55,25 @@ ReadOutputs = Callable[[Sequence[tuple[str, str]], int], Awaitable[list[list[tup
 """Reads, in one round trip, a page of each job's output after an entry id:
 ``[(job id, after)], limit -> [[(entry id, JSON)]]`` (``Store.output_many``)."""
 
-ReadRecent = Callable[[], Awaitable[list[bytes]]]
-"""Reads the snapshots of a channel's newest jobs, oldest of them first."""
+ReadChanges = Callable[[int | None], Awaitable[list[Change]]]
+"""Reads the snapshots of a tag's jobs changed after a version (None: those changed last),
+with their versions, oldest change first (jobhub/server/streaming/tagged.py)."""
 
 logger = logging.getLogger("jobhub.hub")
 
 
 class _Channel:
-    __slots__ = ("confirmed", "job_id", "name", "ready", "recent", "resync", "watches")
+    __slots__ = (
+        "confirmed", "job_id", "name", "ready", "recent", "resync", "version", "watches",
+    )  # fmt: skip
 
-    def __init__(self, name: bytes, job_id: str | None, recent: ReadRecent | None = None) -> None:
+    def __init__(self, name: bytes, job_id: str | None, recent: ReadChanges | None = None) -> None:
         self.job_id = job_id  # None for a channel of many jobs, which has no one snapshot
-        # For a channel of many jobs: reads the snapshots of its newest jobs, re-offered after
-        # a reconnect (every job's, or a tag's).
+        # For a tag's channel (whose messages carry a version): reads the snapshots of the
+        # tag's jobs changed after a version, re-offered after a reconnect from the highest
+        # version this process has had (``version``), so that what it missed is read.
         self.recent = recent
+        self.version = 0
         self.name = name
         self.watches: set[Watch] = set()
         self.confirmed = False  # Redis confirmed the subscription on the live connection
@@ -195,24 +200,27 @@ class Hub:
         name = keys.EVENTS.encode()
         return await self._open(Watch(self._release, (), {}, (name,), everything=True), (None,))
 
-    async def watch_tag(self, tag: str, recent: ReadRecent) -> tuple[Watch, list[Frame]]:
+    async def watch_tag(self, tag: str, after: int | None, read: ReadChanges) -> Watch:
         """Open a watch on the snapshots of every job with ``tag``, those created later
-        included; ``recent`` reads the snapshots of the tag's newest jobs (oldest first),
-        which are offered once subscribed, and again after a reconnect. Returns the watch
-        and those snapshots."""
+        included. Once subscribed, what ``read(after)`` reads (the client's replay: the
+        jobs changed after the version it holds, or those changed last) is offered to it;
+        after a reconnect of the hub, what ``read`` reads after the newest version it had."""
         name = keys.tag_channel(tag).encode()
-        watch = await self._open(TagWatch(self._release, name), (None,), recent)
+        watch = await self._open(TagWatch(self._release, name), (None,), read)
         try:
-            frames = [Frame(data) for data in await recent()]
+            changes = await read(after)
         except BaseException:
             watch.close()
             raise
-        for frame in frames:
-            watch.offer(frame)
-        return watch, frames
+        channel = self._channels.get(name)
+        for change in changes:
+            watch.offer(change)
+            if channel is not None:
+                channel.version = max(channel.version, change.version)
+        return watch
 
     async def _open(
-        self, watch: Watch, job_ids: tuple[str | None, ...], recent: ReadRecent | None = None
+        self, watch: Watch, job_ids: tuple[str | None, ...], recent: ReadChanges | None = None
     ) -> Watch:
         if self._closed:
             raise ServiceUnavailable("the server is shutting down")
@@ -285,9 +293,15 @@ class Hub:
                 for watch in channel.watches:
                     watch.offer(entry)
             return
+        frame: Frame
         try:
-            frame = Frame(data)
-        except msgspec.DecodeError:
+            if channel.recent is not None:  # a tag's channel: ``<version> <JSON>``
+                change = Change.published(data)
+                channel.version = max(channel.version, change.version)
+                frame = change
+            else:
+                frame = Frame(data)
+        except (msgspec.DecodeError, ValueError):
             # Whatever a channel carries, the one reader of every stream must go on.
             logger.warning("skipped a message that is not a snapshot on %r", name)
             return
@@ -315,16 +329,23 @@ class Hub:
             self._resync_task = asyncio.create_task(self._resync(), name="jobhub-hub-resync")
 
     async def _resync_everything(self, channels: list[_Channel]) -> None:
-        """A channel of many jobs has no one snapshot to re-read: its watches (dashboards,
-        a tag's streams) get its newest jobs' snapshots again, which covers what changed
-        while the connection was down for all but the busiest of them."""
+        """A channel of many jobs has no one snapshot to re-read. The watches of every job's
+        (dashboards) get the newest jobs' snapshots again, which covers what changed while
+        the connection was down for all but the busiest of dashboards; a tag's get the
+        snapshot of each job changed after the newest version this process had (all of them,
+        from the tag's change log)."""
         for channel in channels:
-            read = channel.recent or self._read_recent
-            if read is None:
-                continue
+            frames: list[Frame] | list[Change]
             try:
-                frames = [Frame(data) for data in await read()]
-            except (RedisError, OSError) as exc:
+                if channel.recent is not None:
+                    frames = await channel.recent(channel.version or None)
+                    for change in frames:
+                        channel.version = max(channel.version, change.version)
+                elif self._read_recent is not None:
+                    frames = [Frame(data) for data in await self._read_recent()]
+                else:
+                    continue
+            except (RedisError, OSError, ServiceUnavailable) as exc:
                 logger.info("could not resync the stream of %r (%s)", channel.name, exc)
                 continue
             for watch in list(channel.watches):

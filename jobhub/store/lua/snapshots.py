@@ -14,6 +14,7 @@ import msgspec
 
 from jobhub.core import keys
 from jobhub.core.snapshot import AT_WORK, TERMINAL, Snapshot, Status
+from jobhub.store.lua.tags import tags_ended, tags_published
 
 __all__ = [
     "CREATE",
@@ -73,14 +74,11 @@ redis.call('RPUSH', KEYS[2], data)
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[HISTORY]), -1)
 publish(ARGV[1], data)
 publish('{keys.EVENTS}', data)
-if v[{_TAGS_INDEX}] ~= '[]' then
-  -- A tagged job's snapshots go to each tag's channel too: the stream of a tag hears of
-  -- jobs created after it opened (channels are not keys; tags are [A-Za-z0-9:._-]).
-  for _, tag in ipairs(cjson.decode(v[{_TAGS_INDEX}])) do
-    publish('{keys.TAG_UPDATES}' .. tag, data)
-  end
-end
-"""
+""" + tags_published(  # a tagged job's snapshots go to each tag's channel too
+    tags=f"v[{_TAGS_INDEX}]",
+    ended=f"({_TERMINAL_LUA})[v[{_STATUS_INDEX}]]",
+    job_id=f"v[{FIELDS.index('job_id') + 1}]",
+)
 
 # How a script publishes: at once, or (``stash``: the write waits for a replica first) into
 # the caller's outbox list, which ``FLUSH`` publishes after Redis's WAIT, in the same round
@@ -311,18 +309,9 @@ if terminal[status] then
   redis.call('EXPIRE', KEYS[2], ARGV[2])
   redis.call('EXPIRE', KEYS[3], ARGV[2])
   redis.call('ZREM', active, redis.call('HGET', KEYS[1], 'job_id'))
-  local tags = redis.call('HGET', KEYS[1], 'tags')
-  if not was_terminal and tags and tags ~= '[]' then
-    -- The one place the tag indexes' keys are built here rather than sent in KEYS: which
-    -- tags a job has is stored with it, and its writer (a worker, the reconciler) would need
-    -- a round trip of its own to learn them. A tag's index expires with its last job.
-    for _, tag in ipairs(cjson.decode(tags)) do
-      local index = '{keys.TAGGED}' .. tag
-      if redis.call('HINCRBY', tags_active, index, -1) <= 0 then
-        redis.call('HDEL', tags_active, index)
-        redis.call('EXPIRE', index, ARGV[2])
-      end
-    end
+  if not was_terminal then
+    local tags = redis.call('HGET', KEYS[1], 'tags')
+{tags_ended(tags="tags", counts="tags_active", ttl="ARGV[2]")}
   end
   if redis.call('HEXISTS', KEYS[1], 'callback') == 1 then
     -- Its webhook is due now: queued in the same step that ends the job.
