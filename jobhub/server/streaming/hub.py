@@ -64,7 +64,8 @@ logger = logging.getLogger("jobhub.hub")
 
 class _Channel:
     __slots__ = (
-        "confirmed", "job_id", "name", "ready", "recent", "resync", "version", "watches",
+        "confirmed", "job_id", "name", "pending", "ready", "recent", "resync", "version",
+        "watches",
     )  # fmt: skip
 
     def __init__(self, name: bytes, job_id: str | None, recent: ReadChanges | None = None) -> None:
@@ -74,6 +75,10 @@ class _Channel:
         # version this process has had (``version``), so that what it missed is read.
         self.recent = recent
         self.version = 0
+        # Live changes held back from a resubscribed tag channel until the re-read of what
+        # was missed is offered: so its streams send versions in order, and a client's
+        # Last-Event-ID never passes a change it has not had.
+        self.pending: list[Change] | None = None
         self.name = name
         self.watches: set[Watch] = set()
         self.confirmed = False  # Redis confirmed the subscription on the live connection
@@ -297,6 +302,9 @@ class Hub:
         try:
             if channel.recent is not None:  # a tag's channel: ``<version> <JSON>``
                 change = Change.published(data)
+                if channel.pending is not None:
+                    channel.pending.append(change)
+                    return
                 channel.version = max(channel.version, change.version)
                 frame = change
             else:
@@ -317,6 +325,8 @@ class Hub:
         if not channel.resync:
             return
         channel.resync = False
+        if channel.recent is not None:
+            channel.pending = []
         if channel.job_id is not None:
             # Output is a log, not state: what pub/sub dropped while the connection was
             # down is read from Redis by each stream from its own place. Done before any
@@ -334,23 +344,30 @@ class Hub:
         the connection was down for all but the busiest of dashboards; a tag's get the
         snapshot of each job changed after the newest version this process had (all of them,
         from the tag's change log)."""
+        again = []
         for channel in channels:
-            frames: list[Frame] | list[Change]
+            frames: list[Frame] = []
             try:
                 if channel.recent is not None:
-                    frames = await channel.recent(channel.version or None)
-                    for change in frames:
-                        channel.version = max(channel.version, change.version)
+                    frames += await channel.recent(channel.version or None)
                 elif self._read_recent is not None:
-                    frames = [Frame(data) for data in await self._read_recent()]
-                else:
-                    continue
+                    frames += [Frame(data) for data in await self._read_recent()]
             except (RedisError, OSError, ServiceUnavailable) as exc:
                 logger.info("could not resync the stream of %r (%s)", channel.name, exc)
-                continue
+                if channel.recent is not None:
+                    again.append(channel)  # its live changes wait for what was missed
+                    continue
+            frames += channel.pending or []  # after what was missed: they came later
+            channel.pending = None
+            for frame in frames:
+                if isinstance(frame, Change):
+                    channel.version = max(channel.version, frame.version)
             for watch in list(channel.watches):
                 for frame in frames:
                     watch.offer(frame)
+        if again:
+            await asyncio.sleep(1.0)  # Redis failed the read: try again shortly, not at once
+            self._stale.extend(again)
 
     async def _resync(self) -> None:
         """Re-read the snapshots of resubscribed channels, all in one round trip."""
