@@ -49,7 +49,8 @@ from starlette.requests import Request
 
 from jobhub.core.exceptions import Forbidden, JobNotFound, Unauthorized
 from jobhub.core.parsing import ascii_int
-from jobhub.server.scopes import Grant, Scopes, action_of, is_scoped
+from jobhub.server.scopes import ScopeChecks, Scopes, action_of, in_scope, is_scoped
+from jobhub.server.scopes import bearer as _bearer
 
 __all__ = [
     "COOKIE",
@@ -160,8 +161,9 @@ class Tokens:
         return base64.urlsafe_b64encode(digest).rstrip(b"=")
 
 
-class Gate:
-    """Checks a request's credentials; lets everything through when no key is configured."""
+class Gate(ScopeChecks):
+    """Checks a request's credentials; lets everything through when no key is configured.
+    Scoped tokens' own checks (``tag``, ``starter``, ``batch``) are ``ScopeChecks``'."""
 
     def __init__(
         self,
@@ -235,9 +237,9 @@ class Gate:
         if self._is_key(credential):
             return
         if is_scoped(credential):
-            grant = await self._grant(credential, action_of(request))
+            grant = await self.grant(credential, action_of(request))
             [snapshot] = await self._read([job_id])
-            _in_scope(grant, [job_id], [snapshot])
+            in_scope(grant, [job_id], [snapshot])
             if snapshot is None:
                 raise JobNotFound(job_id)
             return
@@ -255,8 +257,8 @@ class Gate:
             return
         scoped = _bearer(request) or request.query_params.get("token")
         if scoped is not None and is_scoped(scoped):
-            grant = await self._grant(scoped, "read")
-            _in_scope(grant, job_ids, await self._read(job_ids))
+            grant = await self.grant(scoped, "read")
+            in_scope(grant, job_ids, await self._read(job_ids))
             return
         credential = _bearer(request)
         if credential is not None and self._is_key(credential):
@@ -277,44 +279,6 @@ class Gate:
             for (job_id, claimed), snapshot in zip(claims.items(), snapshots, strict=True):
                 if snapshot is not None:
                     _same_instance(claimed, snapshot, job_id)
-
-    async def tag(self, request: Request, tag: str | None) -> None:
-        """Require an API key, or a scoped token holding ``tag`` (for its list and stream)."""
-        scoped = _bearer(request) or request.query_params.get("token")
-        if self.open or scoped is None or not is_scoped(scoped):
-            self.key(request)
-            return
-        grant = await self._grant(scoped, "read")
-        if tag is None or tag not in grant.tags:
-            raise Forbidden(f"this token lists only its own tags: ?tag={'|'.join(grant.tags)}")
-
-    async def starter(self, request: Request) -> Grant | None:
-        """Require an API key, or a scoped token that may start jobs: its grant (whose tags
-        the new job gets, ``scopes.forced_tags``), None for an API key."""
-        scoped = _bearer(request)
-        if self.open or scoped is None or not is_scoped(scoped):
-            self.key(request)
-            return None
-        return await self._grant(scoped, "start")
-
-    async def batch(self, request: Request, batch_id: str, action: str = "read") -> None:
-        """Require an API key, or a scoped token naming ``batch_id`` that may do ``action``
-        (``read``, ``cancel``, ...): for the routes of a batch."""
-        scoped = _bearer(request) or request.query_params.get("token")
-        if self.open or scoped is None or not is_scoped(scoped):
-            self.key(request)
-            return
-        grant = await self._grant(scoped, action)
-        if batch_id not in grant.batches:
-            raise Forbidden(f"batch {batch_id!r} is outside this token's scope")
-
-    async def _grant(self, token: str, action: str | None) -> Grant:
-        if self.scopes is None:
-            raise Forbidden("scoped tokens are not enabled here")
-        grant = await self.scopes.open(token)
-        if action is None or not grant.allows(action):
-            raise Forbidden(f"this token may not {action or 'do this'}")
-        return grant
 
     def _token(self, credential: str, job_id: str) -> str:
         if self.tokens is None:
@@ -365,19 +329,8 @@ def redact_query(target: str) -> str:
     return f"{path}?{'&'.join(fields)}"
 
 
-def _in_scope(grant: Grant, job_ids: Sequence[str], snapshots: Sequence[bytes | None]) -> None:
-    outside = [j for j, data in zip(job_ids, snapshots, strict=True) if not grant.covers(j, data)]
-    if outside:
-        raise Forbidden(f"outside this token's scope: {', '.join(outside)}")
-
-
 def _same_instance(claimed: str, snapshot: bytes, job_id: str) -> None:
     if not hmac.compare_digest(claimed.encode(), instance_of(snapshot).encode()):
         raise Forbidden(
             f"this token is for an earlier job that had the id {job_id!r}, not for this one"
         )
-
-
-def _bearer(request: Request) -> str | None:
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    return value.strip() or None if scheme.lower() == "bearer" else None

@@ -28,6 +28,7 @@ import binascii
 import re
 import secrets
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Literal, Protocol
 
@@ -48,14 +49,17 @@ __all__ = [
     "Action",
     "Grant",
     "Scope",
+    "ScopeChecks",
     "Scopes",
     "Tag",
     "Tags",
     "TokenGrant",
     "TokenRequest",
     "action_of",
+    "bearer",
     "expiry_of",
     "forced_tags",
+    "in_scope",
     "is_scoped",
     "valid_tag",
 ]
@@ -241,6 +245,82 @@ class Scopes:
             raise InvalidRequest(f"not a token id: {token_id!r}")
         if expiry > time.time():
             await self._redis.set(keys.revoked(token_id), b"1", exat=expiry + 1)
+
+
+def bearer(request: Request) -> str | None:
+    """The credential of an ``Authorization: Bearer`` header, if any."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+def in_scope(grant: Grant, job_ids: Sequence[str], snapshots: Sequence[bytes | None]) -> None:
+    """``Forbidden`` unless every job (with its snapshot JSON, if it exists) is in scope."""
+    outside = [j for j, data in zip(job_ids, snapshots, strict=True) if not grant.covers(j, data)]
+    if outside:
+        raise Forbidden(f"outside this token's scope: {', '.join(outside)}")
+
+
+class _Gate(Protocol):
+    """What ``ScopeChecks`` needs of the ``Gate`` (jobhub.server.auth) that takes them on."""
+
+    scopes: Scopes | None
+
+    @property
+    def open(self) -> bool: ...
+
+    def key(self, request: Request) -> None: ...
+
+    async def grant(self, token: str, action: str | None) -> Grant: ...
+
+
+class ScopeChecks:
+    """The checks that only scoped tokens have, for ``Gate``: each lets an API key (or a
+    signed-in console) through as ``Gate.key`` does, and a scoped token only within its
+    scope and actions."""
+
+    scopes: Scopes | None
+
+    async def grant(self, token: str, action: str | None) -> Grant:
+        """The grant of ``token``, which must allow ``action``; ``Forbidden`` otherwise."""
+        if self.scopes is None:
+            raise Forbidden("scoped tokens are not enabled here")
+        grant = await self.scopes.open(token)
+        if action is None or not grant.allows(action):
+            raise Forbidden(f"this token may not {action or 'do this'}")
+        return grant
+
+    async def tag(self: _Gate, request: Request, tag: str | None) -> None:
+        """Require an API key, or a scoped token holding ``tag`` (for its list and stream)."""
+        scoped = bearer(request) or request.query_params.get("token")
+        if self.open or scoped is None or not is_scoped(scoped):
+            self.key(request)
+            return
+        grant = await self.grant(scoped, "read")
+        if tag is None or tag not in grant.tags:
+            raise Forbidden(f"this token lists only its own tags: ?tag={'|'.join(grant.tags)}")
+
+    async def starter(self: _Gate, request: Request) -> Grant | None:
+        """Require an API key, or a scoped token that may start jobs: its grant (whose tags
+        the new job gets, ``forced_tags``), None for an API key."""
+        scoped = bearer(request)
+        if self.open or scoped is None or not is_scoped(scoped):
+            self.key(request)
+            return None
+        return await self.grant(scoped, "start")
+
+    async def batch(self: _Gate, request: Request, batch_id: str, action: str = "read") -> None:
+        """Require an API key, or a scoped token naming ``batch_id`` that may do ``action``
+        (``read``, ``cancel``, ...): what the routes of a batch call::
+
+            await services_of(request).gate.batch(request, batch_id, "cancel")
+        """
+        scoped = bearer(request) or request.query_params.get("token")
+        if self.open or scoped is None or not is_scoped(scoped):
+            self.key(request)
+            return
+        grant = await self.grant(scoped, action)
+        if batch_id not in grant.batches:
+            raise Forbidden(f"batch {batch_id!r} is outside this token's scope")
 
 
 class _Signer(Protocol):
