@@ -1,7 +1,7 @@
-"""The HTTP API: start jobs, read and change them (streams are in events.py).
+"""The HTTP API: start jobs, read and change them (streams are in events.py; the list of
+jobs and scoped tokens in tagged.py).
 
 POST /jobs                 {"function": "demo.count", "kwargs": {"steps": 5}}  -> 202
-GET  /jobs?status=&function=&limit=&cursor=   newest first, cursor-paged
 GET  /jobs/{id}            the snapshot; ETag/If-None-Match make idle polls cheap
 GET  /jobs/{id}/events     text/event-stream of snapshots until the job ends
 GET  /events?jobs=a,b      one stream for several jobs; GET /events: every job's
