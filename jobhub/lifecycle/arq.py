@@ -71,10 +71,11 @@ def register(run: Callable[..., Awaitable[Any]], *, name: str, max_tries: int) -
 
     ARQ keeps no result of a run of it (``keep_result=0``): the run's terminal snapshot
     holds its result or error, and is what every reader reads; a canceled run's snapshot is
-    written before ARQ is asked to abort it. Pickling and storing a second copy cost the
-    worker about 20 µs of CPU per job (docs/performance.md). ARQ still keeps a result, for
-    the worker's ``keep_result``, of each job it ends without running it (not found,
-    expired, out of tries, aborted before it started): the reconciler reads those.
+    written before ARQ is asked to abort it. A second copy cost a pickle and a SET per job
+    and a key in Redis for as long as the result was kept (docs/performance.md). ARQ still
+    keeps a result, for the worker's ``keep_result``, of each job it ends without running
+    it (not found, expired, out of tries, aborted before it started): the reconciler reads
+    those.
     """
     # (ARQ's type for a job function does not know positional-only parameters.)
     return func(run, name=name, timeout=ARQ_TIMEOUT, max_tries=max_tries, keep_result=0)  # type: ignore[arg-type]
