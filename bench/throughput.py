@@ -9,8 +9,9 @@ distorts), each line gives the worker's CPU time per job, the steadier figure.
   - jobhub: ``worker_settings([demo.noop])``, what ``jobhub worker`` runs;
   - jobhub, ARQ keeps results: the same, as jobhub was before its functions told ARQ to
     keep no result of their runs (``--before``, the baseline of that change);
-  - SAQ: ``saq.Worker(concurrency=10)`` on its Redis queue (``pip install saq``: the
-    bench's only extra dependency; without it the SAQ rounds are skipped, saying so).
+  - SAQ: ``saq.Worker(concurrency=10)`` on its Redis queue, the same no-op function.
+    saq is no dependency of jobhub's: ``.venv/bin/pip install -r bench/requirements.txt``
+    installs it (without it the SAQ rounds are skipped, saying so).
 
     python bench/throughput.py [--jobs 2000] [--rounds 3] [--before]
 """
@@ -147,7 +148,7 @@ async def main(jobs: int, rounds: int, url: str, max_jobs: int, before: bool) ->
     if _has_saq():
         queues["SAQ"] = round_saq
     else:
-        print("saq is not installed (pip install saq): SAQ rounds skipped")
+        print("saq is not installed (pip install -r bench/requirements.txt): no SAQ rounds")
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in queues}
     for i in range(rounds):
         # Each round in another order too, so that no queue always runs first.
