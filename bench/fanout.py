@@ -14,6 +14,11 @@ The load generator parses bytes (finds `"updated_at":"` and the status), not JSO
 on uvloop, so that it measures the server.
 
     python bench/fanout.py [--streams 100,1000,3000] [--seconds 10] [--burst-streams 1000]
+        [--rounds 1] [--kinds naive,jobhub] [--baseline NAME=PATH ...]
+
+``--baseline before=/tmp/before`` with ``--kinds before,jobhub`` serves the same streams from
+another commit's web process (``git archive <commit> | tar -x -C /tmp/before``), interleaved
+with the current one round by round: the way to compare commits on a shared machine.
 
 "delivered" counts, over all N streams (a refused one receives nothing), the updates that
 arrived out of those published; a stream skips intermediate snapshots when it falls
