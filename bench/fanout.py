@@ -14,6 +14,11 @@ The load generator parses bytes (finds `"updated_at":"` and the status), not JSO
 on uvloop, so that it measures the server.
 
     python bench/fanout.py [--streams 100,1000,3000] [--seconds 10] [--burst-streams 1000]
+        [--rounds 1] [--kinds naive,jobhub] [--baseline NAME=PATH ...]
+
+``--baseline before=/tmp/before`` with ``--kinds before,jobhub`` serves the same streams from
+another commit's web process (``git archive <commit> | tar -x -C /tmp/before``), interleaved
+with the current one round by round: the way to compare commits on a shared machine.
 
 "delivered" counts, over all N streams (a refused one receives nothing), the updates that
 arrived out of those published; a stream skips intermediate snapshots when it falls
@@ -44,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from jobhub.core.snapshot import Snapshot  # noqa: E402
-from jobhub.dev.processes import spawn, stop, web_argv, worker_argv  # noqa: E402
+from jobhub.dev.processes import spawn, stop, worker_argv  # noqa: E402
 from jobhub.dev.server import RedisServer, free_port, tcp_connections  # noqa: E402
 from jobhub.store.store import Store  # noqa: E402
 
@@ -140,16 +145,39 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+BASELINES: dict[str, Path] = {}
+"""``--baseline NAME=PATH``: web processes run from another checkout (a commit to compare
+with), under NAME."""
+
+
+def _uvicorn(root: Path, port: int) -> list[str]:
+    """uvicorn as ``jobhub serve`` runs it (its HTTP protocol, graceful shutdown), with a
+    listen backlog that holds the whole burst of connects, and quiet. An older checkout
+    has its app where it had it then."""
+    app, protocol = "jobhub.server.app:create_app", "jobhub.server.protocol:HttpProtocol"
+    if not (root / "jobhub" / "server").is_dir():
+        app, protocol = "jobhub.app:create_app", ""
+    return [
+        sys.executable, "-m", "uvicorn", "--factory", app, "--host", "127.0.0.1",
+        "--port", str(port), "--log-level", "warning", "--backlog", "4096",
+        "--timeout-graceful-shutdown", "3", *(("--http", protocol) if protocol else ()),
+    ]  # fmt: skip
+
+
 def start_web(kind: str, redis_url: str, port: int):  # type: ignore[no-untyped-def]
+    env = {**os.environ, "REDIS_URL": redis_url}
+    if kind in BASELINES:
+        # Imported from its own checkout: the working directory comes first on the path.
+        root = BASELINES[kind]
+        return spawn(_uvicorn(root, port), env={**env, "PYTHONPATH": str(root)}, cwd=str(root))
     if kind == "jobhub":
-        argv = web_argv("127.0.0.1", port, "--log-level", "warning", "--backlog", "4096")
-    else:
-        argv = [
-            sys.executable, "-m", "uvicorn", "--factory", "naive_app:create_app",
-            "--app-dir", str(ROOT / "bench"), "--host", "127.0.0.1", "--port", str(port),
-            "--log-level", "warning", "--backlog", "4096", "--timeout-graceful-shutdown", "3",
-        ]  # fmt: skip
-    return spawn(argv, env={**os.environ, "REDIS_URL": redis_url}, cwd=str(ROOT))
+        return spawn(_uvicorn(ROOT, port), env=env, cwd=str(ROOT))
+    argv = [
+        sys.executable, "-m", "uvicorn", "--factory", "naive_app:create_app",
+        "--app-dir", str(ROOT / "bench"), "--host", "127.0.0.1", "--port", str(port),
+        "--log-level", "warning", "--backlog", "4096", "--timeout-graceful-shutdown", "3",
+    ]  # fmt: skip
+    return spawn(argv, env=env, cwd=str(ROOT))
 
 
 async def wait_serving(port: int) -> None:
@@ -261,17 +289,22 @@ def row(label: str, kind: str, streams: int, r: dict[str, float]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def main(stream_counts: list[int], seconds: float, burst_streams: int) -> None:
+def main(
+    stream_counts: list[int], seconds: float, burst_streams: int, kinds: list[str], rounds: int
+) -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     rows = []
     with RedisServer() as server:
-        for streams in stream_counts:
-            for kind in ("naive", "jobhub"):
-                steps = int(20 * seconds)
-                r = asyncio.run(scenario(kind, server.url, streams, steps, 1 / 20))
-                rows.append((f"{streams} streams, 20 updates/s", kind, streams, r))
-                print(row(*rows[-1]), flush=True)
-        for kind in ("naive", "jobhub"):
+        # Rounds interleave the servers, so that a busy moment of a shared machine hits
+        # each alike; compare the rounds side by side, not one figure alone.
+        for _ in range(rounds):
+            for streams in stream_counts:
+                for kind in kinds:
+                    steps = int(20 * seconds)
+                    r = asyncio.run(scenario(kind, server.url, streams, steps, 1 / 20))
+                    rows.append((f"{streams} streams, 20 updates/s", kind, streams, r))
+                    print(row(*rows[-1]), flush=True)
+        for kind in kinds if burst_streams else ():
             r = asyncio.run(scenario(kind, server.url, burst_streams, 100, 0))
             rows.append((f"burst of 100 updates, {burst_streams} streams", kind, burst_streams, r))
             print(row(*rows[-1]), flush=True)
@@ -286,6 +319,17 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--streams", default="100,1000,3000")
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--burst-streams", type=int, default=1000)
+    parser.add_argument("--burst-streams", type=int, default=1000, help="0: no burst")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--kinds", default="naive,jobhub", help="naive, jobhub, baselines")
+    parser.add_argument(
+        "--baseline", action="append", default=[], metavar="NAME=PATH",
+        help="a web process from the checkout at PATH (git worktree add) under NAME in --kinds",
+    )  # fmt: skip
     args = parser.parse_args()
-    main([int(n) for n in args.streams.split(",")], args.seconds, args.burst_streams)
+    for spec in args.baseline:
+        name, _, where = spec.partition("=")
+        BASELINES[name] = Path(where).resolve()
+    counts = [int(n) for n in args.streams.split(",")]
+    kinds = args.kinds.split(",")
+    main(counts, args.seconds, args.burst_streams, kinds, args.rounds)

@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from fanout import Stream, Totals, enqueue, rss_kib, wait_serving  # noqa: E402
 
-from jobhub.dev.processes import spawn, stop, web_argv, worker_argv  # noqa: E402
+from jobhub.dev.processes import spawn, stop, worker_argv  # noqa: E402
+from jobhub.dev.serve import APP, GRACEFUL_SHUTDOWN_SECONDS, HTTP_PROTOCOL  # noqa: E402
 from jobhub.dev.server import RedisServer, free_port  # noqa: E402
 
 
@@ -86,8 +87,15 @@ def scenario(
 ) -> dict[str, float]:
     port = free_port()
     env = {**os.environ, "REDIS_URL": redis_url}
-    extra = ["--log-level", "warning", "--backlog", "8192", "--workers", str(processes)]
-    web = spawn(web_argv("127.0.0.1", port, *extra), env=env, cwd=str(ROOT))
+    # uvicorn as ``jobhub serve --web-processes N`` runs it, with a listen backlog for the
+    # whole burst of connects, and quiet (serve takes neither option).
+    argv = [
+        sys.executable, "-m", "uvicorn", "--factory", APP, "--http", HTTP_PROTOCOL,
+        "--host", "127.0.0.1", "--port", str(port), "--workers", str(processes),
+        "--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN_SECONDS),
+        "--log-level", "warning", "--backlog", "8192",
+    ]  # fmt: skip
+    web = spawn(argv, env=env, cwd=str(ROOT))
     worker = None
     try:
         asyncio.run(wait_serving(port))

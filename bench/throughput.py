@@ -1,21 +1,33 @@
-"""Worker throughput: no-op jobs through jobhub (lifecycle snapshots on) vs raw ARQ.
+"""Worker throughput: no-op jobs through jobhub (lifecycle snapshots on), raw ARQ and SAQ.
 
-Same run, same Redis, same worker settings (poll delay, max_jobs, keep_result). Each round
-enqueues N jobs, then times one burst worker draining them; rounds alternate between the
-two so that drift in the machine hits both alike.
+Same run, same Redis, one worker with 10 jobs at a time for each. Each round enqueues N jobs,
+then times one burst worker draining them; rounds alternate between the queues so that
+drift in the machine hits all alike. Besides jobs/s (wall clock, which a shared machine
+distorts), each line gives the worker's CPU time per job, the steadier figure.
 
-    python bench/throughput.py [--jobs 2000] [--rounds 3]
+  - raw ARQ: jobhub's own ARQ settings (poll delay, max_jobs, ...), a bare function;
+  - jobhub: ``worker_settings([demo.noop])``, what ``jobhub worker`` runs;
+  - jobhub, ARQ keeps results: the same, as jobhub was before its functions told ARQ to
+    keep no result of their runs (``--before``, the baseline of that change);
+  - SAQ: ``saq.Worker(concurrency=10)`` on its Redis queue, the same no-op function.
+    saq is no dependency of jobhub's: ``.venv/bin/pip install -r bench/requirements.txt``
+    installs it (without it the SAQ rounds are skipped, saying so).
+
+    python bench/throughput.py [--jobs 2000] [--rounds 3] [--before]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import logging
 import os
 import secrets
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -28,6 +40,8 @@ from jobhub.core.snapshot import Snapshot
 from jobhub.dev import demo
 from jobhub.dev.server import RedisServer
 from jobhub.store.store import Store
+
+Round = Callable[[str, int, int], Awaitable[tuple[float, float]]]
 
 
 async def raw_noop(ctx: dict[str, Any]) -> None:
@@ -46,24 +60,37 @@ async def drain(settings: type | dict[str, Any], jobs: int) -> tuple[float, floa
     return jobs / elapsed, cpu / jobs * 1e6
 
 
-async def round_jobhub(url: str, jobs: int, max_jobs: int = 10) -> tuple[float, float]:
-    settings = Settings(
-        redis_url=url, queue_name="bench:" + secrets.token_hex(4), max_jobs=max_jobs
-    )
-    redis = ArqRedis.from_url(url)
+def _settings(url: str, max_jobs: int) -> Settings:
+    return Settings(redis_url=url, queue_name="bench:" + secrets.token_hex(4), max_jobs=max_jobs)
+
+
+async def _enqueue_jobhub(settings: Settings, jobs: int) -> None:
+    redis = ArqRedis.from_url(settings.redis_url)
     store = Store(redis, result_ttl_seconds=settings.result_ttl_seconds)
     for _ in range(jobs):  # what POST /jobs does
         job_id = secrets.token_urlsafe(16)
         await store.create(Snapshot.queued(job_id, "demo.noop"))
         await redis.enqueue_job("demo.noop", _job_id=job_id, _queue_name=settings.queue_name)
     await redis.aclose()
+
+
+async def round_jobhub(url: str, jobs: int, max_jobs: int = 10) -> tuple[float, float]:
+    settings = _settings(url, max_jobs)
+    await _enqueue_jobhub(settings, jobs)
     return await drain(worker_settings([demo.noop], settings), jobs)
 
 
+async def round_jobhub_before(url: str, jobs: int, max_jobs: int = 10) -> tuple[float, float]:
+    """jobhub with ARQ keeping its own copy of each run's result, as before."""
+    settings = _settings(url, max_jobs)
+    await _enqueue_jobhub(settings, jobs)
+    before = dict(vars(worker_settings([demo.noop], settings)))
+    before["functions"] = [dataclasses.replace(f, keep_result_s=None) for f in before["functions"]]
+    return await drain(before, jobs)
+
+
 async def round_raw(url: str, jobs: int, max_jobs: int = 10) -> tuple[float, float]:
-    settings = Settings(
-        redis_url=url, queue_name="bench:" + secrets.token_hex(4), max_jobs=max_jobs
-    )
+    settings = _settings(url, max_jobs)
     redis = ArqRedis.from_url(url)
     for _ in range(jobs):
         await redis.enqueue_job("noop", _queue_name=settings.queue_name)
@@ -75,31 +102,82 @@ async def round_raw(url: str, jobs: int, max_jobs: int = 10) -> tuple[float, flo
     return await drain(raw, jobs)
 
 
-async def main(jobs: int, rounds: int, url: str, max_jobs: int) -> None:
-    raw: list[tuple[float, float]] = []
-    hub: list[tuple[float, float]] = []
+async def round_saq(url: str, jobs: int, max_jobs: int = 10) -> tuple[float, float]:
+    """SAQ's worker, ``concurrency=max_jobs``, timed from its start to its N-th job's end."""
+    from saq import Queue, Worker
+
+    # Its stop cancels the workers still waiting for a job, and logs a warning for it.
+    logging.getLogger("saq").setLevel(logging.ERROR)
+
+    queue = Queue.from_url(url, name="bench-" + secrets.token_hex(4))
+    await queue.connect()
+    for _ in range(jobs):
+        await queue.enqueue("noop")
+    done = asyncio.Event()
+    count = 0
+
+    async def noop(ctx: Any) -> None:
+        nonlocal count
+        count += 1
+        if count == jobs:
+            done.set()
+
+    worker = Worker(queue, functions=[("noop", noop)], concurrency=max_jobs)
+    started, cpu = time.perf_counter(), time.process_time()
+    runner = asyncio.create_task(worker.start())
+    await done.wait()
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    await worker.stop()
+    await runner
+    await queue.disconnect()
+    return jobs / elapsed, cpu / jobs * 1e6
+
+
+def _has_saq() -> bool:
+    try:
+        import saq  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+async def main(jobs: int, rounds: int, url: str, max_jobs: int, before: bool) -> None:
+    queues: dict[str, Round] = {"raw ARQ": round_raw, "jobhub": round_jobhub}
+    if before:
+        queues["jobhub, ARQ keeps results"] = round_jobhub_before
+    if _has_saq():
+        queues["SAQ"] = round_saq
+    else:
+        print("saq is not installed (pip install -r bench/requirements.txt): no SAQ rounds")
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in queues}
     for i in range(rounds):
-        raw.append(await round_raw(url, jobs, max_jobs))
-        hub.append(await round_jobhub(url, jobs, max_jobs))
-        print(
-            f"round {i + 1}: raw ARQ {raw[-1][0]:5.0f} jobs/s {raw[-1][1]:4.0f} µs CPU/job   "
-            f"jobhub {hub[-1][0]:5.0f} jobs/s {hub[-1][1]:4.0f} µs CPU/job"
+        # Each round in another order too, so that no queue always runs first.
+        order = list(queues)[i % len(queues) :] + list(queues)[: i % len(queues)]
+        for name in order:
+            runs[name].append(await queues[name](url, jobs, max_jobs))
+        line = "   ".join(
+            f"{name} {runs[name][-1][0]:5.0f} jobs/s {runs[name][-1][1]:4.0f} µs" for name in queues
         )
-    rate = {
-        name: statistics.median(r for r, _ in runs) for name, runs in (("raw", raw), ("hub", hub))
-    }
-    cpu = {
-        name: statistics.median(c for _, c in runs) for name, runs in (("raw", raw), ("hub", hub))
+        print(f"round {i + 1}: {line}")
+    rate = {name: statistics.median(r for r, _ in found) for name, found in runs.items()}
+    cpu = {name: statistics.median(c for _, c in found) for name, found in runs.items()}
+    spread = {
+        name: (min(r for r, _ in found), max(r for r, _ in found)) for name, found in runs.items()
     }
     print()
-    print(
-        f"no-op jobs, {jobs} per round, {rounds} rounds, medians, one worker, max_jobs={max_jobs}"
-    )
+    print(f"no-op jobs, {jobs} per round, {rounds} rounds, medians (range), one worker, "
+          f"{max_jobs} jobs at a time")  # fmt: skip
     print("| worker | jobs/s | worker CPU per job |")
     print("|---|---|---|")
-    print(f"| raw ARQ (baseline) | {rate['raw']:.0f} | {cpu['raw']:.0f} µs |")
-    print(f"| jobhub, lifecycle snapshots on | {rate['hub']:.0f} | {cpu['hub']:.0f} µs |")
-    print(f"jobhub / raw ARQ = {rate['hub'] / rate['raw']:.1%} of the jobs/s (target >= 90%)")
+    for name in queues:
+        low, high = spread[name]
+        print(f"| {name} | {rate[name]:.0f} ({low:.0f}-{high:.0f}) | {cpu[name]:.0f} µs |")
+    hub = rate["jobhub"]
+    print(f"jobhub = {hub / rate['raw ARQ']:.1%} of raw ARQ's jobs/s (goal >= 90%); "
+          f"CPU per job {cpu['jobhub'] / cpu['raw ARQ']:.2f}x raw ARQ's")  # fmt: skip
+    if "SAQ" in rate:
+        print(f"jobhub = {hub / rate['SAQ']:.2f}x SAQ's jobs/s (goal >= 1); "
+              f"CPU per job {cpu['jobhub'] / cpu['SAQ']:.2f}x SAQ's")  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -107,9 +185,13 @@ if __name__ == "__main__":
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-jobs", type=int, default=10)
+    parser.add_argument(
+        "--before", action="store_true", help="also jobhub with ARQ keeping results, as before"
+    )
     args = parser.parse_args()
+    run = (args.jobs, args.rounds)
     if os.environ.get("REDIS_URL"):
-        asyncio.run(main(args.jobs, args.rounds, os.environ["REDIS_URL"], args.max_jobs))
+        asyncio.run(main(*run, os.environ["REDIS_URL"], args.max_jobs, args.before))
     else:
         with RedisServer() as server:
-            asyncio.run(main(args.jobs, args.rounds, server.url, args.max_jobs))
+            asyncio.run(main(*run, server.url, args.max_jobs, args.before))

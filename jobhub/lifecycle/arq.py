@@ -67,9 +67,18 @@ DEFAULT_QUEUE = default_queue_name
 
 
 def register(run: Callable[..., Awaitable[Any]], *, name: str, max_tries: int) -> Function:
-    """``run`` as an ARQ job function under ``name``, with ARQ's own timeout out of play."""
+    """``run`` as an ARQ job function under ``name``, with ARQ's own timeout out of play.
+
+    ARQ keeps no result of a run of it (``keep_result=0``): the run's terminal snapshot
+    holds its result or error, and is what every reader reads; a canceled run's snapshot is
+    written before ARQ is asked to abort it. A second copy cost a pickle and a SET per job
+    and a key in Redis for as long as the result was kept (docs/performance.md). ARQ still
+    keeps a result, for the worker's ``keep_result``, of each job it ends without running
+    it (not found, expired, out of tries, aborted before it started): the reconciler reads
+    those.
+    """
     # (ARQ's type for a job function does not know positional-only parameters.)
-    return func(run, name=name, timeout=ARQ_TIMEOUT, max_tries=max_tries)  # type: ignore[arg-type]
+    return func(run, name=name, timeout=ARQ_TIMEOUT, max_tries=max_tries, keep_result=0)  # type: ignore[arg-type]
 
 
 def end_superseded() -> Exception:

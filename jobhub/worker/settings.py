@@ -153,7 +153,9 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
             # POST /jobs/{id}/cancel asks ARQ to abort: a queued job is skipped, a running
             # one cancelled.
             "allow_abort_jobs": True,
-            # A terminal snapshot lives exactly as long as ARQ's result, never shorter.
+            # ARQ keeps a result only of a job it ends without running it (jobhub's
+            # functions ask it to keep none: jobhub/lifecycle/arq.py), for the reconciler
+            # to read; it lives as long as a terminal snapshot.
             "keep_result": settings.result_ttl_seconds,
         },
     )

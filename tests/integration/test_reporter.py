@@ -353,3 +353,10 @@ async def test_heartbeats_go_on_while_a_blocking_job_runs(redis_url: str, store:
 def test_arq_keeps_results_exactly_as_long_as_terminal_snapshots() -> None:
     settings = Settings(result_ttl_seconds=7200)
     assert worker_settings(FUNCTIONS, settings).keep_result == settings.result_ttl_seconds
+
+
+def test_arq_keeps_no_result_of_a_run_the_snapshot_holds() -> None:
+    # A run's terminal snapshot carries its result or error; ARQ's pickled copy of it was
+    # read by nobody and cost the worker a pickle and a SET per job.
+    functions = worker_settings(FUNCTIONS, Settings()).functions
+    assert functions and all(f.keep_result_s == 0 for f in functions)

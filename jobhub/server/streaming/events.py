@@ -225,11 +225,16 @@ async def _updates(watch: Watch) -> AsyncIterator[list[Update] | None]:
 
 async def _stream(watch: Watch, hub: Hub, held: Position) -> AsyncIterator[bytes]:
     """One job's snapshots and output; ends after a terminal snapshot, or when the job is
-    gone."""
+    gone (or the watch is closed, as in ``_updates``)."""
     retry = _retry()
     ids = held.__str__
-    async for updates in _updates(watch):
-        if updates is None:
+    while True:
+        # ``watch.next`` itself rather than ``_updates``: one async generator fewer to
+        # resume at every delivered event of the busiest kind of stream.
+        updates = await watch.next()
+        if not updates:
+            if watch.closed:
+                return
             yield HEARTBEAT
             continue
         out = [retry]

@@ -16,11 +16,14 @@ second:
 
 Why not sse-starlette's own ``send_timeout`` and ``ping``: a timeout arms a timer for every
 send, and a ping is a task per stream (~5 KiB of each idle stream); at 3,000 streams both
-add up (measured with bench/fanout.py). sse-starlette still wraps each send in an anyio
-cancel scope, deadline or not (~3 µs a send here). jobhub used to skip it by overriding the
-private ``_send_with_timeout``; it no longer does, and pays for it: at 3,000 streams on
-two cores, 48 to 50 % of updates delivered instead of 58 to 71 %, p50 staleness 163 to 178 ms
-instead of 131 to 144 ms (back-to-back runs of bench/fanout.py's 3,000-stream scenario).
+add up (measured with bench/fanout.py).
+
+The send step, ``_send_with_timeout``, is the one private name of sse-starlette that jobhub
+touches (``EventStream`` replaces it; tests/unit/test_pins.py pins it against the locked
+version). sse-starlette wraps every send in an anyio cancel scope, deadline or not: entering
+one asks sniffio which async library runs and asks asyncio for the current task, and at
+2,000 streams the scope was 14 % of the web process's CPU (py-spy); ``Streams`` keeps the
+send timeout for all streams with one timer instead. The gain, in docs/performance.md.
 
     streams = Streams(send_timeout=30, heartbeat=15)
     await streams.start()
@@ -110,6 +113,11 @@ class EventStream(EventSourceResponse):
         finally:
             self._streams.discard(self)
             self.watch.close()
+
+    async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        # sse-starlette's send step without its per-send cancel scope: ``Streams`` times
+        # every send instead (see the module docstring). ``send`` is ``_timed_send``.
+        await send(message)
 
     async def _timed_send(self, message: Message) -> None:
         # What sse-starlette sends goes through here: ``Streams`` sees how long a send has
