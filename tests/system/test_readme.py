@@ -356,4 +356,4 @@ def test_every_page_is_on_the_site_and_the_readme_stays_short() -> None:
     for page in readme.PAGES[1:]:
         assert f": {page.name}\n" in nav, f"{page.name} is not in mkdocs.yml's nav"
     # The README is what a newcomer reads first; the rest belongs on a page of the site.
-    assert len(readme.PAGES[0].read_text().splitlines()) <= 150
+    assert len(readme.PAGES[0].read_text().splitlines()) <= 200
