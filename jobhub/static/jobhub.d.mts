@@ -21,5 +21,8 @@ export declare const pause: typeof jobhub.pause;
 export declare const resume: typeof jobhub.resume;
 export declare const session: typeof jobhub.session;
 export declare const TERMINAL: typeof jobhub.TERMINAL;
+export type Connection = jobhub.Connection;
+export type WatchJobsOptions<Result = unknown> = jobhub.WatchJobsOptions<Result>;
+export declare const watchJobs: typeof jobhub.watchJobs;
 declare const api: typeof jobhub;
 export default api;

@@ -11,4 +11,6 @@ if (served) jobhub.baseUrl = served[1];
 
 const { start, watch, cancel, pause, resume, session, TERMINAL } = jobhub;
 export { start, watch, cancel, pause, resume, session, TERMINAL };
+// The live list of a tag's jobs (GET /events?tag=).
+export const watchJobs = jobhub.watchJobs;
 export default jobhub;
