@@ -4,21 +4,30 @@ test time, against a real uvicorn (with API keys and scoped tokens), Redis and A
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
+import types
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Request
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Mount
+from starlette.types import Receive, Scope, Send
 
 from jobhub import Settings, create_app
 from tests.support.browser import needs_chromium, serve, wait_for
 from tests.support.cutting_proxy import CuttingProxy
 from tests.support.react import NODE_MODULES, bundle, needs_node_modules
+from tests.support.readme import jsx_block, python_block
 from tests.support.servers import ROOT, ThreadedServer
 
 pytestmark = [needs_chromium, needs_node_modules]
@@ -267,3 +276,101 @@ def test_the_type_declarations_check(tmp_path: Path) -> None:
     )
     refused = subprocess.run([str(tsc), *flags, str(app)], capture_output=True, text=True)
     assert refused.returncode != 0 and "TS2322" in refused.stdout, refused.stdout
+
+
+APP_PAGE = '<!doctype html><div id="root"></div><script type="module" src="/main.js"></script>'
+APP_MAIN = """
+import { createRoot } from "react-dom/client";
+import { MyJobs } from "./MyJobs.jsx";
+import { JobProgress } from "./JobProgress.jsx";
+const given = new URLSearchParams(location.search);
+createRoot(document.getElementById("root")).render(<>
+  <MyJobs />
+  <JobProgress jobId={given.get("job")} token={given.get("token")} baseUrl={given.get("hub")} />
+</>);
+"""
+
+
+class Site:
+    """The app's own web server: its page and bundle (``files``, by path) and backend.py's
+    routes. A real server: Chromium keeps a routed page from calling a loopback address."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[str, str]] = {}
+        self.backend: Starlette | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in self.files:
+            body, media_type = self.files[scope["path"]]
+            await Response(body, media_type=media_type)(scope, receive, send)
+        else:
+            assert self.backend is not None
+            await self.backend(scope, receive, send)
+
+
+def test_the_docs_components_run_as_written(
+    browser: Browser, redis_url: str, base_url: str, tmp_path: Path
+) -> None:
+    """The README's MyJobs.jsx, with the token from its backend.py route, and the React
+    page's JobProgress.jsx, bundled as an app would and run on the app's origin against
+    jobhub on another (JOBHUB_CORS_ORIGINS)."""
+    site = Site()
+    with ThreadedServer(Starlette(routes=[Mount("/", app=site)])) as app:
+        # localhost: another origin than jobhub's 127.0.0.1.
+        origin = f"http://localhost:{app.port}"
+        settings = Settings(
+            redis_url=redis_url,
+            api_keys=(KEY,),
+            token_secret="react-secret",
+            cors_origins=(origin,),
+        )
+        with ThreadedServer(create_app(settings)) as hub:
+            code = python_block("backend.py").replace('"http://127.0.0.1:8000"', repr(hub.base_url))
+            backend = types.ModuleType("backend")
+            code = code.replace('"change-me"', repr(KEY))
+            exec(compile(code, "backend.py", "exec"), vars(backend))
+            site.backend = backend.app
+            _run_the_docs_components(browser, hub, site, origin, tmp_path)
+
+
+def _run_the_docs_components(
+    browser: Browser, hub: ThreadedServer, site: Site, origin: str, where: Path
+) -> None:
+    user = uuid.uuid4().hex[:10]
+    tag = f"user:{user}"  # what backend.py scopes the token to for this user
+    for name in ("jobhub.js", "jobhub.mjs", "jobhub-react.mjs"):
+        shutil.copy(ROOT / "jobhub" / "static" / name, where / name)
+    my_jobs = jsx_block("MyJobs.jsx").replace('"http://127.0.0.1:8000"', repr(hub.base_url))
+    (where / "MyJobs.jsx").write_text(my_jobs)
+    (where / "JobProgress.jsx").write_text(jsx_block("JobProgress.jsx"))
+    (where / "main.jsx").write_text(APP_MAIN)
+    script = bundle(where / "main.jsx", where / "main.js")
+
+    before = create(hub, "demo.noop", [tag])
+    words = create(hub, "demo.tokens", [tag], count=15, delay=0.05)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        site.files["/"] = (APP_PAGE, "text/html")
+        site.files["/main.js"] = (script, "text/javascript")
+        # backend.py's route answers for the user its header names: as if signed in.
+        page.route(
+            origin + "/jobhub-token",
+            lambda route: route.continue_(headers={**route.request.headers, "X-User": user}),
+        )
+        query = urlencode({"job": words, "token": token(hub, [tag]), "hub": hub.base_url})
+        page.goto(f"{origin}/?{query}")
+        items = page.locator("li")
+        wait_for(lambda: items.count() >= 2, 20, "the jobs started before", page)
+        later = {create(hub, "demo.noop", [tag]) for _ in range(2)}
+        create(hub, "demo.noop", [f"user:{uuid.uuid4().hex[:10]}"])  # someone else's
+        expected = sorted(["demo.noop: finished"] * 3 + ["demo.tokens: finished"])
+        wait_for(lambda: sorted(items.all_inner_texts()) == expected, 30, "every job", page)
+        assert len({before, words, *later}) == 4
+        result = "".join(f"w{i} " for i in range(15))
+        wait_for(lambda: page.locator("output").count() == 1, 30, "the job's result", page)
+        assert page.locator("output").inner_text() == json.dumps(result)
+        assert page.locator("pre").inner_text().strip() == result.strip()
+        assert page.locator("section").get_attribute("data-connection") == "closed"
+    finally:
+        context.close()

@@ -144,3 +144,14 @@ def test_the_browser_client_from_the_wheel_loads_in_a_page(
     finally:
         page.close()
     assert problems == []
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["jobhub.mjs", "jobhub.d.ts", "jobhub.d.mts", "jobhub-react.mjs", "jobhub-react.d.mts"],
+)
+def test_the_wheel_serves_the_es_modules_and_their_types(wheel_app: str, name: str) -> None:
+    # What an app's bundler takes from jobhub: the modules beside jobhub.js, and their types.
+    response = httpx.get(f"{wheel_app}/static/{name}")
+    assert response.status_code == 200, name
+    assert response.text == (ROOT / "jobhub" / "static" / name).read_text()

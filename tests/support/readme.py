@@ -54,6 +54,14 @@ def python_block(name: str) -> str:
     return found.pop()
 
 
+def jsx_block(name: str) -> str:
+    """The ```jsx block named ``name`` in its first line (``// MyJobs.jsx: ...``), the same in
+    every place the docs show it."""
+    found = {block.code for block in blocks("jsx") if block.name == name}
+    assert len(found) == 1, f"the docs should have one ```jsx block named {name}"
+    return found.pop()
+
+
 def pictures() -> list[Path]:
     """Every picture the README and the pages show, as a path from the page that shows it."""
     return [

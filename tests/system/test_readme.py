@@ -261,12 +261,28 @@ def test_every_fenced_block_is_of_a_kind_a_test_runs() -> None:
     langs = fences()
     # The bare ones are diagrams (the picture at the top, the package tree in "How it is
     # built"); the html and js blocks run in Chromium.
-    assert set(langs) <= {"", "sh", "python", "json", "html", "js"}, set(langs)
+    assert set(langs) <= {"", "sh", "python", "json", "html", "js", "jsx"}, set(langs)
     assert langs.count("") == 2
     assert len(langs) == sum(len(blocks(lang)) for lang in set(langs) - {""}) + 2
     # tests/browser/test_browser.py runs each: the page snippet, the cross-origin tag,
     # worker.js; tests/browser/test_browser_output.py the output snippet.
     assert len(blocks("html")) + len(blocks("js")) == 4, "a new one needs a browser test"
+
+
+# Each ```jsx block of the README and the pages (React components), and the browser test
+# that bundles it with esbuild and runs it as written.
+JSX_BLOCKS = {
+    "MyJobs.jsx": "tests/browser/test_react_hooks.py::test_the_docs_components_run_as_written",
+    "JobProgress.jsx": "tests/browser/test_react_hooks.py::test_the_docs_components_run_as_written",
+}
+
+
+def test_every_jsx_block_is_run() -> None:
+    assert sorted({block.name for block in blocks("jsx")}) == sorted(JSX_BLOCKS)
+    for name, test in JSX_BLOCKS.items():
+        path, _, function = test.rpartition("::")
+        assert f"def {function}(" in (ROOT / path).read_text(), (name, test)
+        readme.jsx_block(name)  # one text, however often the docs show it
 
 
 # Each ```python block of the README and the pages, and the test that runs it as written.
