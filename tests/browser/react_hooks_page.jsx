@@ -9,6 +9,12 @@ const HOOKS = {
   job: ({ id, token }) => useJob(id, { token }),
   jobs: ({ tag, token }) => useJobs({ tag, token }),
   batch: ({ id, token }) => useBatch(id, { token }),
+  // Two readers of one job in one component: `shared` says whether they got one state.
+  jobTwice: ({ id, token }) => {
+    const first = useJob(id, { token });
+    const second = useJob(id, { token });
+    return { ...first, shared: first === second };
+  },
 };
 
 // Each connection state the component rendered with, with the job's status beside it.

@@ -180,10 +180,12 @@ def test_unmounting_closes_the_stream_on_the_server(tab: Tab, hub: ThreadedServe
 
 def test_strict_mode_double_mount_opens_one_stream(tab: Tab, hub: ThreadedServer) -> None:
     tag = new_tag()
-    job_id = create(hub, "demo.count", [tag], steps=3, delay=0.3)
+    job_id = create(hub, "demo.tokens", [tag], count=10, delay=0.1)
     tab.mount("job", {"id": job_id, "token": token(hub, [tag])}, strict=True)
     wait_for(lambda: tab.state()["connection"] == "closed", 30, "the job's end", tab.page)
-    assert tab.state()["snapshot"]["result"] == {"steps": 3}
+    state = tab.state()
+    assert state["snapshot"]["status"] == "finished"
+    assert state["output"] == [f"w{i} " for i in range(10)]  # each once: no second watch
     assert tab.streams_opened() == 1
     other = new_tag()
     tab.page.evaluate("window.unmountHook()")
@@ -193,6 +195,28 @@ def test_strict_mode_double_mount_opens_one_stream(tab: Tab, hub: ThreadedServer
     assert tab.streams_opened() == 2 and open_streams(hub) == 1
     tab.page.evaluate("window.unmountHook()")
     wait_for(lambda: open_streams(hub) == 0, 10, "the stream to end", tab.page)
+
+
+def test_components_reading_one_job_share_one_watch(tab: Tab, hub: ThreadedServer) -> None:
+    tag = new_tag()
+    job_id = create(hub, "demo.count", [tag], steps=3, delay=0.2)
+    tab.mount("jobTwice", {"id": job_id, "token": token(hub, [tag])})
+    wait_for(lambda: tab.state()["connection"] == "closed", 30, "the job's end", tab.page)
+    state = tab.state()
+    assert state["shared"] is True and state["snapshot"]["result"] == {"steps": 3}
+    assert tab.streams_opened() == 1
+
+
+def test_use_jobs_with_a_token_without_the_tag_reports_403_and_stops(
+    tab: Tab, hub: ThreadedServer
+) -> None:
+    tab.mount("jobs", {"tag": new_tag(), "token": token(hub, [new_tag()])})
+    wait_for(lambda: tab.state()["error"] is not None, 15, "the refusal", tab.page)
+    assert tab.state()["connection"] == "closed" and tab.state()["jobs"] == []
+    assert tab.page.evaluate("window.hookState.error.status") == 403
+    made = len(tab.api_requests())
+    tab.page.wait_for_timeout(2000)
+    assert tab.api_requests()[made:] == []  # a refusal is not retried
 
 
 def test_a_proxy_cutting_the_stream_every_2_s_is_a_reconnect_not_the_end(
