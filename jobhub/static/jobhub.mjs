@@ -11,4 +11,6 @@ if (served) jobhub.baseUrl = served[1];
 
 const { start, watch, cancel, pause, resume, session, TERMINAL } = jobhub;
 export { start, watch, cancel, pause, resume, session, TERMINAL };
+const { startBatch, watchBatch, cancelBatch, retryBatch } = jobhub;
+export { startBatch, watchBatch, cancelBatch, retryBatch };
 export default jobhub;
