@@ -54,9 +54,7 @@
     var cancel = item.querySelector(".cancel");
     cancel.setAttribute("aria-label", "cancel batch " + batchId);
     cancel.addEventListener("click", function () {
-      jobhub.cancelBatch(batchId).then(function (answer) {
-        if (answer && answer.batch) draw(answer.batch);
-      }, function (error) {
+      jobhub.cancelBatch(batchId).then(draw, function (error) {
         item.querySelector(".status").textContent = error.message;
       });
     });

@@ -19,6 +19,7 @@ export type BatchSnapshot = jobhub.BatchSnapshot;
 export type BatchJob = jobhub.BatchJob;
 export type StartBatchOptions = jobhub.StartBatchOptions;
 export type StartedBatch = jobhub.StartedBatch;
+export type RetriedBatch = jobhub.RetriedBatch;
 export type Connection = jobhub.Connection;
 export type WatchBatchOptions<Result = unknown> = jobhub.WatchBatchOptions<Result>;
 export type WatchBatchError = jobhub.WatchBatchError;

@@ -229,6 +229,13 @@ declare namespace jobhub {
     batch: BatchSnapshot;
   }
 
+  /** POST /batches/{id}/retry's answer. */
+  interface RetriedBatch {
+    /** The new children's job ids. */
+    job_ids: string[];
+    batch: BatchSnapshot;
+  }
+
   /** How a batch is being followed: its stream, polling (the stream could not be had), or
    *  not at all any more (it ended, failed or was aborted). */
   type Connection = "stream" | "polling" | "closed";
@@ -269,10 +276,12 @@ declare namespace jobhub {
     options?: WatchBatchOptions<Result>,
   ): Promise<BatchSnapshot>;
 
-  /** POST /batches/{id}/cancel: every active child is canceled; the batch ends `canceled`. */
-  function cancelBatch(batchId: string, options?: ControlOptions): Promise<unknown>;
-  /** POST /batches/{id}/retry: the failed and canceled children run again, as new jobs. */
-  function retryBatch(batchId: string, options?: ControlOptions): Promise<unknown>;
+  /** POST /batches/{id}/cancel: every active child is canceled; the batch ends `canceled`.
+   *  Resolves with the batch's snapshot. */
+  function cancelBatch(batchId: string, options?: ControlOptions): Promise<BatchSnapshot>;
+  /** POST /batches/{id}/retry: the failed and canceled children run again, each as a new
+   *  job in its place (`retry_of` set). Resolves with the new jobs' ids and the batch. */
+  function retryBatch(batchId: string, options?: ControlOptions): Promise<RetriedBatch>;
 
   /** The final statuses, as keys. */
   const TERMINAL: { readonly finished: true; readonly failed: true; readonly canceled: true };

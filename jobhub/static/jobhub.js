@@ -524,6 +524,7 @@
   }
 
   // POST /batches/{id}/cancel (retry) with the batch's token, an API key or the session.
+  // Cancel answers with the batch's snapshot, retry with {job_ids, batch}.
   function batchControl(action) {
     return function (batchId, options) {
       options = options || {};
@@ -542,7 +543,8 @@
    * batch ("BatchError"), when options.signal aborts ("AbortError"), or after maxAttempts
    * failed polls ("NetworkError").
    * options: onUpdate(batch) for every newer batch snapshot, onJob(snapshot) for every newer
-   * snapshot of a child (each child's seq only ever goes up: none is handed over twice),
+   * snapshot of a child (each child's seq only ever goes up: none is handed over twice;
+   * a new stream starts with the children changed last, up to 200, polling with all),
    * onConnection("stream" | "polling" | "closed"), signal, baseUrl, token, transport
    * ("auto" or "poll"), maxAttempts.
    * Like watch(), it falls back to polling when the stream cannot be had: GET /batches/{id}
@@ -631,10 +633,11 @@
         });
       }
 
-      // Every child's snapshot, a page at a time; resolves with how many were new.
+      // Every child's snapshot, a page at a time, in the batch's order (after: the place
+      // of the last child read); resolves with how many were new.
       function pollChildren(after) {
         var url = baseUrl + batchPath(batchId, "/jobs") + "?limit=" + CHILD_PAGE +
-          (after ? "&after=" + encodeURIComponent(after) : "");
+          "&after=" + encodeURIComponent(after || 0);
         return fetch(url, { headers: batchAuthorization(batchId), cache: "no-store" })
           .then(function (response) {
             if (response.status === 404) throw missing();
@@ -643,8 +646,8 @@
           })
           .then(function (page) {
             var taken = page.jobs.filter(child).length;
-            var next = page.next_cursor || page.after || null;
-            if (!next || done) return taken;
+            var next = page.next_after;
+            if (next == null || done) return taken;
             return pollChildren(next).then(function (more) { return taken + more; });
           });
       }

@@ -25,8 +25,9 @@ async function main(): Promise<void> {
   });
   const status: jobhub.BatchStatus = final.status;
   console.log(ids.length, status, final.sealed, final.seq);
-  await jobhub.cancelBatch(started.batch_id, { token: "t" });
-  await jobhub.retryBatch(started.batch_id);
+  const canceled: jobhub.BatchSnapshot = await jobhub.cancelBatch(started.batch_id, { token: "t" });
+  const retried = await jobhub.retryBatch(started.batch_id);
+  console.log(canceled.counts.canceled, retried.job_ids.length, retried.batch.total);
 }
 main().catch((error: jobhub.WatchBatchError) => console.log(error.name));
 """

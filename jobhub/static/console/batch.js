@@ -217,7 +217,7 @@ class OpenBatch {
     const generation = this.generation;
     const params = new URLSearchParams({ limit: String(PAGE) });
     if (this.status) params.set("status", this.status);
-    if (cursor) params.set("after", cursor);
+    if (cursor !== null) params.set("after", String(cursor));
     let page;
     try {
       page = await api(`batches/${encodeURIComponent(this.id)}/jobs?${params}`);
@@ -226,7 +226,7 @@ class OpenBatch {
       return;
     }
     if (generation !== this.generation || this.watch.signal.aborted) return;
-    this.cursor = page.next_cursor ?? null;
+    this.cursor = page.next_after ?? null; // the place of the last child read
     page.jobs.forEach((snapshot) => this.#child(snapshot, true));
     this.el.older.hidden = this.cursor === null;
     this.el.empty.hidden = this.rows.size > 0;
