@@ -38,6 +38,10 @@ declare namespace jobhub {
     /** ISO 8601, UTC ("2026-11-22T05:16:26.856729Z"). */
     created_at: string;
     updated_at: string;
+    /** The batch the job belongs to (POST /batches), if any. */
+    batch_id: string | null;
+    /** How much the job counts in its batch's percent (1 unless given). */
+    weight: number;
   }
 
   /** A line the job logged (`await job.log(message, level)`); a failed job's traceback
