@@ -254,3 +254,38 @@ def test_the_readme_batch_line_moves_the_bar(page: Page, base_url: str) -> None:
     )
     wait_for(lambda: page.evaluate("document.getElementById('bar').value") == 100, 30,
              "a full bar", page)  # fmt: skip
+
+
+@pytest.fixture
+def secured(redis_url: str, base_url: str) -> Iterator[str]:
+    """The app with an API key and batch tokens; the session stack's worker runs the jobs."""
+    settings = Settings(redis_url=redis_url, api_keys=("page-key",), token_secret="s3cret")
+    with ThreadedServer(create_app(settings)) as web:
+        yield web.base_url
+
+
+def test_watch_batch_follows_a_batch_with_its_token_where_auth_is_on(
+    browser: Browser, secured: str
+) -> None:
+    context = browser.new_context(base_url=secured)
+    page = context.new_page()
+    streams: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if "/events?" in r.url else None)
+    page.goto("/static/jobhub.js")
+    page.add_script_tag(url="/static/jobhub.js")
+    batch_id = page.evaluate(
+        """async () => (await jobhub.startBatch(
+            [{ function: "demo.count", kwargs: { steps: 2, delay: 0.1 } }], { apiKey: "page-key" }
+        )).batch_id"""
+    )
+    context.clear_cookies()  # the token alone, as a page of another origin would have it
+    finals = page.evaluate(
+        """async (id) => Promise.all(["auto", "poll"].map(
+            (transport) => jobhub.watchBatch(id, { transport, onJob: () => {} })))""",
+        batch_id,
+    )
+    assert [final["status"] for final in finals] == ["finished", "finished"]
+    assert streams and all("token=" in url for url in streams)
+    refused = httpx.get(f"{secured}/batches/{batch_id}", timeout=10)
+    assert refused.status_code == 401  # what the token opened is shut without it
+    context.close()
