@@ -30,6 +30,10 @@
  * reaches it twice or out of order, whichever way it came. Entries the job's capped output
  * dropped before they were read reach options.onGap as one {missed, from, to}, in their
  * place.
+ *
+ * A batch (many jobs as one) has calls of its own: startBatch(jobs), watchBatch(id,
+ * {onUpdate, onJob, onConnection, signal}) over the batch's own stream, with the same
+ * polling fallback and resume, cancelBatch(id) and retryBatch(id).
  */
 (function (root) {
   "use strict";
