@@ -181,7 +181,10 @@ else
   redis.call('PERSIST', children)
   redis.call('PERSIST', changes)
 end
-local bseq = redis.call('HINCRBY', bkey, 'seq', 1)
+-- Each child gets a seq of its own, so that each creation is a change a stream can resume
+-- after; the batch's snapshot takes the last (or one of its own when no child came).
+local bseq = tonumber(redis.call('HGET', bkey, 'seq'))
+if #ARGV < 9 then bseq = redis.call('HINCRBY', bkey, 'seq', 1) end
 local place = tonumber(redis.call('HGET', bkey, 'total'))
 k = 10
 for i = 9, #ARGV, 6 do
@@ -224,6 +227,7 @@ for i = 9, #ARGV, 6 do
     redis.call('HINCRBY', bkey, 'wsum', weight)
   end
   redis.call('HINCRBY', bkey, '"queued"', 1)
+  bseq = redis.call('HINCRBY', bkey, 'seq', 1)
   redis.call('ZADD', changes, bseq, job_id)
   redis.call('SET', KEYS[k + 3], ARGV[i + 2], 'PX', ttl)
   redis.call('ZADD', queue, score, string.sub(job_id, 2, -2))
