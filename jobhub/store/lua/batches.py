@@ -55,7 +55,7 @@ local function batch_snapshot(bkey, children, changes, updated_at, ttl)
       local now = redis.call('TIME')
       redis.call('ZADD', '"""
     + keys.BATCH_WEBHOOKS
-    + """', now[1] * 1000 + math.floor(now[2] / 1000), f[1])
+    + """', now[1] * 1000 + math.floor(now[2] / 1000), '"' .. f[1] .. '"')
     end
   end
   local p = 0
