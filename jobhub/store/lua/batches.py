@@ -55,7 +55,7 @@ local function batch_snapshot(bkey, children, changes, updated_at, ttl)
       local now = redis.call('TIME')
       redis.call('ZADD', '"""
     + keys.BATCH_WEBHOOKS
-    + """', now[1] * 1000 + math.floor(now[2] / 1000), f[1])
+    + """', now[1] * 1000 + math.floor(now[2] / 1000), '"' .. f[1] .. '"')
     end
   end
   local p = 0
@@ -181,7 +181,10 @@ else
   redis.call('PERSIST', children)
   redis.call('PERSIST', changes)
 end
-local bseq = redis.call('HINCRBY', bkey, 'seq', 1)
+-- Each child gets a seq of its own, so that each creation is a change a stream can resume
+-- after; the batch's snapshot takes the last (or one of its own when no child came).
+local bseq = tonumber(redis.call('HGET', bkey, 'seq'))
+if #ARGV < 9 then bseq = redis.call('HINCRBY', bkey, 'seq', 1) end
 local place = tonumber(redis.call('HGET', bkey, 'total'))
 k = 10
 for i = 9, #ARGV, 6 do
@@ -224,6 +227,7 @@ for i = 9, #ARGV, 6 do
     redis.call('HINCRBY', bkey, 'wsum', weight)
   end
   redis.call('HINCRBY', bkey, '"queued"', 1)
+  bseq = redis.call('HINCRBY', bkey, 'seq', 1)
   redis.call('ZADD', changes, bseq, job_id)
   redis.call('SET', KEYS[k + 3], ARGV[i + 2], 'PX', ttl)
   redis.call('ZADD', queue, score, string.sub(job_id, 2, -2))
