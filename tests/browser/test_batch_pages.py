@@ -228,6 +228,17 @@ def test_the_console_batch_page_filters_children_by_status_and_cancels(
     stored = httpx.get(f"{base_url}/batches/{batch_id}", timeout=10).json()
     assert stored["status"] == "canceled" and stored["counts"]["canceled"] == 4
 
+    # Retry failed: the six run again as new jobs in their places, and the page follows.
+    view.locator("button.retry").click()
+    expect(view.locator("article")).to_have_attribute("data-status", "active", timeout=10_000)
+    view.locator("select[name=status]").select_option("")
+    wait_for(lambda: "canceled" not in rows() and len(rows()) == 6, 10, "the new children", page)
+    retried = httpx.get(f"{base_url}/batches/{batch_id}/jobs", timeout=10).json()["jobs"]
+    assert {job["job_id"] for job in retried}.isdisjoint(started["job_ids"])
+    assert sorted(job["retry_of"] for job in retried) == sorted(started["job_ids"])
+    view.locator("button.cancel").click()  # the long ones would hold the session's worker
+    expect(view.locator("article")).to_have_attribute("data-status", "canceled", timeout=20_000)
+
 
 def test_the_docs_batch_snippet_draws_one_bar_for_the_set(page: Page, base_url: str) -> None:
     (snippet,) = [block.code for block in blocks("html") if "startBatch" in block.code]
