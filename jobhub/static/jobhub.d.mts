@@ -35,5 +35,7 @@ export declare const startBatch: typeof jobhub.startBatch;
 export declare const watchBatch: typeof jobhub.watchBatch;
 export declare const cancelBatch: typeof jobhub.cancelBatch;
 export declare const retryBatch: typeof jobhub.retryBatch;
+export type WatchJobsOptions<Result = unknown> = jobhub.WatchJobsOptions<Result>;
+export declare const watchJobs: typeof jobhub.watchJobs;
 declare const api: typeof jobhub;
 export default api;

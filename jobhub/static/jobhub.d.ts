@@ -114,6 +114,34 @@ declare namespace jobhub {
     /** The job's token (response header Jobhub-Token), where the API needs one and this
      *  page did not start the job itself; start() keeps the tokens it is handed. */
     token?: string;
+    /** Abort to stop watching: no stream, no timer is left, and watch() rejects with an
+     *  "AbortError". */
+    signal?: AbortSignal;
+    /** Called when the way the job is followed changes; "closed" once it ended. */
+    onConnection?: (connection: Connection) => void;
+  }
+
+  /** How a watch follows its job or list: an EventSource (reconnecting by itself after a
+   *  cut), polling where no stream can be had, or "closed": it has ended. */
+  type Connection = "stream" | "polling" | "closed";
+
+  interface WatchJobsOptions<Result = unknown> {
+    /** The tag whose jobs to list ("user:42"). */
+    tag: string;
+    /** A scoped token (POST /tokens) that holds the tag, where the API needs one. */
+    token?: string;
+    /** Called with the whole list, newest first, after every change. */
+    onUpdate?: (jobs: Snapshot<Result>[]) => void;
+    /** Called with each new snapshot of any of the tag's jobs. */
+    onJob?: (snapshot: Snapshot<Result>) => void;
+    onConnection?: (connection: Connection) => void;
+    /** Abort to stop: watchJobs() then rejects with an "AbortError". */
+    signal?: AbortSignal;
+    /** Failed polls in a row before it rejects with a "NetworkError" (default 10). */
+    maxAttempts?: number;
+    /** "auto" (default): GET /events?tag=, polling if it fails; "poll": polling only. */
+    transport?: "auto" | "poll";
+    baseUrl?: string;
   }
 
   /** How start(), cancel(), pause() and resume() reject: the API refused (error.status is
@@ -145,10 +173,11 @@ declare namespace jobhub {
   }
 
   /** How watch() rejects. "JobError": the job failed or was canceled (or does not exist);
-   *  "TimeoutError": options.timeout passed; "NetworkError": maxAttempts polls failed.
+   *  "TimeoutError": options.timeout passed; "NetworkError": maxAttempts polls failed;
+   *  "AbortError": options.signal was aborted.
    *  snapshot is the last one seen, if any. */
   interface WatchError<Result = unknown> extends Error {
-    name: "JobError" | "TimeoutError" | "NetworkError";
+    name: "JobError" | "TimeoutError" | "NetworkError" | "AbortError";
     snapshot: Snapshot<Result> | null;
   }
 
@@ -171,6 +200,12 @@ declare namespace jobhub {
     jobId: string,
     options?: WatchOptions<Result, Output>,
   ): Promise<Snapshot<Result>>;
+
+  /** Keep the live list of a tag's jobs (GET /events?tag=, polling GET /jobs?tag= where
+   *  the stream cannot be had). Never resolves: rejects with an "AbortError" once
+   *  options.signal is aborted, a "RequestError" when the API refuses (403: a token without
+   *  the tag), a "NetworkError" after maxAttempts failed polls. */
+  function watchJobs<Result = unknown>(options: WatchJobsOptions<Result>): Promise<never>;
 
   // ---- Batches: many jobs watched as one ----
 
@@ -239,10 +274,6 @@ declare namespace jobhub {
     job_ids: string[];
     batch: BatchSnapshot;
   }
-
-  /** How a batch is being followed: its stream, polling (the stream could not be had), or
-   *  not at all any more (it ended, failed or was aborted). */
-  type Connection = "stream" | "polling" | "closed";
 
   interface WatchBatchOptions<Result = unknown> {
     /** Called with every newer batch snapshot, in seq order. */

@@ -31,6 +31,11 @@
  * dropped before they were read reach options.onGap as one {missed, from, to}, in their
  * place.
  *
+ * watchJobs({tag, token}) keeps the live list of a tag's jobs (GET /events?tag=, jobs
+ * created later included), polling GET /jobs?tag= where the stream cannot be had. Both
+ * take options.signal (an AbortSignal: stop, and send nothing more) and
+ * options.onConnection("stream" | "polling" | "closed"), which jobhub-react.mjs builds on.
+ *
  * A batch (many jobs as one) has calls of its own: startBatch(jobs), watchBatch(id,
  * {onUpdate, onJob, onConnection, signal}) over the batch's own stream, with the same
  * polling fallback and resume, cancelBatch(id) and retryBatch(id).
@@ -277,7 +282,11 @@
     if (ids.length === 0) return;
     var url = self.baseUrl + "/events?jobs=" + ids.map(encodeURIComponent).join(",");
     var held = ids.map(function (id) { return tokens[id] || ""; });
-    if (held.every(Boolean)) url += "&tokens=" + held.map(encodeURIComponent).join(",");
+    // One scoped token (POST /tokens, "~scope....") for all of them goes as ?token=; job
+    // tokens go one per job.
+    var scoped = /^~scope\./.test(held[0]) && held.every(function (t) { return t === held[0]; });
+    if (scoped) url += "&token=" + encodeURIComponent(held[0]);
+    else if (held.every(Boolean)) url += "&tokens=" + held.map(encodeURIComponent).join(",");
     var source = new EventSource(url);
     self.source = source;
     var received = false;
@@ -350,7 +359,10 @@
    * dropped before they were read (without it, console.warn says how many), timeout,
    * maxAttempts (failed polls in a row before giving up, default 10),
    * baseUrl, transport ("auto" or "poll"), token (the job's token, when it was not started
-   * by this page).
+   * by this page), signal (an AbortSignal: the watch stops, its stream and timers with it,
+   * and rejects with an "AbortError"), onConnection(state) when the way it follows the job
+   * changes: "stream", "polling", then "closed" once it has ended. A stream cut (a proxy's
+   * idle timeout) is reconnected and stays "stream".
    */
   function watch(jobId, options) {
     options = options || {};
@@ -364,6 +376,9 @@
     };
     var usePolling = options.transport === "poll" || typeof EventSource === "undefined";
     if (options.token) tokens[jobId] = options.token;
+    var connection = connectionReporter(options.onConnection);
+    var signal = options.signal || null;
+    if (signal && signal.aborted) return Promise.reject(aborted("job " + jobId));
 
     return new Promise(function (resolve, reject) {
       var last = null;
@@ -389,8 +404,12 @@
         clearTimeout(timer);
         clearTimeout(deadline);
         if (stream) stream.remove(watcher);
+        if (signal) signal.removeEventListener("abort", abort);
+        connection("closed");
         if (error) reject(error); else resolve(snapshot);
       }
+
+      function abort() { finish(aborted("job " + jobId)); }
 
       function accept(snapshot) {
         if (done || (last && snapshot.seq <= last.seq)) return false;
@@ -450,7 +469,7 @@
       }
 
       function startPolling() {
-        if (!polling && !done) { polling = true; poll(); }
+        if (!polling && !done) { polling = true; connection("polling"); poll(); }
       }
 
       function poll() {
@@ -482,7 +501,161 @@
           finish(jobError("TimeoutError", "timed out watching job " + jobId, last));
         }, options.timeout);
       }
-      if (stream) stream.add(watcher); else startPolling();
+      if (signal) signal.addEventListener("abort", abort);
+      if (stream) { connection("stream"); stream.add(watcher); } else startPolling();
+    });
+  }
+
+  // onConnection, called only when the state changes.
+  function connectionReporter(onConnection) {
+    var state = null;
+    return function (next) {
+      if (next === state || !onConnection) return;
+      state = next;
+      call(onConnection, next);
+    };
+  }
+
+  function aborted(what) {
+    return jobError("AbortError", "stopped watching " + what);
+  }
+
+  // ---- watchJobs: the live list of a tag's jobs ---------------------------------------
+
+  var LIST_PAGE = 100; // jobs per GET /jobs?tag= while polling, the most the server gives
+
+  // Newest first, as GET /jobs lists them: by creation time, then id (ISO 8601 strings of
+  // one format order as text).
+  function newestFirst(a, b) {
+    if (a.created_at !== b.created_at) return a.created_at < b.created_at ? 1 : -1;
+    return a.job_id < b.job_id ? 1 : a.job_id > b.job_id ? -1 : 0;
+  }
+
+  /**
+   * Keep the live list of the jobs tagged options.tag: GET /events?tag= sends the tag's
+   * jobs, then every change of any of them, jobs created later included; where that stream
+   * cannot be had, GET /jobs?tag= is polled (every second while the list changes, backing
+   * off to five). A cut stream is reconnected by the browser with Last-Event-ID, which
+   * resumes it; each job only ever moves to a higher seq.
+   * options: tag (required), token (a scoped token from POST /tokens, sent as ?token= on
+   * the stream and as Authorization on a poll), onUpdate(jobs) with the whole list, newest
+   * first, after every change; onJob(snapshot) for each new snapshot; onConnection(state);
+   * signal (an AbortSignal: stop); maxAttempts; baseUrl.
+   * The list never ends on its own: the promise rejects with an "AbortError" once the
+   * signal is aborted, or a "RequestError" (error.status) when the API refuses (a token
+   * that does not hold the tag: 403), or a "NetworkError" after maxAttempts failed polls.
+   */
+  function watchJobs(options) {
+    options = options || {};
+    var baseUrl;
+    try { baseUrl = apiBase(options); } catch (error) { return Promise.reject(error); }
+    if (!options.tag) return Promise.reject(new TypeError("jobhub.watchJobs: options.tag is needed"));
+    var tag = String(options.tag);
+    var token = options.token || null;
+    var onUpdate = options.onUpdate || function () {};
+    var onJob = options.onJob || function () {};
+    var maxAttempts = options.maxAttempts || 10;
+    var connection = connectionReporter(options.onConnection);
+    var signal = options.signal || null;
+    if (signal && signal.aborted) return Promise.reject(aborted("tag " + tag));
+
+    return new Promise(function (resolve, reject) {
+      var jobs = {}; // job id -> its newest snapshot
+      var source = null;
+      var timer = null;
+      var done = false;
+      var failures = 0;
+      var interval = FAST_POLL;
+
+      function finish(error) {
+        if (done) return;
+        done = true;
+        if (source) { source.close(); source = null; }
+        clearTimeout(timer);
+        if (signal) signal.removeEventListener("abort", abort);
+        connection("closed");
+        reject(error);
+      }
+
+      function abort() { finish(aborted("tag " + tag)); }
+
+      // Whether the snapshot is news: a job only ever moves to a higher seq.
+      function take(snapshot) {
+        var held = jobs[snapshot.job_id];
+        if (done || (held && snapshot.seq <= held.seq)) return false;
+        jobs[snapshot.job_id] = snapshot;
+        call(onJob, snapshot);
+        return true;
+      }
+
+      function update() {
+        var list = Object.keys(jobs).map(function (id) { return jobs[id]; }).sort(newestFirst);
+        call(onUpdate, list);
+      }
+
+      function stream() {
+        var url = baseUrl + "/events?tag=" + encodeURIComponent(tag);
+        if (token) url += "&token=" + encodeURIComponent(token);
+        var opened = false;
+        connection("stream");
+        source = new EventSource(url);
+        // Opening counts, not only an event: a tag with no jobs yet sends none, and its
+        // stream is live all the same.
+        source.onopen = function () { opened = true; failures = 0; };
+        source.onmessage = function (event) {
+          if (take(JSON.parse(event.data))) update();
+        };
+        source.onerror = function () {
+          if (done) return;
+          failures += 1;
+          // EventSource reconnects by itself with Last-Event-ID (a proxy's idle timeout, a
+          // web process that went away). A stream that never opened, was refused, or keeps
+          // failing is given up for polling, which also says why a refusal was one.
+          if (opened && source.readyState !== EventSource.CLOSED && failures < STREAM_FAILURES) return;
+          source.close();
+          source = null;
+          failures = 0;
+          poll();
+        };
+      }
+
+      function poll() {
+        if (done) return;
+        connection("polling");
+        var url = baseUrl + "/jobs?tag=" + encodeURIComponent(tag) + "&limit=" + LIST_PAGE;
+        var headers = token ? { Authorization: "Bearer " + token } : {};
+        fetch(url, { headers: headers, cache: "no-store" })
+          .then(function (response) {
+            return response.json().then(function (data) {
+              if (response.ok) return data;
+              var detail = data && data.error ? data.error.detail : "HTTP " + response.status;
+              throw requestError(response.status, detail, data);
+            }, function () { throw new Error("HTTP " + response.status); });
+          })
+          .then(function (page) {
+            failures = 0;
+            var changed = page.jobs.filter(take).length > 0;
+            if (changed) update();
+            interval = changed ? FAST_POLL : Math.min(interval * 2, SLOW_POLL);
+            if (!done) timer = setTimeout(poll, interval);
+          }, function (error) {
+            if (done) return;
+            // Refused (a token without the tag, an expired one): polling again will not help.
+            if (error.name === "RequestError" && error.status >= 400 && error.status < 500) {
+              return finish(error);
+            }
+            failures += 1;
+            if (failures >= maxAttempts) {
+              return finish(jobError("NetworkError", "gave up on tag " + tag + " after " +
+                failures + " failed polls: " + error.message));
+            }
+            interval = Math.min(interval * 2, SLOW_POLL);
+            timer = setTimeout(poll, interval);
+          });
+      }
+
+      if (signal) signal.addEventListener("abort", abort);
+      if (typeof EventSource === "undefined" || options.transport === "poll") poll(); else stream();
     });
   }
 
@@ -562,17 +735,16 @@
     try { baseUrl = apiBase(options); } catch (error) { return Promise.reject(error); }
     var onUpdate = options.onUpdate || function () {};
     var onJob = options.onJob || null;
-    var onConnection = options.onConnection || function () {};
+    var connection = connectionReporter(options.onConnection);
     var signal = options.signal || null;
     var usePolling = options.transport === "poll" || typeof EventSource === "undefined";
     if (options.token) batchTokens[batchId] = options.token;
-    if (signal && signal.aborted) return Promise.reject(aborted());
+    if (signal && signal.aborted) return Promise.reject(aborted("batch " + batchId));
 
     return new Promise(function (resolve, reject) {
       var last = null;
       var seqs = {}; // child job id -> the seq of its last snapshot handed to onJob
       var source = null;
-      var state = null;
       var timer = null;
       var done = false;
       var pace = new Pace(options.maxAttempts);
@@ -580,10 +752,6 @@
         function () { return batchAuthorization(batchId); }, missing);
 
       function missing() { return jobError("BatchError", "no batch " + batchId); }
-
-      function connection(now) {
-        if (now !== state) { state = now; call(onConnection, now); }
-      }
 
       function finish(error, snapshot) {
         if (done) return;
@@ -595,7 +763,7 @@
         if (error) reject(error); else resolve(snapshot);
       }
 
-      function stop() { finish(aborted()); }
+      function stop() { finish(aborted("batch " + batchId)); }
 
       function accept(batch) {
         if (done || (last && batch.seq <= last.seq)) return false;
@@ -685,17 +853,12 @@
     });
   }
 
-  function aborted() {
-    return typeof DOMException === "function"
-      ? new DOMException("the watch was aborted", "AbortError")
-      : jobError("AbortError", "the watch was aborted");
-  }
-
   var api = {
     start: start, watch: watch, cancel: control("cancel"), pause: control("pause"),
     resume: control("resume"), session: session, TERMINAL: TERMINAL, baseUrl: ownBase(),
     startBatch: startBatch, watchBatch: watchBatch, cancelBatch: batchControl("cancel"),
     retryBatch: batchControl("retry"),
   };
+  api.watchJobs = watchJobs;
   root.jobhub = api;
 })(typeof self !== "undefined" ? self : globalThis);
