@@ -386,3 +386,6 @@ def _newer(
             click.echo(f"jobhub: missed {event.missed} entries (trimmed)", err=True)
         elif not isinstance(event, Snapshot) or event.seq > first.seq:
             yield event
+
+
+from jobhub.client import batch_cli  # noqa: E402, F401 - registers `jobhub batch`

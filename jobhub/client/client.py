@@ -28,6 +28,7 @@ import httpx
 from httpx_sse import aconnect_sse
 
 from jobhub.client.api import checked_url, job_path, raise_error, snapshot_of
+from jobhub.client.batches import Batching
 from jobhub.client.events import (
     OUTPUT_PAGE,
     PAGE,
@@ -56,7 +57,7 @@ would cut it and reconnect over and over; four heartbeats missed means the link 
 logger = logging.getLogger("jobhub.client")
 
 
-class AsyncClient(Minting):
+class AsyncClient(Minting, Batching):
     def __init__(
         self,
         base_url: str,

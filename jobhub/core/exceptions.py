@@ -17,6 +17,8 @@ The tree:
     ├── WrongStatus                  409 the change needs the job in another status
     ├── RunSuperseded                409 a write of a run that is no longer the job's newest
     ├── QueueHoldsId                 409 the queue still holds a job under the requested id
+    ├── BatchNotFound                404
+    ├── BatchConflict                409 the batch cannot take that change (sealed, not ended)
     ├── InvalidProgress              a job reported a percent outside 0..100 (also a ValueError)
     │   └── OutputTooLarge           an output entry over JOBHUB_OUTPUT_MAX_BYTES
     ├── RetriesExhausted             a job asked for a retry after its last try
@@ -34,6 +36,8 @@ from typing import Any
 
 __all__ = [
     "ApiError",
+    "BatchConflict",
+    "BatchNotFound",
     "ConfigError",
     "Forbidden",
     "InvalidProgress",
@@ -172,6 +176,20 @@ class QueueHoldsId(JobhubError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"job id {job_id!r} is still held by the queue; use another")
         self.job_id = job_id
+
+
+class BatchNotFound(JobhubError):
+    status_code = 404
+
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(f"no batch {batch_id!r}")
+
+
+class BatchConflict(JobhubError):
+    """A change the batch cannot take as it is: children added after its seal, a delete
+    before it ended, a batch id or child id already used."""
+
+    status_code = 409
 
 
 class InvalidProgress(JobhubError, ValueError):

@@ -8,6 +8,12 @@ from __future__ import annotations
 
 __all__ = [
     "ACTIVE",
+    "BATCH",
+    "BATCHES",
+    "BATCH_CHANGES",
+    "BATCH_CHILDREN",
+    "BATCH_UPDATES",
+    "BATCH_WEBHOOKS",
     "COUNTS",
     "ENDED",
     "EVENTS",
@@ -20,6 +26,10 @@ __all__ = [
     "TAG_UPDATES",
     "WEBHOOKS",
     "WORKERS",
+    "batch",
+    "batch_changes",
+    "batch_channel",
+    "batch_children",
     "ended_in",
     "job_channel",
     "job_deleted",
@@ -171,3 +181,50 @@ def tag_changes(tag: str) -> str:
 def revoked(token_id: str) -> str:
     """Marks a scoped token revoked before it expires; it lives until the token's expiry."""
     return f"{PREFIX}revoked:{token_id}"
+
+
+# -- batches (jobhub/core/batch.py) ---------------------------------------------------------
+
+BATCHES = PREFIX + "batches"
+"""Sorted set of every batch id (plain), scored by creation (µs): ``GET /batches``, newest
+first; entries of expired batches are pruned on reading."""
+
+BATCH_WEBHOOKS = PREFIX + "batch-webhooks"
+"""Sorted set of batches whose webhook is to be delivered, scored by when (ms)."""
+
+BATCH = PREFIX + "batch:"
+"""Prefix of ``jobhub:batch:<id>``: hash of a batch's counts by status (each status's JSON
+fragment -> how many children have it), ``total``, ``wsum`` and ``psum`` (its weights and
+the weighted sum of its children's percents, in hundredths), ``seq``, ``sealed``,
+``cancel``, ``status``, ``created_at``, ``updated_at`` and ``data`` (the snapshot JSON).
+Written by the same scripts that write its children; it expires with them once ended."""
+
+BATCH_CHILDREN = PREFIX + "batch-children:"
+"""Prefix of ``jobhub:batch-children:<id>``: sorted set of the batch's children (``job_id``
+as JSON strings) scored by their place in the batch (1, 2, ...); a retry takes the place of
+the child it retries."""
+
+BATCH_CHANGES = PREFIX + "batch-changes:"
+"""Prefix of ``jobhub:batch-changes:<id>``: sorted set of the batch's children (``job_id``
+as JSON) scored by the batch's ``seq`` at their last change: where a batch's stream
+resumes from (``Last-Event-ID``)."""
+
+BATCH_UPDATES = PREFIX + "batch-updates:"
+"""Prefix of the pub/sub channel ``jobhub:batch-updates:<id>``: the batch's snapshots and
+its children's, as ``B<seq> <JSON>`` and ``J<seq> <JSON>`` (``seq``: the batch's)."""
+
+
+def batch(batch_id: str) -> str:
+    return f"{BATCH}{batch_id}"
+
+
+def batch_children(batch_id: str) -> str:
+    return f"{BATCH_CHILDREN}{batch_id}"
+
+
+def batch_changes(batch_id: str) -> str:
+    return f"{BATCH_CHANGES}{batch_id}"
+
+
+def batch_channel(batch_id: str) -> str:
+    return f"{BATCH_UPDATES}{batch_id}"

@@ -84,6 +84,10 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     seq: int = 1
     created_at: str
     updated_at: str
+    batch_id: str | None = None
+    """The batch the job belongs to (``POST /batches``), if any; set once."""
+    weight: int = 1
+    """How much the job counts in its batch's ``percent`` (jobhub/core/batch.py)."""
 
     @property
     def is_terminal(self) -> bool:
@@ -98,6 +102,8 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
         start_at: str | None = None,
         retry_of: str | None = None,
         tags: list[str] | None = None,
+        batch_id: str | None = None,
+        weight: int = 1,
     ) -> Snapshot:
         """The first snapshot of a job, written as it is enqueued."""
         now = utcnow()
@@ -111,6 +117,8 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
             tags=tags or [],
             created_at=now,
             updated_at=now,
+            batch_id=batch_id,
+            weight=weight,
         )
 
 

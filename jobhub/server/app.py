@@ -26,9 +26,11 @@ from jobhub.core.exceptions import JobhubError
 from jobhub.core.logs import configure as configure_logs
 from jobhub.core.metrics import WebMetrics
 from jobhub.core.settings import Settings
+from jobhub.lifecycle.batches import BatchLifecycle
 from jobhub.lifecycle.lifecycle import Lifecycle
 from jobhub.server import openapi
 from jobhub.server.auth import CSRF_HEADER, Gate, RedactTokens, Tokens
+from jobhub.server.batches import routes as batch_routes
 from jobhub.server.console import routes as operator_routes
 from jobhub.server.cors import CORS
 from jobhub.server.guard import RequireUtf8
@@ -40,6 +42,7 @@ from jobhub.server.session import routes as session_routes
 from jobhub.server.streaming.hub import Hub
 from jobhub.server.streaming.sse import Streams
 from jobhub.server.tagged import routes as tagged_routes
+from jobhub.store.batches import BatchStore
 from jobhub.store.connections import pubsub_connection, web_client, web_pool
 from jobhub.store.registry import Registry
 from jobhub.store.store import Store
@@ -105,6 +108,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             lifecycle,
             registry,
             deliveries=DeliveryLog(redis),
+            batches=BatchLifecycle(
+                lifecycle,
+                BatchStore(
+                    redis,
+                    result_ttl_seconds=settings.result_ttl_seconds,
+                    history_limit=settings.history_limit,
+                ),
+            ),
         )
         previous_gc = gc.get_threshold()
         if settings.gc_threshold is not None:
@@ -155,6 +166,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *operator_routes,
             *session_routes,
             *tagged_routes,
+            *batch_routes,
             Route("/openapi.json", openapi_json, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from jobhub.core.batch import BatchSnapshot
 from jobhub.core.snapshot import Snapshot, Status
 from jobhub.server.console import (
     MAX_OUTPUT_PAGE,
@@ -24,6 +25,7 @@ from jobhub.server.console import (
     Stats,
 )
 from jobhub.server.health import Health
+from jobhub.server.openapi_batches import batch_paths
 from jobhub.server.routes import (
     MAX_PAGE,
     SCHEMA_REF,
@@ -43,7 +45,7 @@ __all__ = ["document"]
 # Models that reach a client only as JSON encoded before (a stored snapshot, an output
 # entry, a delivery), passed through as ``msgspec.Raw``: the answers that carry them name
 # them by reference (routes.encoded), so their schemas must be among the components.
-_PASSED_THROUGH = (Snapshot, OutputEntry, Delivery)
+_PASSED_THROUGH = (Snapshot, OutputEntry, Delivery, BatchSnapshot)
 
 
 def _json(model: Any, description: str) -> dict[str, Any]:
@@ -290,7 +292,7 @@ def _paths() -> dict[str, Any]:
 
 def document() -> dict[str, Any]:
     """The whole OpenAPI 3.1 document."""
-    paths = _paths()
+    paths = {**_paths(), **batch_paths()}
     # A model is no JSON, so encoding the paths hands each to enc_hook: once to collect them
     # all (their schemas are generated together, sharing components), once to put each
     # model's schema in its place.

@@ -13,6 +13,7 @@ from jobhub.core.metrics import WebMetrics
 from jobhub.core.parsing import ascii_int, utf8_error
 from jobhub.core.settings import Settings
 from jobhub.core.snapshot import JOB_ID
+from jobhub.lifecycle.batches import BatchLifecycle
 from jobhub.lifecycle.lifecycle import Lifecycle
 from jobhub.server.auth import Gate
 from jobhub.server.streaming.hub import Hub
@@ -55,6 +56,7 @@ class Services:
     lifecycle: Lifecycle
     registry: Registry
     deliveries: DeliveryLog
+    batches: BatchLifecycle
 
 
 def services_of(request: Request) -> Services:

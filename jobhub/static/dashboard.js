@@ -5,6 +5,8 @@
 // shows the view the URL's fragment names (console/router.js).
 
 import { onUnauthorized } from "./console/api.js";
+import { BatchDetail } from "./console/batch.js";
+import { BatchList } from "./console/batches.js";
 import { JobDetail } from "./console/detail.js";
 import { byId } from "./console/dom.js";
 import { Feed } from "./console/feed.js";
@@ -53,6 +55,8 @@ const detail = new JobDetail({
   },
   say,
 });
+const batches = new BatchList({ body: byId("batch-list"), older: byId("older-batches"), empty: byId("batches-empty") });
+const batch = new BatchDetail({ root: byId("batch-view"), say });
 new StartForm(byId("start"), (snapshot) => {
   list.show(snapshot);
   go(jobHash(snapshot.job_id));
@@ -74,6 +78,8 @@ const session = new Session({
     stats.stop();
     detail.close();
     list.clear();
+    batches.stop();
+    batch.close();
   },
 });
 onUnauthorized(() => session.expired());
@@ -97,20 +103,28 @@ function show(place) {
   byId("jobs-view").hidden = place.view !== "jobs";
   byId("workers-view").hidden = place.view !== "workers";
   byId("detail-view").hidden = place.view !== "job";
+  byId("batches-view").hidden = place.view !== "batches";
+  byId("batch-view").hidden = place.view !== "batch";
   for (const link of document.querySelectorAll("nav a[data-view]")) {
-    const current = link.dataset.view === place.view || (link.dataset.view === "jobs" && place.view === "job");
+    const current = link.dataset.view === place.view || (link.dataset.view === "jobs" && place.view === "job")
+      || (link.dataset.view === "batches" && place.view === "batch");
     if (current) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
   if (place.view === "job") detail.open(place.id);
   else detail.close();
+  if (place.view === "batches") batches.start();
+  else batches.stop();
+  if (place.view === "batch") batch.show(place.id, place.filters.status);
+  else batch.close();
   if (place.view === "jobs") {
     filters.elements.status.value = place.filters.status;
     filters.elements.function.value = place.filters.function;
     filters.elements.tag.value = place.filters.tag;
     list.filter(place.filters);
   }
-  document.title = place.view === "job" ? `job ${place.id} · jobhub` : "jobhub console";
+  document.title = place.view === "job" ? `job ${place.id} · jobhub`
+    : place.view === "batch" ? `batch ${place.id} · jobhub` : "jobhub console";
 }
 onChange(show);
 

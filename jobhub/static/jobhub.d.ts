@@ -38,6 +38,10 @@ declare namespace jobhub {
     /** ISO 8601, UTC ("2026-11-22T05:16:26.856729Z"). */
     created_at: string;
     updated_at: string;
+    /** The batch the job belongs to (POST /batches), if any. */
+    batch_id: string | null;
+    /** How much the job counts in its batch's percent (1 unless given). */
+    weight: number;
   }
 
   /** A line the job logged (`await job.log(message, level)`); a failed job's traceback
@@ -202,6 +206,117 @@ declare namespace jobhub {
    *  options.signal is aborted, a "RequestError" when the API refuses (403: a token without
    *  the tag), a "NetworkError" after maxAttempts failed polls. */
   function watchJobs<Result = unknown>(options: WatchJobsOptions<Result>): Promise<never>;
+
+  // ---- Batches: many jobs watched as one ----
+
+  /** A batch's status: `active` until it is sealed and every child has ended, then
+   *  `finished` (all finished), `failed` (any failed) or `canceled`. */
+  type BatchStatus = "active" | "finished" | "failed" | "canceled";
+
+  /** How many of a batch's children are in each status; they always sum to `total`. */
+  type BatchCounts = Record<Status, number>;
+
+  /** A batch's whole state at one moment, as GET /batches/{id} and its stream send it. */
+  interface BatchSnapshot {
+    batch_id: string;
+    status: BatchStatus;
+    /** How many children the batch has. */
+    total: number;
+    counts: BatchCounts;
+    /** 0 to 100: the children's percents, weighted (an ended child counts 100). */
+    percent: number;
+    /** Whether children can no longer be added (a batch started without `open` is). */
+    sealed: boolean;
+    /** Increases with every change of the batch: a higher seq is newer. */
+    seq: number;
+    /** ISO 8601, UTC. */
+    created_at: string;
+    updated_at: string;
+  }
+
+  /** One child of startBatch(): a job as start() takes it. */
+  interface BatchJob {
+    /** The job function's registered name, e.g. "demo.count". */
+    function: string;
+    args?: unknown[];
+    kwargs?: Record<string, unknown>;
+    /** Your own id for this child ([A-Za-z0-9_-]{1,64}). */
+    jobId?: string;
+    /** Its share of the batch's percent (default 1). */
+    weight?: number;
+  }
+
+  interface StartBatchOptions {
+    /** Your own id for the batch. */
+    batchId?: string;
+    /** Keep the batch open for more children (POST /batches/{id}/jobs) until it is sealed. */
+    open?: boolean;
+    /** Where one signed webhook goes when the batch ends. */
+    callbackUrl?: string;
+    /** Where the API needs one; only in trusted code (a page would give it away). */
+    apiKey?: string;
+    /** Where jobhub is; default: jobhub.baseUrl. */
+    baseUrl?: string;
+  }
+
+  /** POST /batches' answer. */
+  interface StartedBatch {
+    batch_id: string;
+    /** The children's job ids, in the order given. */
+    job_ids: string[];
+    /** The batch's first snapshot. */
+    batch: BatchSnapshot;
+  }
+
+  /** POST /batches/{id}/retry's answer. */
+  interface RetriedBatch {
+    /** The new children's job ids. */
+    job_ids: string[];
+    batch: BatchSnapshot;
+  }
+
+  interface WatchBatchOptions<Result = unknown> {
+    /** Called with every newer batch snapshot, in seq order. */
+    onUpdate?: (batch: BatchSnapshot) => void;
+    /** Called with every newer snapshot of a child, never one older than the last given
+     *  for that child; every child's final state comes before the batch's. */
+    onJob?: (snapshot: Snapshot<Result>) => void;
+    /** Called when the way the batch is followed changes. */
+    onConnection?: (state: Connection) => void;
+    /** Stops the watch: watchBatch() then rejects with an "AbortError". */
+    signal?: AbortSignal;
+    /** Where jobhub is; default: jobhub.baseUrl. */
+    baseUrl?: string;
+    /** The batch's token (POST /batches' Jobhub-Token), where this page did not start it. */
+    token?: string;
+    /** "auto" (default): the batch's stream, polling if it fails; "poll": polling only. */
+    transport?: "auto" | "poll";
+    /** Failed polls in a row before watchBatch() rejects with a "NetworkError" (default 10). */
+    maxAttempts?: number;
+  }
+
+  /** How watchBatch() rejects: "BatchError" (no such batch), "AbortError" (options.signal),
+   *  "NetworkError" (maxAttempts polls failed). */
+  interface WatchBatchError extends Error {
+    name: "BatchError" | "AbortError" | "NetworkError";
+  }
+
+  /** POST /batches: every child is created, or none; resolves with the batch's ids and
+   *  first snapshot. startBatch() keeps the batch's token for the calls below. */
+  function startBatch(jobs: BatchJob[], options?: StartBatchOptions): Promise<StartedBatch>;
+
+  /** Follow a batch until it ends: resolves with its final snapshot, whatever its status. */
+  function watchBatch<Result = unknown>(
+    batchId: string,
+    options?: WatchBatchOptions<Result>,
+  ): Promise<BatchSnapshot>;
+
+  /** POST /batches/{id}/cancel: every active child is canceled; the batch ends `canceled`.
+   *  Resolves with the batch's snapshot. */
+  function cancelBatch(batchId: string, options?: ControlOptions): Promise<BatchSnapshot>;
+  /** POST /batches/{id}/retry: the failed and canceled children run again, each as a new
+   *  job in its place (`retry_of` set). Resolves with the new jobs' ids and the batch. */
+  function retryBatch(batchId: string, options?: ControlOptions): Promise<RetriedBatch>;
 
   /** The final statuses, as keys. */
   const TERMINAL: { readonly finished: true; readonly failed: true; readonly canceled: true };

@@ -35,6 +35,10 @@
  * created later included), polling GET /jobs?tag= where the stream cannot be had. Both
  * take options.signal (an AbortSignal: stop, and send nothing more) and
  * options.onConnection("stream" | "polling" | "closed"), which jobhub-react.mjs builds on.
+ *
+ * A batch (many jobs as one) has calls of its own: startBatch(jobs), watchBatch(id,
+ * {onUpdate, onJob, onConnection, signal}) over the batch's own stream, with the same
+ * polling fallback and resume, cancelBatch(id) and retryBatch(id).
  */
 (function (root) {
   "use strict";
@@ -45,6 +49,7 @@
   var STREAM_FAILURES = 3; // consecutive stream errors before falling back to polling
   var MAX_STREAMED = 100; // jobs per stream, as the server allows
   var OUTPUT_PAGE = 1000; // entries per GET /jobs/{id}/output, the most the server gives
+  var CHILD_PAGE = 100; // children per GET /batches/{id}/jobs while polling, the most a page holds
 
   // Whether entry id a ("1700000000000-3", a Redis stream id) comes after b. They order by
   // their two numbers, not as text ("9-0" is before "10-0").
@@ -54,6 +59,61 @@
     var ms = Number(x[0]) - Number(y[0]);
     return ms > 0 || (ms === 0 && Number(x[1]) > Number(y[1]));
   }
+
+  // A page's callback that throws must not stop the watch: its error is thrown on its own.
+  function call(callback, value) {
+    try { callback(value); } catch (e) { setTimeout(function () { throw e; }, 0); }
+  }
+
+  // When an EventSource that failed is given up (its watchers go on by polling): it never
+  // delivered anything, was closed by the browser (refused, not a 200), or keeps failing.
+  // Otherwise the browser reconnects by itself, with Last-Event-ID.
+  function givesUp(source, received, failures) {
+    return !received || source.readyState === EventSource.CLOSED || failures >= STREAM_FAILURES;
+  }
+
+  // The pace of a poller: every FAST_POLL while what it reads changes, backing off to
+  // SLOW_POLL while it is idle or failing; null once maxAttempts reads in a row failed.
+  function Pace(maxAttempts) {
+    this.interval = FAST_POLL;
+    this.failures = 0;
+    this.maxAttempts = maxAttempts || 10;
+  }
+
+  Pace.prototype.read = function (changed) {
+    this.failures = 0;
+    this.interval = changed ? FAST_POLL : Math.min(this.interval * 2, SLOW_POLL);
+    return this.interval;
+  };
+
+  Pace.prototype.failed = function () {
+    this.failures += 1;
+    if (this.failures >= this.maxAttempts) return null;
+    this.interval = Math.min(this.interval * 2, SLOW_POLL);
+    return this.interval;
+  };
+
+  // A resource read again and again with If-None-Match: read() resolves with its JSON, or
+  // null while it is unchanged (304); a 404 rejects with missing().
+  function Conditional(url, headers, missing) {
+    this.url = url;
+    this.headers = headers;
+    this.missing = missing;
+    this.etag = null;
+  }
+
+  Conditional.prototype.read = function () {
+    var self = this;
+    var headers = self.headers();
+    if (self.etag) headers["If-None-Match"] = self.etag;
+    return fetch(self.url, { headers: headers, cache: "no-store" }).then(function (response) {
+      if (response.status === 304) return null;
+      if (response.status === 404) throw self.missing();
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      self.etag = response.headers.get("ETag");
+      return response.json();
+    });
+  };
 
   // This script's own URL: the <script> element running it, else (importScripts in a
   // Worker, or evaluated as a module by jobhub.mjs, where there is no such element) the
@@ -274,7 +334,7 @@
       // EventSource reconnects by itself with Last-Event-ID. A stream that never opened,
       // was refused, or keeps failing is given up: its jobs go on by polling, and a job
       // watched later tries a stream again.
-      if (received && source.readyState !== EventSource.CLOSED && self.failures < STREAM_FAILURES) return;
+      if (!givesUp(source, received, self.failures)) return;
       source.close();
       self.source = null;
       self.failures = 0;
@@ -314,7 +374,6 @@
     var onGap = options.onGap || function (gap) {
       console.warn("jobhub: job " + jobId + " missed " + gap.missed + " entries of its output (trimmed)");
     };
-    var maxAttempts = options.maxAttempts || 10;
     var usePolling = options.transport === "poll" || typeof EventSource === "undefined";
     if (options.token) tokens[jobId] = options.token;
     var connection = connectionReporter(options.onConnection);
@@ -324,9 +383,10 @@
     return new Promise(function (resolve, reject) {
       var last = null;
       var lastEntry = null; // the id of the last entry of the job's output received
-      var etag = null;
-      var failures = 0;
-      var interval = FAST_POLL;
+      var pace = new Pace(options.maxAttempts);
+      var reader = new Conditional(baseUrl + "/jobs/" + encodeURIComponent(jobId),
+        function () { return authorization(jobId); },
+        function () { return jobError("JobError", "no job " + jobId); });
       var timer = null;
       var deadline = null;
       var polling = false;
@@ -354,7 +414,7 @@
       function accept(snapshot) {
         if (done || (last && snapshot.seq <= last.seq)) return false;
         last = snapshot;
-        try { onUpdate(snapshot); } catch (e) { setTimeout(function () { throw e; }, 0); }
+        call(onUpdate, snapshot);
         if (snapshot.status === "finished") finish(null, snapshot);
         else if (TERMINAL[snapshot.status]) {
           var detail = snapshot.error ? ": " + snapshot.error.detail : "";
@@ -386,7 +446,7 @@
           gap = { missed: Number(gap.to.split("-")[1]) - had, from: held[0] + "-" + (had + 1), to: gap.to };
         }
         lastEntry = gap.to;
-        try { onGap(gap); } catch (e) { setTimeout(function () { throw e; }, 0); }
+        call(onGap, gap);
         return true;
       }
 
@@ -414,16 +474,7 @@
 
       function poll() {
         if (done) return;
-        var headers = authorization(jobId);
-        if (etag) headers["If-None-Match"] = etag;
-        fetch(baseUrl + "/jobs/" + encodeURIComponent(jobId), { headers: headers, cache: "no-store" })
-          .then(function (response) {
-            if (response.status === 304) return null;
-            if (response.status === 404) throw jobError("JobError", "no job " + jobId);
-            if (!response.ok) throw new Error("HTTP " + response.status);
-            etag = response.headers.get("ETag");
-            return response.json();
-          })
+        reader.read()
           .then(function (snapshot) {
             // The snapshot first, then the output: all that was written before that
             // snapshot (all of it, for a final one) is then handed over before it.
@@ -431,19 +482,17 @@
             return pollOutput().then(function (taken) { return [snapshot, taken]; });
           })
           .then(function (polled) {
-            failures = 0;
             var changed = polled[0] ? accept(polled[0]) : false;
-            interval = changed || polled[1] ? FAST_POLL : Math.min(interval * 2, SLOW_POLL);
-            if (!done) timer = setTimeout(poll, interval);
+            var wait = pace.read(changed || polled[1] > 0);
+            if (!done) timer = setTimeout(poll, wait);
           }, function (error) {
             if (error.name === "JobError") return finish(error);
-            failures += 1;
-            if (failures >= maxAttempts) {
+            var wait = pace.failed();
+            if (wait === null) {
               return finish(jobError("NetworkError", "gave up on job " + jobId + " after " +
-                failures + " failed polls: " + error.message, last));
+                pace.failures + " failed polls: " + error.message, last));
             }
-            interval = Math.min(interval * 2, SLOW_POLL);
-            timer = setTimeout(poll, interval);
+            timer = setTimeout(poll, wait);
           });
       }
 
@@ -463,7 +512,7 @@
     return function (next) {
       if (next === state || !onConnection) return;
       state = next;
-      try { onConnection(next); } catch (e) { setTimeout(function () { throw e; }, 0); }
+      call(onConnection, next);
     };
   }
 
@@ -535,13 +584,13 @@
         var held = jobs[snapshot.job_id];
         if (done || (held && snapshot.seq <= held.seq)) return false;
         jobs[snapshot.job_id] = snapshot;
-        try { onJob(snapshot); } catch (e) { setTimeout(function () { throw e; }, 0); }
+        call(onJob, snapshot);
         return true;
       }
 
       function update() {
         var list = Object.keys(jobs).map(function (id) { return jobs[id]; }).sort(newestFirst);
-        try { onUpdate(list); } catch (e) { setTimeout(function () { throw e; }, 0); }
+        call(onUpdate, list);
       }
 
       function stream() {
@@ -610,9 +659,205 @@
     });
   }
 
+  // ---- Batches: many jobs watched as one ---------------------------------------------
+  // A batch has its own versioned snapshot ({batch_id, status, total, counts, percent, seq,
+  // ...}) and its own stream, GET /batches/{id}/events: the batch's snapshots unnamed, each
+  // child's new snapshot as an event named "job", every id resumable with Last-Event-ID.
+
+  // Batch tokens handed out by POST /batches (header Jobhub-Token), by batch id: a token
+  // opens the batch, its children and their streams.
+  var batchTokens = {};
+
+  function batchPath(batchId, rest) {
+    return "/batches/" + encodeURIComponent(batchId) + (rest || "");
+  }
+
+  function batchAuthorization(batchId) {
+    return batchTokens[batchId] ? { Authorization: "Bearer " + batchTokens[batchId] } : {};
+  }
+
+  /** POST /batches: every job created in one step (all or none); resolves with
+   *  {batch_id, job_ids, batch}. jobs: [{function, args?, kwargs?, jobId?, weight?}]. */
+  function startBatch(jobs, options) {
+    options = options || {};
+    var baseUrl;
+    try { baseUrl = apiBase(options); } catch (error) { return Promise.reject(error); }
+    var body = {
+      jobs: (jobs || []).map(function (spec) {
+        var child = { function: spec.function, args: spec.args || [], kwargs: spec.kwargs || {} };
+        if (spec.jobId) child.job_id = spec.jobId;
+        if (spec.weight != null) child.weight = spec.weight;
+        return child;
+      }),
+    };
+    if (options.batchId) body.batch_id = options.batchId;
+    if (options.open) body.open = true;
+    if (options.callbackUrl) body.callback_url = options.callbackUrl;
+    return change(baseUrl, "/batches", JSON.stringify(body), options.apiKey).then(function (answer) {
+      var token = answer[0].headers.get("Jobhub-Token");
+      if (token && answer[1].batch_id) batchTokens[answer[1].batch_id] = token;
+      return answer[1];
+    });
+  }
+
+  // POST /batches/{id}/cancel (retry) with the batch's token, an API key or the session.
+  // Cancel answers with the batch's snapshot, retry with {job_ids, batch}.
+  function batchControl(action) {
+    return function (batchId, options) {
+      options = options || {};
+      var baseUrl;
+      try { baseUrl = apiBase(options); } catch (error) { return Promise.reject(error); }
+      if (options.token) batchTokens[batchId] = options.token;
+      var credential = options.apiKey || batchTokens[batchId];
+      return change(baseUrl, batchPath(batchId, "/" + action), "{}", credential)
+        .then(function (answer) { return answer[1]; });
+    };
+  }
+
+  /**
+   * Follow a batch until it ends. Resolves with its final snapshot, whatever its status
+   * ("finished", "failed": some child failed, "canceled"); rejects when there is no such
+   * batch ("BatchError"), when options.signal aborts ("AbortError"), or after maxAttempts
+   * failed polls ("NetworkError").
+   * options: onUpdate(batch) for every newer batch snapshot, onJob(snapshot) for every newer
+   * snapshot of a child (each child's seq only ever goes up: none is handed over twice;
+   * a new stream starts with the children changed last, up to 200, polling with all),
+   * onConnection("stream" | "polling" | "closed"), signal, baseUrl, token, transport
+   * ("auto" or "poll"), maxAttempts.
+   * Like watch(), it falls back to polling when the stream cannot be had: GET /batches/{id}
+   * with If-None-Match and, when the batch changed and onJob is given, its children's pages
+   * (GET /batches/{id}/jobs) before the batch's snapshot is handed over, so that every
+   * child's final state comes before the batch's.
+   */
+  function watchBatch(batchId, options) {
+    options = options || {};
+    var baseUrl;
+    try { baseUrl = apiBase(options); } catch (error) { return Promise.reject(error); }
+    var onUpdate = options.onUpdate || function () {};
+    var onJob = options.onJob || null;
+    var connection = connectionReporter(options.onConnection);
+    var signal = options.signal || null;
+    var usePolling = options.transport === "poll" || typeof EventSource === "undefined";
+    if (options.token) batchTokens[batchId] = options.token;
+    if (signal && signal.aborted) return Promise.reject(aborted("batch " + batchId));
+
+    return new Promise(function (resolve, reject) {
+      var last = null;
+      var seqs = {}; // child job id -> the seq of its last snapshot handed to onJob
+      var source = null;
+      var timer = null;
+      var done = false;
+      var pace = new Pace(options.maxAttempts);
+      var reader = new Conditional(baseUrl + batchPath(batchId),
+        function () { return batchAuthorization(batchId); }, missing);
+
+      function missing() { return jobError("BatchError", "no batch " + batchId); }
+
+      function finish(error, snapshot) {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        if (source) { source.close(); source = null; }
+        if (signal) signal.removeEventListener("abort", stop);
+        connection("closed");
+        if (error) reject(error); else resolve(snapshot);
+      }
+
+      function stop() { finish(aborted("batch " + batchId)); }
+
+      function accept(batch) {
+        if (done || (last && batch.seq <= last.seq)) return false;
+        last = batch;
+        call(onUpdate, batch);
+        if (TERMINAL[batch.status]) finish(null, batch);
+        return true;
+      }
+
+      function child(snapshot) {
+        if (done || !onJob) return false;
+        var had = seqs[snapshot.job_id];
+        if (had !== undefined && snapshot.seq <= had) return false;
+        seqs[snapshot.job_id] = snapshot.seq;
+        call(onJob, snapshot);
+        return true;
+      }
+
+      function openStream() {
+        var url = baseUrl + batchPath(batchId, "/events");
+        // EventSource sends no header: a token goes in the query (kept out of the logs).
+        if (batchTokens[batchId]) url += "?token=" + encodeURIComponent(batchTokens[batchId]);
+        var stream = (source = new EventSource(url));
+        var received = false;
+        var failures = 0;
+        function heard() { received = true; failures = 0; connection("stream"); }
+        stream.onopen = function () { connection("stream"); };
+        stream.onmessage = function (event) { heard(); accept(JSON.parse(event.data)); };
+        stream.addEventListener("job", function (event) { heard(); child(JSON.parse(event.data)); });
+        stream.addEventListener("error", function (event) {
+          if (stream !== source || done) return;
+          // The server's own "error" event (with data): the batch is gone.
+          if (event.data) return finish(missing());
+          failures += 1;
+          if (!givesUp(stream, received, failures)) return;
+          stream.close();
+          source = null;
+          poll();
+        });
+      }
+
+      // Every child's snapshot, a page at a time, in the batch's order (after: the place
+      // of the last child read); resolves with how many were new.
+      function pollChildren(after) {
+        var url = baseUrl + batchPath(batchId, "/jobs") + "?limit=" + CHILD_PAGE +
+          "&after=" + encodeURIComponent(after || 0);
+        return fetch(url, { headers: batchAuthorization(batchId), cache: "no-store" })
+          .then(function (response) {
+            if (response.status === 404) throw missing();
+            if (!response.ok) throw new Error("HTTP " + response.status);
+            return response.json();
+          })
+          .then(function (page) {
+            var taken = page.jobs.filter(child).length;
+            var next = page.next_after;
+            if (next == null || done) return taken;
+            return pollChildren(next).then(function (more) { return taken + more; });
+          });
+      }
+
+      function poll() {
+        if (done) return;
+        connection("polling");
+        reader.read()
+          .then(function (batch) {
+            // The batch first, then its children: each is then at least as new as the
+            // batch, and a final batch is handed over after every child's final state.
+            if (!batch || !onJob || (last && batch.seq <= last.seq)) return batch;
+            return pollChildren(null).then(function () { return batch; });
+          })
+          .then(function (batch) {
+            var wait = pace.read(batch ? accept(batch) : false);
+            if (!done) timer = setTimeout(poll, wait);
+          }, function (error) {
+            if (error.name === "BatchError") return finish(error);
+            var wait = pace.failed();
+            if (wait === null) {
+              return finish(jobError("NetworkError", "gave up on batch " + batchId + " after " +
+                pace.failures + " failed polls: " + error.message, last));
+            }
+            timer = setTimeout(poll, wait);
+          });
+      }
+
+      if (signal) signal.addEventListener("abort", stop);
+      if (usePolling) poll(); else openStream();
+    });
+  }
+
   var api = {
     start: start, watch: watch, cancel: control("cancel"), pause: control("pause"),
     resume: control("resume"), session: session, TERMINAL: TERMINAL, baseUrl: ownBase(),
+    startBatch: startBatch, watchBatch: watchBatch, cancelBatch: batchControl("cancel"),
+    retryBatch: batchControl("retry"),
   };
   api.watchJobs = watchJobs;
   root.jobhub = api;

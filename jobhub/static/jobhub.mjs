@@ -11,6 +11,8 @@ if (served) jobhub.baseUrl = served[1];
 
 const { start, watch, cancel, pause, resume, session, TERMINAL } = jobhub;
 export { start, watch, cancel, pause, resume, session, TERMINAL };
+const { startBatch, watchBatch, cancelBatch, retryBatch } = jobhub;
+export { startBatch, watchBatch, cancelBatch, retryBatch };
 // The live list of a tag's jobs (GET /events?tag=).
 export const watchJobs = jobhub.watchJobs;
 export default jobhub;

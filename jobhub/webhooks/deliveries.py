@@ -31,7 +31,8 @@ import hashlib
 import hmac
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import httpx
 import msgspec
@@ -197,6 +198,10 @@ class Deliveries:
         self._claim = redis.register_script(CLAIM)
         self._count = redis.register_script(COUNT_ATTEMPT)
         self._log = DeliveryLog(redis)
+        # What is delivered: each job's final snapshot, and each batch's (its attempts are
+        # logged here, not kept: a batch has no delivery log).
+        self._queues = (_Queue(keys.WEBHOOKS, keys.job_snapshot, True),
+                        _Queue(keys.BATCH_WEBHOOKS, keys.batch, False))  # fmt: skip
         self._task: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
         # No kept-alive connections: requests go to an IP, with the name in Host and SNI,
@@ -221,35 +226,37 @@ class Deliveries:
     async def _run(self) -> None:
         while True:
             try:
-                now = time.time()
-                due = await self._claim(
-                    keys=[keys.WEBHOOKS], args=[now * 1000, (now + self._lease) * 1000, 20]
-                )
-                # Each in a task of its own: one slow receiver holds up no other.
-                for member in due:
-                    task = asyncio.create_task(self._deliver(msgspec.json.decode(member), member))
-                    self._sending.add(task)
-                    task.add_done_callback(self._sending.discard)
+                for queue in self._queues:
+                    now = time.time()
+                    due = await self._claim(
+                        keys=[queue.due], args=[now * 1000, (now + self._lease) * 1000, 20]
+                    )
+                    # Each in a task of its own: one slow receiver holds up no other.
+                    for member in due:
+                        sent = self._deliver(msgspec.json.decode(member), member, queue)
+                        task = asyncio.create_task(sent)
+                        self._sending.add(task)
+                        task.add_done_callback(self._sending.discard)
             except (RedisError, OSError) as exc:
                 logger.warning("could not claim webhooks (%s); trying again", exc)
             await asyncio.sleep(self._poll)
 
-    async def _deliver(self, job_id: str, member: bytes) -> None:
+    async def _deliver(self, job_id: str, member: bytes, queue: _Queue) -> None:
         try:
-            await self._attempt(job_id, member)
+            await self._attempt(job_id, member, queue)
         except (RedisError, OSError) as exc:
             # Still claimed; once the lease ends another round takes it up again.
             logger.warning("webhook of job %s interrupted (%s)", job_id, exc, extra=log_job(job_id))
 
-    async def _attempt(self, job_id: str, member: bytes) -> None:
-        job = keys.job_snapshot(job_id)
+    async def _attempt(self, job_id: str, member: bytes, queue: _Queue) -> None:
+        job = queue.hash_of(job_id)
         callback, data = await self._redis.hmget(job, ["callback", "data"])  # type: ignore[misc]
         if callback is None or data is None:
-            await self._redis.zrem(keys.WEBHOOKS, member)  # the job expired meanwhile
+            await self._redis.zrem(queue.due, member)  # the job expired meanwhile
             return
         attempt = int(await self._count(keys=[job]))
         if not attempt:
-            await self._redis.zrem(keys.WEBHOOKS, member)  # the job expired just now
+            await self._redis.zrem(queue.due, member)  # the job expired just now
             return
         status: int | None = None
         error: str | None = None
@@ -269,9 +276,12 @@ class Deliveries:
         except (httpx.HTTPError, InvalidRequest) as exc:
             error = str(exc) or type(exc).__name__
         delivery = Delivery(attempt=attempt, status=status, error=error, at=utcnow())
-        await self._log.append(job_id, delivery, keep=self._max_attempts)
+        if queue.logged:
+            await self._log.append(job_id, delivery, keep=self._max_attempts)
+        elif error is not None:
+            logger.info("webhook of batch %s: attempt %d failed (%s)", job_id, attempt, error)
         if error is None or attempt >= self._max_attempts:
-            await self._redis.zrem(keys.WEBHOOKS, member)
+            await self._redis.zrem(queue.due, member)
             if error is not None:
                 logger.warning(
                     "webhook of job %s given up after %d attempts",
@@ -281,7 +291,16 @@ class Deliveries:
                 )
         else:
             retry_at = time.time() + self._backoff * 2 ** (attempt - 1)
-            await self._redis.zadd(keys.WEBHOOKS, {member: retry_at * 1000})
+            await self._redis.zadd(queue.due, {member: retry_at * 1000})
+
+
+class _Queue(NamedTuple):
+    due: str
+    """Sorted set of what is due, scored by when (ms)."""
+    hash_of: Callable[[str], str]
+    """The key of the hash holding a member's ``callback`` and ``data``."""
+    logged: bool
+    """Whether attempts go to the job's delivery log."""
 
 
 def _tls_name(target: Target) -> dict[str, Any]:

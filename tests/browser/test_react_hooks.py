@@ -245,10 +245,6 @@ def test_a_proxy_cutting_the_stream_every_2_s_is_a_reconnect_not_the_end(
     assert all(status in FINAL for connection, status in seen if connection == "closed")
 
 
-@pytest.mark.skip(
-    reason="useBatch needs jobhub.watchBatch(id, {onUpdate, onJob, onConnection, signal, "
-    "baseUrl, token}), which jobhub.js does not have yet"
-)
 def test_use_batch_follows_a_batch_to_its_end(tab: Tab, hub: ThreadedServer) -> None:
     answer = httpx.post(
         hub.base_url + "/batches",

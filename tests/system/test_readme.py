@@ -265,8 +265,9 @@ def test_every_fenced_block_is_of_a_kind_a_test_runs() -> None:
     assert langs.count("") == 2
     assert len(langs) == sum(len(blocks(lang)) for lang in set(langs) - {""}) + 2
     # tests/browser/test_browser.py runs each: the page snippet, the cross-origin tag,
-    # worker.js; tests/browser/test_browser_output.py the output snippet.
-    assert len(blocks("html")) + len(blocks("js")) == 4, "a new one needs a browser test"
+    # worker.js; tests/browser/test_browser_output.py the output snippet;
+    # tests/browser/test_batch_pages.py the two batch snippets.
+    assert len(blocks("html")) + len(blocks("js")) == 6, "a new one needs a browser test"
 
 
 # Each ```jsx block of the README and the pages (React components), and the browser test

@@ -26,6 +26,7 @@ def test_wire_format_field_order_and_one_line() -> None:
     assert list(msgspec.json.decode(data)) == [
         "job_id", "function", "status", "percent", "message", "result", "error",
         "attempt", "start_at", "retry_of", "tags", "seq", "created_at", "updated_at",
+        "batch_id", "weight",
     ]  # fmt: skip
     assert decode(data) == snap
 

@@ -23,7 +23,17 @@ from jobhub.core.exceptions import JobNotFound
 from jobhub.core.positions import Gap, entry_key
 from jobhub.core.snapshot import decode_head
 
-__all__ = ["HEARTBEAT", "Change", "Entry", "Frame", "gap_event", "job_gone", "retry_field"]
+__all__ = [
+    "HEARTBEAT",
+    "BatchChange",
+    "Change",
+    "ChildChange",
+    "Entry",
+    "Frame",
+    "gap_event",
+    "job_gone",
+    "retry_field",
+]
 
 _SEP = ServerSentEvent.DEFAULT_SEPARATOR.encode()
 
@@ -64,13 +74,55 @@ class Change(Frame):
 
     @classmethod
     def published(cls, message: bytes) -> Change:
-        """From what the write scripts publish on a tag's channel: ``<version> <JSON>``."""
+        """From what the write scripts publish on a tag's channel: ``<version> <JSON>``, or
+        on a batch's: ``B<seq> <JSON>`` (the batch's snapshot), ``J<seq> <JSON>`` (a
+        child's, the change that made the batch's ``seq``)."""
         version, _, data = message.partition(b" ")
+        if version.startswith(b"B"):
+            return BatchChange(data, int(version[1:]))
+        if version.startswith(b"J"):
+            return ChildChange(data, int(version[1:]))
         return cls(data, int(version))
 
     @property
     def tagged_event(self) -> bytes:
         return self.with_id(str(self.version))
+
+
+class ChildChange(Change):
+    """A batch child's snapshot on the batch's stream: an event named ``job``. Its id is a
+    position in the batch's stream, ``2 * seq - 1`` (``seq``: the batch's, at this change),
+    just before the batch's own snapshot of that ``seq`` (``2 * seq``), so that a stream cut
+    between the two resumes with neither repeated nor lost."""
+
+    __slots__ = ()
+
+    def __init__(self, data: bytes, seq: int) -> None:
+        super().__init__(data, 2 * seq - 1)
+
+    @property
+    def tagged_event(self) -> bytes:
+        return b"id: %d" % self.version + _SEP + b"event: job" + _SEP + self._data_lines
+
+
+class _BatchHead(msgspec.Struct):
+    status: str
+
+
+class BatchChange(Change):
+    """A batch's snapshot on its stream, unnamed, under id ``2 * seq``. It stands in a
+    watch as the job ``""`` (no job has that id), so that a slow reader gets the newest
+    one and never an older one after it."""
+
+    __slots__ = ()
+
+    def __init__(self, data: bytes, seq: int) -> None:  # noqa: super() would decode a job
+        self.job_id = ""
+        self.seq = seq
+        self.version = 2 * seq
+        self.terminal = msgspec.json.decode(data, type=_BatchHead).status != "active"
+        self.event = ServerSentEvent(data=data.decode(), id=str(self.version)).encode()
+        self._data_lines = self.event[self.event.index(_SEP) + len(_SEP) :]
 
 
 class Entry:

@@ -1,9 +1,11 @@
 // Where the console is, kept in the URL's fragment: "#/" (the jobs, with their filters as
-// "#/?status=failed&function=demo.fail"), "#/job/<id>" and "#/workers". A fragment never
+// "#/?status=failed&function=demo.fail"), "#/job/<id>", "#/workers", "#/batches" and
+// "#/batch/<id>" (its children filtered as "#/batch/<id>?status=failed"). A fragment never
 // reaches the server, so it works under any path prefix, and a view can be bookmarked,
 // shared and reloaded, and the back button goes back.
 
-/** The current place: `{ view: "jobs" | "job" | "workers", id, filters: { status, function, tag } }`. */
+/** The current place: `{ view: "jobs" | "job" | "workers" | "batches" | "batch", id,
+ * filters: { status, function, tag } }`. */
 export function here() {
   const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
   const params = new URLSearchParams(query);
@@ -15,6 +17,9 @@ export function here() {
   const job = path.match(/^\/job\/([A-Za-z0-9_-]{1,64})$/);
   if (job) return { view: "job", id: job[1], filters };
   if (path === "/workers") return { view: "workers", id: null, filters };
+  const batch = path.match(/^\/batch\/([A-Za-z0-9_-]{1,64})$/);
+  if (batch) return { view: "batch", id: batch[1], filters };
+  if (path === "/batches") return { view: "batches", id: null, filters };
   return { view: "jobs", id: null, filters };
 }
 
@@ -27,6 +32,12 @@ export function jobsHash(filters = {}) {
 
 export function jobHash(jobId) {
   return `#/job/${encodeURIComponent(jobId)}`;
+}
+
+/** A batch's page, its children filtered by `status` ("" for all). */
+export function batchHash(batchId, status = "") {
+  const hash = `#/batch/${encodeURIComponent(batchId)}`;
+  return status ? `${hash}?status=${encodeURIComponent(status)}` : hash;
 }
 
 export function go(hash) {

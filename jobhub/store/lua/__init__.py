@@ -10,9 +10,11 @@ can change, and a key renamed in keys.py is renamed in every script. Channels ar
                 outbox flushed after a replica has the writes
     queue       guards on the queue's own records of a job that a newer run holds
     workers     heartbeats, offered functions, the reconciler's lease
+    batches     a batch's children created at once, its seal and cancel, its reads
     deliveries  webhook claims, attempts and the delivery log
 """
 
+from jobhub.store.lua.batches import BATCH_CREATE, BATCH_DELETE, BATCH_MARK, BATCH_READ
 from jobhub.store.lua.deliveries import CLAIM, COUNT_ATTEMPT, RECORD_ATTEMPT
 from jobhub.store.lua.queue import NEWER_RUN, RELEASE_MARK
 from jobhub.store.lua.snapshots import (
@@ -28,6 +30,10 @@ from jobhub.store.lua.snapshots import (
 from jobhub.store.lua.workers import BEAT, LIVE, OFFERED, RENEW_LEASE, beat_keys
 
 __all__ = [
+    "BATCH_CREATE",
+    "BATCH_DELETE",
+    "BATCH_MARK",
+    "BATCH_READ",
     "BEAT",
     "CLAIM",
     "COUNT_ATTEMPT",

@@ -14,6 +14,7 @@ import msgspec
 
 from jobhub.core import keys
 from jobhub.core.snapshot import AT_WORK, TERMINAL, Snapshot, Status
+from jobhub.store.lua.batches import BATCH_SNAPSHOT_LUA, batch_written
 from jobhub.store.lua.tags import tags_ended, tags_published
 
 __all__ = [
@@ -127,6 +128,17 @@ if new_status ~= status then
 end
 """
 
+# A batch's child moves its batch's counts, percent and seq in the step that writes it
+# (jobhub/store/lua/batches.py).
+_BATCH_LUA = batch_written(
+    batch_id=f"v[{FIELDS.index('batch_id') + 1}]",
+    job_id=f"v[{FIELDS.index('job_id') + 1}]",
+    percent=f"v[{FIELDS.index('percent') + 1}]",
+    weight=f"v[{FIELDS.index('weight') + 1}]",
+    updated_at=f"v[{FIELDS.index('updated_at') + 1}]",
+    ttl="ARGV[2]",
+)
+
 # KEYS (``create_keys``): job hash, history list, the job's tombstone, the indexes of jobs
 # and of jobs not yet ended, the counts by status, the count of unended jobs per tag, the
 # index of each of the job's tags, then the keys of an enqueue (see ``Enqueue``): the
@@ -220,6 +232,7 @@ local stash, outbox = ARGV[6] == '1', KEYS[4]
 local jobs, active, counts, webhooks = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local tags_active, held = KEYS[10], KEYS[11]
 {_PUBLISH_LUA}
+{BATCH_SNAPSHOT_LUA}
 local terminal = {_TERMINAL_LUA}
 local function split(s)
   local t = {{}}
@@ -296,6 +309,7 @@ for i = 7, #ARGV do repeat  -- (`break` leaves the repeat: Lua 5.1 has no `conti
     applied[#applied + 1] = data
     local new_status = v[{_STATUS_INDEX}]
 {_COUNT_LUA}
+{_BATCH_LUA}
     status = new_status
   end
   if once and patch[1] == '!entry' then
