@@ -1,6 +1,7 @@
 // jobhub-react.mjs: React hooks that watch jobs live, built on jobhub.js. Types:
 // jobhub-react.d.mts. For a bundler (esbuild, Vite, webpack), beside jobhub.mjs and
-// jobhub.js, whose polling fallback and resume they use; React 18 or later.
+// jobhub.js, whose polling fallback and resume they use. React 18 or later
+// (useSyncExternalStore); tested with React 19.
 //
 //   const { snapshot, output, logs, error, connection } = useJob(jobId, { token });
 //   const { jobs, error, connection } = useJobs({ tag: "user:42", token });
