@@ -12,11 +12,11 @@
 // nothing to watch. A hook then makes no request at all, and none once its component
 // unmounts.
 //
-// Components that watch the same thing with the same options share one watch: it starts
-// with the first subscriber and stops a tick after the last one leaves. The tick is what
-// carries a watch through React StrictMode's mount, unmount and mount again (and a key
-// change that unmounts one component as it mounts another) without opening a second
-// stream.
+// Components that watch the same job, or the same tag or batch with the same options, share
+// one watch: it starts with the first subscriber and stops a tick after the last one
+// leaves. The tick carries a watch through React StrictMode's mount, unmount and mount
+// again (and a key change that unmounts one component as it mounts another) without
+// stopping it and starting it over.
 import { useSyncExternalStore } from "react";
 import jobhub from "./jobhub.mjs";
 
@@ -127,7 +127,9 @@ const NO_JOB = Object.freeze({ snapshot: null, output: [], logs: [], error: null
  */
 export function useJob(jobId, options = {}) {
   const { baseUrl = null, token = null } = options;
-  const key = jobId ? JSON.stringify(["job", baseUrl, token, jobId]) : null;
+  // Not by token: jobhub.js follows each job of a page once (one stream for all, one token
+  // per job, the latest given), so two watches of one job would take each other's place.
+  const key = jobId ? JSON.stringify(["job", baseUrl, jobId]) : null;
   const initial = { ...NO_JOB, connection: firstConnection() };
   return useShared(key, initial, (watch, signal) => {
     const options = { token, signal, onConnection: (connection) => watch.update({ connection }) };
