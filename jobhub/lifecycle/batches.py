@@ -85,7 +85,7 @@ class BatchLifecycle:
         /jobs/{id}/cancel`` does); the batch ends ``canceled``. A batch that has ended is
         answered as it is."""
         data, _ = await self.store.mark(batch_id, "cancel", now=utcnow())
-        if decode_head_status(data) != "active":
+        if _status_of(data) != "active":
             return data
         step = move("cancel", Party.OPERATOR, {"message": "canceled"})
         store, place = self.lifecycle.store, 0
@@ -172,7 +172,7 @@ class BatchLifecycle:
         return new
 
 
-def decode_head_status(data: bytes) -> str:
+def _status_of(data: bytes) -> str:
     """A batch snapshot's status, read without decoding the rest."""
     return str(msgspec.json.decode(data, type=_BatchStatus).status)
 

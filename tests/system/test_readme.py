@@ -25,6 +25,7 @@ from starlette.routing import Route
 from jobhub import Client
 from jobhub.client.events import LogEntry
 from jobhub.client.exits import EXIT_CODES
+from jobhub.core.batch import BatchSnapshot, decode_batch
 from jobhub.core.settings import _ENV
 from jobhub.core.snapshot import Snapshot, Status, decode
 from jobhub.dev import demo
@@ -252,9 +253,13 @@ async def test_the_webhook_receiver_snippet_accepts_only_signed_deliveries() -> 
 
 
 def test_the_snapshot_example_is_one_in_wire_order() -> None:
-    (example,) = [block.code for block in blocks("json")]
+    (example,) = [block.code for block in blocks("json") if '"job_id"' in block.code]
     assert list(json.loads(example)) == list(Snapshot.__struct_fields__)
     assert decode(example).status is Status.RUNNING
+    # The batch's (docs/batches.md), in its own wire order.
+    (batch,) = [block.code for block in blocks("json") if '"batch_id": "b1"' in block.code]
+    assert list(json.loads(batch)) == list(BatchSnapshot.__struct_fields__)
+    assert decode_batch(batch).counts.running == 1
 
 
 def test_every_fenced_block_is_of_a_kind_a_test_runs() -> None:
@@ -299,6 +304,7 @@ PYTHON_BLOCKS = {
         "tests/system/test_scoped_tokens.py::"
         "test_the_readme_backend_mints_a_token_for_its_signed_in_user"
     ),
+    "batch.py": "tests/system/test_batch_client.py::test_the_batch_snippet_runs_as_written",
     "app.py": (
         "tests/browser/test_browser.py::test_the_readme_mount_snippet_serves_jobhub_under_a_prefix"
     ),

@@ -26,6 +26,7 @@ async def test_enqueue_answers_202_with_location_and_queued_snapshot(
     assert list(snap) == [
         "job_id", "function", "status", "percent", "message", "result", "error",
         "attempt", "start_at", "retry_of", "tags", "seq", "created_at", "updated_at",
+        "batch_id", "weight",
     ]  # fmt: skip
     assert snap["status"] == "queued"
     assert snap["seq"] == 1
