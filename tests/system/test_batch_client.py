@@ -13,6 +13,7 @@ from jobhub import AsyncClient, Client
 from jobhub.client.exits import EXIT_FAILED
 from jobhub.core.batch import BatchSnapshot, BatchStatus
 from jobhub.core.snapshot import Snapshot, Status
+from tests.support.readme import python_block
 
 
 def count(steps: int) -> dict[str, object]:
@@ -75,3 +76,14 @@ def test_the_command_submits_follows_and_summarizes(base_url: str, tmp_path: Pat
     )  # fmt: skip
     assert status.returncode == EXIT_FAILED
     assert json.loads(status.stdout)["counts"]["failed"] == 1
+
+
+def test_the_batch_snippet_runs_as_written(base_url: str, tmp_path: Path) -> None:
+    script = tmp_path / "batch.py"
+    script.write_text(python_block("batch.py").replace("http://127.0.0.1:8000", base_url))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    *progress, last = done.stdout.splitlines()
+    assert progress[-1] == "100%"
+    assert last.startswith("finished BatchCounts(") and "finished=20" in last
