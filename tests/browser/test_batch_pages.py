@@ -210,6 +210,11 @@ def test_the_console_batch_page_filters_children_by_status_and_cancels(
     )
     rows = rows_of(page)
     wait_for(lambda: len(rows()) == 6, 10, "all six children", page)
+    # A child's page links back to its batch.
+    view.locator("#batch-rows tr a").first.click()
+    expect(page.locator("#detail-view .batch-link")).to_have_text(batch_id, timeout=10_000)
+    page.locator("#detail-view .batch-link").click()
+    wait_for(lambda: len(rows()) == 6, 10, "the batch's page again", page)
 
     view.locator("select[name=status]").select_option("failed")
     assert page.evaluate("location.hash") == f"#/batch/{batch_id}?status=failed"
