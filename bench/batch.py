@@ -8,7 +8,8 @@
      (INFO commandstats) and as the client sees a pipelined round of writes;
   4. stream: W watchers of one batch's stream while its N children run (demo.noop): batch
      events per second delivered over all watchers, and staleness (receipt minus the
-     snapshot's updated_at) of the batch snapshots received.
+     snapshot's updated_at) of the batch snapshots received; with every child's events,
+     then with ``?jobs=false`` (the batch's snapshots alone, as a bar needs).
 
     python bench/batch.py [--jobs 10000] [--watchers 1000] [--workers 2]
 
@@ -145,7 +146,7 @@ class Watcher(asyncio.Protocol):
             self.done.set_result(None)
 
 
-async def stream(stack: Stack, n: int, watchers: int) -> None:
+async def stream(stack: Stack, n: int, watchers: int, jobs: bool) -> None:
     workers = stack.processes[:-1]
     for worker in workers:
         worker.send_signal(signal.SIGSTOP)
@@ -156,7 +157,7 @@ async def stream(stack: Stack, n: int, watchers: int) -> None:
     port = urlsplit(stack.base_url).port
     opened = []
     for _ in range(watchers):
-        watcher = Watcher(f"/batches/{batch_id}/events", totals)
+        watcher = Watcher(f"/batches/{batch_id}/events?jobs={str(jobs).lower()}", totals)
         await loop.create_connection(lambda w=watcher: w, "127.0.0.1", port)
         opened.append(watcher)
     await asyncio.sleep(1.0)
@@ -168,7 +169,8 @@ async def stream(stack: Stack, n: int, watchers: int) -> None:
     await asyncio.wait_for(asyncio.gather(*(w.done for w in opened)), 600)
     took = time.time() - start
     stale = totals["stale"]
-    print(f"stream: {watchers:,} watchers, {n:,} children run in {took:.1f} s: "
+    what = "batch and job events" if jobs else "?jobs=false, the batch alone"
+    print(f"stream ({what}): {watchers:,} watchers, {n:,} children run in {took:.1f} s: "
           f"{len(totals['batch']) / took:,.0f} batch events/s and "
           f"{len(totals['jobs']) / took:,.0f} job events/s, over all watchers")  # fmt: skip
     print(f"  staleness of batch snapshots: p50 {ms(stale, 0.5)}  p99 {ms(stale, 0.99)}  "
@@ -194,7 +196,8 @@ async def main() -> None:
         RedisServer() as server,
         Stack(server.url, workers=options.workers, env=env, quiet=True, cwd=str(ROOT)) as running,
     ):
-        await stream(running, options.jobs, options.watchers)
+        await stream(running, options.jobs, options.watchers, jobs=True)
+        await stream(running, options.jobs, options.watchers, jobs=False)
 
 
 if __name__ == "__main__":

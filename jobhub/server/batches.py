@@ -7,6 +7,7 @@ GET    /batches                  recent batches, newest first, cursor-paged
 GET    /batches/{id}             the batch's snapshot: one read, whatever its size
 GET    /batches/{id}/jobs        ?status=&after=&limit=: its children's snapshots, in order
 GET    /batches/{id}/events      SSE: the batch, and each child as an event named ``job``
+                                 (``?jobs=false``: the batch alone)
 POST   /batches/{id}/jobs        add children to an open batch (the body of POST /batches)
 POST   /batches/{id}/seal        no more children; 409 for any added after
 POST   /batches/{id}/cancel      cancel every child not ended; the batch ends canceled
@@ -289,8 +290,12 @@ def _bounded(raw: str, name: str, low: int, high: int) -> int:
 
 
 async def batch_events(request: Request) -> Response:
+    """``GET /batches/{id}/events[?jobs=false]``: see jobhub/server/streaming/batches.py."""
     batch_id = await _allowed(request, "read")
-    return await batch_stream(request, batch_id, RETRY_MS)
+    jobs = query_of(request).get("jobs", "true")
+    if jobs not in ("true", "false"):
+        raise InvalidRequest(f"jobs must be true or false, got {jobs!r}")
+    return await batch_stream(request, batch_id, RETRY_MS, jobs=jobs == "true")
 
 
 async def add_jobs(request: Request) -> Response:

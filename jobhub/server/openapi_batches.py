@@ -145,7 +145,16 @@ def batch_paths() -> dict[str, Any]:
         "/batches/{batch_id}/events": {
             "get": {
                 "summary": "Stream a batch (unnamed events) and its children (`job` events)",
-                "parameters": [_BATCH_ID, _TOKEN],
+                "parameters": [
+                    _BATCH_ID,
+                    _TOKEN,
+                    {
+                        "name": "jobs",
+                        "in": "query",
+                        "schema": {"enum": ["true", "false"]},
+                        "description": "false: the batch's snapshots alone, no `job` events",
+                    },
+                ],
                 "responses": {
                     **_ERRORS,
                     "200": {

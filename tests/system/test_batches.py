@@ -47,12 +47,14 @@ async def watch(
     batch_id: str,
     last_event_id: str | None = None,
     stop_after: int | None = None,
+    jobs: str = "true",
 ) -> list[tuple[str, str, Any]]:
     """(event id, event name, data) of the batch's stream until it ends (or ``stop_after``
     events: the client cuts it)."""
     headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
     events: list[tuple[str, str, Any]] = []
-    async with aconnect_sse(client, "GET", f"/batches/{batch_id}/events", headers=headers) as src:
+    path = f"/batches/{batch_id}/events?jobs={jobs}"
+    async with aconnect_sse(client, "GET", path, headers=headers) as src:
         assert src.response.status_code == 200
         async for sse in src.aiter_sse():
             events.append((sse.id, sse.event, json.loads(sse.data)))
@@ -152,9 +154,12 @@ async def test_an_open_batch_takes_jobs_until_sealed(client: httpx.AsyncClient) 
     assert sealed.status_code == 200 and sealed.json()["sealed"] is True
     late = await client.post(f"/batches/{batch_id}/jobs", json={"jobs": [count(1, 0.01)]})
     assert late.status_code == 409 and late.json()["error"]["type"] == "BatchConflict"
+    bar = asyncio.create_task(watch(client, batch_id, jobs="false"))
     events = await watch(client, batch_id)
     final = batch_snapshots(events)[-1]
     assert final["status"] == "finished" and final["total"] == 5
+    bar_only = await bar  # the batch's snapshots alone, up to the same end
+    assert {name for _, name, _ in bar_only} == {"message"} and bar_only[-1][2] == final
     assert_exact(final, await children(client, batch_id))
 
 
@@ -231,3 +236,4 @@ async def test_bad_input_is_a_clear_4xx_and_creates_nothing(client: httpx.AsyncC
     assert (await client.get("/batches/bad id")).status_code == 400
     assert (await client.get("/batches/nope/jobs", params={"status": "odd"})).status_code == 400
     assert (await client.get("/batches", params={"limit": "0"})).status_code == 400
+    assert (await client.get("/batches/x/events", params={"jobs": "no"})).status_code == 400

@@ -14,6 +14,9 @@ nothing is lost or repeated, and the batch never goes backwards. A slow reader g
 newest snapshot of each child that changed, and the batch's newest, not a queue of steps
 (the watch keeps one per job: ``TagWatch``). The stream ends after the batch's final
 snapshot; a client resuming past it is answered 204, which stops EventSource.
+
+``?jobs=false`` leaves the children's events out: a page that draws only the batch's bar
+is sent the batch's snapshots alone, at a fraction of the cost (bench/batch.py).
 """
 
 from __future__ import annotations
@@ -29,12 +32,20 @@ from jobhub.core import keys
 from jobhub.core.exceptions import BatchNotFound
 from jobhub.core.parsing import ascii_int
 from jobhub.server.services import services_of
-from jobhub.server.streaming.frames import HEARTBEAT, BatchChange, Change, ChildChange, retry_field
+from jobhub.server.streaming.frames import (
+    HEARTBEAT,
+    BatchChange,
+    Change,
+    ChildChange,
+    Entry,
+    Frame,
+    retry_field,
+)
 from jobhub.server.streaming.sse import EventStream
-from jobhub.server.streaming.watch import Watch
+from jobhub.server.streaming.watch import TagWatch, Vanished, Watch
 from jobhub.store.batches import BatchStore
 
-__all__ = ["BATCH_STREAM_JOBS", "batch_stream"]
+__all__ = ["BATCH_STREAM_JOBS", "BarWatch", "batch_stream"]
 
 BATCH_STREAM_JOBS = 200
 """How many of a batch's children a new stream starts with (those changed last); the rest
@@ -48,8 +59,22 @@ class _Head(msgspec.Struct):
     seq: int
 
 
-async def batch_stream(request: Request, batch_id: str, retry_ms: tuple[int, int]) -> Response:
-    """The stream of ``batch_id`` (already validated, its access checked)."""
+class BarWatch(TagWatch):
+    """A watch of a batch's snapshots alone (``?jobs=false``): its children's are dropped
+    as they are offered, so that none is held or sent."""
+
+    __slots__ = ()
+
+    def offer(self, update: Frame | Vanished | Entry) -> None:
+        if isinstance(update, BatchChange):
+            super().offer(update)
+
+
+async def batch_stream(
+    request: Request, batch_id: str, retry_ms: tuple[int, int], *, jobs: bool = True
+) -> Response:
+    """The stream of ``batch_id`` (already validated, its access checked); with ``jobs``
+    false, of the batch's snapshots alone."""
     services = services_of(request)
     store = services.batches.store
     # Anything but a position is no cursor, never an error: the stream starts over.
@@ -57,12 +82,14 @@ async def batch_stream(request: Request, batch_id: str, retry_ms: tuple[int, int
     first: list[_Head | None] = []
 
     async def read(position: int | None) -> list[Change]:
-        changes, head = await _changes(store, batch_id, position)
+        changes, head = await _changes(store, batch_id, position, jobs)
         if not first:
             first.append(head)
         return changes
 
-    watch = await services.hub.watch_tag("", after, read, on=keys.batch_channel(batch_id))
+    kind = TagWatch if jobs else BarWatch
+    channel = keys.batch_channel(batch_id)
+    watch = await services.hub.watch_tag("", after, read, on=channel, kind=kind)
     head = first[0] if first else None
     if head is None:
         watch.close()
@@ -74,10 +101,10 @@ async def batch_stream(request: Request, batch_id: str, retry_ms: tuple[int, int
 
 
 async def _changes(
-    store: BatchStore, batch_id: str, position: int | None
+    store: BatchStore, batch_id: str, position: int | None, jobs: bool
 ) -> tuple[list[Change], _Head | None]:
     after = None if position is None else (position + 1) // 2
-    limit = BATCH_STREAM_JOBS if after is None else _EVERY_CHANGE
+    limit = (BATCH_STREAM_JOBS if after is None else _EVERY_CHANGE) if jobs else 0
     data, found = await store.changes(batch_id, after=after, limit=limit)
     if data is None:
         return [], None

@@ -206,15 +206,16 @@ class Hub:
         return await self._open(Watch(self._release, (), {}, (name,), everything=True), (None,))
 
     async def watch_tag(
-        self, tag: str, after: int | None, read: ReadChanges, *, on: str | None = None
-    ) -> Watch:
+        self, tag: str, after: int | None, read: ReadChanges, *, on: str | None = None,
+        kind: type[TagWatch] = TagWatch,
+    ) -> Watch:  # fmt: skip
         """Open a watch on the snapshots of every job with ``tag``, those created later
         included. Once subscribed, what ``read(after)`` reads (the client's replay: the
         jobs changed after the version it holds, or those changed last) is offered to it;
         after a reconnect of the hub, what ``read`` reads after the newest version it had.
-        ``on``: another channel of changes instead of the tag's (a batch's)."""
+        ``on``, ``kind``: another channel of changes (a batch's), the watch to open on it."""
         name = (on or keys.tag_channel(tag)).encode()
-        watch = await self._open(TagWatch(self._release, name), (None,), read)
+        watch = await self._open(kind(self._release, name), (None,), read)
         try:
             changes = await read(after)
         except BaseException:

@@ -265,7 +265,8 @@ return {1, data}
 """
 )
 
-# KEYS: batch hash, change log. ARGV: a batch seq ('' for none), how many children at most.
+# KEYS: batch hash, change log. ARGV: a batch seq ('' for none), how many children at most
+# (0: none, the batch alone).
 # Replies {batch data or false, then member, seq, data of each child changed after that
 # seq (with none: of the ones changed last), oldest change first}: read in one step, so
 # that each child's data is the one its seq in the change log stands for, or newer. The
@@ -273,8 +274,10 @@ return {1, data}
 # what the script reads.
 BATCH_READ = f"""
 local bdata = redis.call('HGET', KEYS[1], 'data')
-local found
-if ARGV[1] == '' then
+local found = {{}}
+if tonumber(ARGV[2]) == 0 then
+  -- the batch alone
+elseif ARGV[1] == '' then
   found = redis.call('ZREVRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1, 'WITHSCORES')
   local reversed = {{}}
   for i = #found - 1, 1, -2 do
