@@ -783,9 +783,13 @@
       }
 
       function openStream() {
-        var url = baseUrl + batchPath(batchId, "/events");
+        var query = [];
+        // Without onJob the children's events would be sent for nothing: a bar needs the
+        // batch's snapshots alone, a small part of the stream of a big batch.
+        if (!onJob) query.push("jobs=false");
         // EventSource sends no header: a token goes in the query (kept out of the logs).
-        if (batchTokens[batchId]) url += "?token=" + encodeURIComponent(batchTokens[batchId]);
+        if (batchTokens[batchId]) query.push("token=" + encodeURIComponent(batchTokens[batchId]));
+        var url = baseUrl + batchPath(batchId, "/events") + (query.length ? "?" + query.join("&") : "");
         var stream = (source = new EventSource(url));
         var received = false;
         var failures = 0;

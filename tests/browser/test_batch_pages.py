@@ -87,6 +87,8 @@ def assert_children_final(got: dict[str, Any], base_url: str, job_ids: list[str]
 
 
 def test_the_demo_batch_ends_with_18_finished_and_2_failed_on_one_bar(page: Page) -> None:
+    streams: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if "/events" in r.url else None)
     page.goto("/")
     page.evaluate("localStorage.clear()")
     page.reload()
@@ -100,6 +102,8 @@ def test_the_demo_batch_ends_with_18_finished_and_2_failed_on_one_bar(page: Page
     assert card.locator("progress").evaluate("bar => bar.value") == 100
     expect(card.locator(".status")).to_have_text("failed · 100% · 20 of 20 ended")
     assert page.locator("#jobs .job").count() == 0  # one bar for the set, none per child
+    # A bar needs the batch's snapshots alone: its stream leaves the children's out.
+    assert streams and all(url.endswith("/events?jobs=false") for url in streams)
 
     page.reload()  # the batch comes back, ended, after a refresh
     expect(page.locator(".batch")).to_have_attribute("data-status", "failed", timeout=10_000)
