@@ -174,6 +174,8 @@ def test_polling_without_event_source_reaches_the_streams_final_state(
     assert polled["final"]["counts"]["finished"] == 8 and polled["final"]["counts"]["failed"] == 2
     assert final_children(polled) == final_children(streamed)
     assert_children_final(polled, base_url, started["job_ids"])
+    missing = pages[1].evaluate("jobhub.watchBatch('no-such-batch').catch((e) => e.name)")
+    assert missing == "BatchError"
     for context in contexts:
         context.close()
 
@@ -308,4 +310,16 @@ def test_watch_batch_follows_a_batch_with_its_token_where_auth_is_on(
     assert streams and all("token=" in url for url in streams)
     refused = httpx.get(f"{secured}/batches/{batch_id}", timeout=10)
     assert refused.status_code == 401  # what the token opened is shut without it
+
+    # A token of another batch, and no credential at all: refused at once, and said.
+    other = httpx.post(f"{secured}/batches", headers={"Authorization": "Bearer page-key"},
+                       json={"jobs": count_jobs(1, steps=1, delay=0)}, timeout=10)  # fmt: skip
+    errors = page.evaluate(
+        """async ([id, token]) => Promise.all([
+            jobhub.watchBatch(id, { token }).catch((e) => [e.name, e.status]),
+            jobhub.watchBatch("no-such-batch").catch((e) => [e.name, e.status]),
+        ])""",
+        [batch_id, other.headers["Jobhub-Token"]],
+    )
+    assert errors == [["RequestError", 403], ["RequestError", 401]]
     context.close()
