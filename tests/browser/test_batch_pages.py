@@ -41,10 +41,17 @@ def count_jobs(n: int, steps: int, delay: float) -> list[dict[str, Any]]:
     ]
 
 
-def start_batch(base_url: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
-    answer = httpx.post(f"{base_url}/batches", json={"jobs": jobs}, timeout=10)
+KEYED = {"Authorization": "Bearer page-key"}
+"""The API key of the ``secured`` app."""
+
+
+def start_batch(
+    base_url: str, jobs: list[dict[str, Any]], headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    answer = httpx.post(f"{base_url}/batches", json={"jobs": jobs}, headers=headers, timeout=10)
     assert answer.status_code == 202, answer.text
     started: dict[str, Any] = answer.json()
+    started["token"] = answer.headers.get("Jobhub-Token")
     return started
 
 
@@ -312,14 +319,31 @@ def test_watch_batch_follows_a_batch_with_its_token_where_auth_is_on(
     assert refused.status_code == 401  # what the token opened is shut without it
 
     # A token of another batch, and no credential at all: refused at once, and said.
-    other = httpx.post(f"{secured}/batches", headers={"Authorization": "Bearer page-key"},
-                       json={"jobs": count_jobs(1, steps=1, delay=0)}, timeout=10)  # fmt: skip
+    other = start_batch(secured, count_jobs(1, steps=1, delay=0), KEYED)
     errors = page.evaluate(
         """async ([id, token]) => Promise.all([
             jobhub.watchBatch(id, { token }).catch((e) => [e.name, e.status]),
             jobhub.watchBatch("no-such-batch").catch((e) => [e.name, e.status]),
         ])""",
-        [batch_id, other.headers["Jobhub-Token"]],
+        [batch_id, other["token"]],
     )
     assert errors == [["RequestError", 403], ["RequestError", 401]]
     context.close()
+
+
+def test_a_signed_in_console_follows_and_cancels_a_batch_with_its_session(
+    console: Page, secured: str
+) -> None:
+    batch_id = start_batch(secured, count_jobs(3, steps=100, delay=0.2), KEYED)["batch_id"]
+    page = console
+    page.goto(f"{secured}/dashboard#/batch/{batch_id}")
+    page.fill("#signin input[name=api_key]", "page-key")
+    page.press("#signin input[name=api_key]", "Enter")
+    view = page.locator("#batch-view")
+    expect(view.locator('.batch-counts [data-status="running"] .n')).to_have_text(
+        "3", timeout=20_000
+    )
+    expect(view.locator(".stream")).to_have_text("● live")  # its stream, by the session cookie
+    view.locator("button.cancel").click()  # a POST with the session's CSRF token
+    expect(view.locator("article")).to_have_attribute("data-status", "canceled", timeout=20_000)
+    expect(view.locator('.batch-counts [data-status="canceled"] .n')).to_have_text("3")
