@@ -16,6 +16,7 @@ import typing as _typing
 if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ below
     from jobhub.client.client import AsyncClient
     from jobhub.client.sync import Client
+    from jobhub.core.batch import BatchSnapshot, BatchStatus
     from jobhub.core.exceptions import (
         ApiError,
         ConfigError,
@@ -44,6 +45,8 @@ __all__ = (
     "TERMINAL",
     "ApiError",
     "AsyncClient",
+    "BatchSnapshot",
+    "BatchStatus",
     "Client",
     "ConfigError",
     "InvalidProgress",
@@ -97,6 +100,7 @@ _MODULES = {
     "core.settings": ("Settings",),
     "core.snapshot": ("TERMINAL", "JobError", "Snapshot", "Status"),
     "worker.settings": ("worker_settings",),
+    "core.batch": ("BatchSnapshot", "BatchStatus"),
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names}
 

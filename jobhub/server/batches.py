@@ -302,6 +302,9 @@ async def add_jobs(request: Request) -> Response:
     services = services_of(request)
     batch_id = valid_id(request.path_params["batch_id"])
     grant = await services.gate.starter(request)
+    if grant is not None and batch_id not in grant.batches:
+        # A token that may start jobs adds them only to a batch of its own scope.
+        raise Forbidden(f"batch {batch_id!r} is outside this token's scope")
     req = await _body(request, adding=True)
     forced = None if grant is None else forced_tags(grant, [t for j in req.jobs for t in j.tags])
     job_ids, data = await services.batches.add(batch_id, _specs(req, forced))

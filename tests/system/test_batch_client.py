@@ -9,9 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jobhub import AsyncClient, Client
+from jobhub import AsyncClient, BatchSnapshot, BatchStatus, Client
 from jobhub.client.exits import EXIT_FAILED
-from jobhub.core.batch import BatchSnapshot, BatchStatus
 from jobhub.core.snapshot import Snapshot, Status
 from tests.support.readme import python_block
 

@@ -43,6 +43,7 @@ from jobhub.core import keys
 from jobhub.core.exceptions import ServiceUnavailable
 from jobhub.server.streaming.frames import Change, Entry, Frame
 from jobhub.server.streaming.pubsub import Subscriber
+from jobhub.server.streaming.ticks import Ticks
 from jobhub.server.streaming.watch import TagWatch, Vanished, Watch
 from jobhub.store.reads import Reads
 
@@ -125,6 +126,7 @@ class Hub:
         self._stale: list[_Channel] = []  # resubscribed channels whose snapshot is to re-read
         self._resync_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._ticks = Ticks()
 
     @property
     def subscribed_jobs(self) -> int:
@@ -209,11 +211,10 @@ class Hub:
         self, tag: str, after: int | None, read: ReadChanges, *, on: str | None = None,
         kind: type[TagWatch] = TagWatch,
     ) -> Watch:  # fmt: skip
-        """Open a watch on the snapshots of every job with ``tag``, those created later
-        included. Once subscribed, what ``read(after)`` reads (the client's replay: the
-        jobs changed after the version it holds, or those changed last) is offered to it;
-        after a reconnect of the hub, what ``read`` reads after the newest version it had.
-        ``on``, ``kind``: another channel of changes (a batch's), the watch to open on it."""
+        """Open a watch on every job with ``tag`` (or a ``kind`` of watch on the channel
+        ``on``: a batch's), those created later included. Once subscribed, ``read(after)``
+        (the client's replay: the jobs changed after the version it holds, or those changed
+        last) is offered to it; after a reconnect, what ``read`` reads after the newest."""
         name = (on or keys.tag_channel(tag)).encode()
         watch = await self._open(kind(self._release, name), (None,), read)
         try:
@@ -310,6 +311,8 @@ class Hub:
                     channel.pending.append(change)
                     return
                 channel.version = max(channel.version, change.version)
+                if self._ticks.hold(name, channel.watches, change):
+                    return  # a batch's: offered with the rest of this turn's (ticks.py)
                 frame = change
             else:
                 frame = Frame(data)
