@@ -296,9 +296,12 @@ declare namespace jobhub {
   }
 
   /** How watchBatch() rejects: "BatchError" (no such batch), "AbortError" (options.signal),
+   *  "RequestError" (the API refused: `status`, e.g. 403 for a token of another batch),
    *  "NetworkError" (maxAttempts polls failed). */
   interface WatchBatchError extends Error {
-    name: "BatchError" | "AbortError" | "NetworkError";
+    name: "BatchError" | "AbortError" | "RequestError" | "NetworkError";
+    /** The HTTP status of a "RequestError". */
+    status?: number;
   }
 
   /** POST /batches: every child is created, or none; resolves with the batch's ids and

@@ -109,7 +109,7 @@
     return fetch(self.url, { headers: headers, cache: "no-store" }).then(function (response) {
       if (response.status === 304) return null;
       if (response.status === 404) throw self.missing();
-      if (!response.ok) throw new Error("HTTP " + response.status);
+      if (!response.ok) throw requestError(response.status, "HTTP " + response.status);
       self.etag = response.headers.get("ETag");
       return response.json();
     });
@@ -717,8 +717,9 @@
   /**
    * Follow a batch until it ends. Resolves with its final snapshot, whatever its status
    * ("finished", "failed": some child failed, "canceled"); rejects when there is no such
-   * batch ("BatchError"), when options.signal aborts ("AbortError"), or after maxAttempts
-   * failed polls ("NetworkError").
+   * batch ("BatchError"), when options.signal aborts ("AbortError"), when the API refuses
+   * ("RequestError", error.status: a token for another batch is a 403), or after
+   * maxAttempts failed polls ("NetworkError").
    * options: onUpdate(batch) for every newer batch snapshot, onJob(snapshot) for every newer
    * snapshot of a child (each child's seq only ever goes up: none is handed over twice;
    * a new stream starts with the children changed last, up to 200, polling with all),
@@ -729,6 +730,11 @@
    * (GET /batches/{id}/jobs) before the batch's snapshot is handed over, so that every
    * child's final state comes before the batch's.
    */
+  function refused(error) {
+    return error.name === "RequestError" && error.status >= 400 && error.status < 500 &&
+      error.status !== 408 && error.status !== 429;
+  }
+
   function watchBatch(batchId, options) {
     options = options || {};
     var baseUrl;
@@ -783,9 +789,13 @@
       }
 
       function openStream() {
-        var url = baseUrl + batchPath(batchId, "/events");
+        var query = [];
+        // Without onJob the children's events would be sent for nothing: a bar needs the
+        // batch's snapshots alone, a small part of the stream of a big batch.
+        if (!onJob) query.push("jobs=false");
         // EventSource sends no header: a token goes in the query (kept out of the logs).
-        if (batchTokens[batchId]) url += "?token=" + encodeURIComponent(batchTokens[batchId]);
+        if (batchTokens[batchId]) query.push("token=" + encodeURIComponent(batchTokens[batchId]));
+        var url = baseUrl + batchPath(batchId, "/events") + (query.length ? "?" + query.join("&") : "");
         var stream = (source = new EventSource(url));
         var received = false;
         var failures = 0;
@@ -813,7 +823,7 @@
         return fetch(url, { headers: batchAuthorization(batchId), cache: "no-store" })
           .then(function (response) {
             if (response.status === 404) throw missing();
-            if (!response.ok) throw new Error("HTTP " + response.status);
+            if (!response.ok) throw requestError(response.status, "HTTP " + response.status);
             return response.json();
           })
           .then(function (page) {
@@ -838,7 +848,9 @@
             var wait = pace.read(batch ? accept(batch) : false);
             if (!done) timer = setTimeout(poll, wait);
           }, function (error) {
-            if (error.name === "BatchError") return finish(error);
+            // No such batch, or refused (a token for another batch, an expired one):
+            // asking again will not help. Anything else (5xx, the network) is tried again.
+            if (error.name === "BatchError" || refused(error)) return finish(error);
             var wait = pace.failed();
             if (wait === null) {
               return finish(jobError("NetworkError", "gave up on batch " + batchId + " after " +

@@ -41,10 +41,17 @@ def count_jobs(n: int, steps: int, delay: float) -> list[dict[str, Any]]:
     ]
 
 
-def start_batch(base_url: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
-    answer = httpx.post(f"{base_url}/batches", json={"jobs": jobs}, timeout=10)
+KEYED = {"Authorization": "Bearer page-key"}
+"""The API key of the ``secured`` app."""
+
+
+def start_batch(
+    base_url: str, jobs: list[dict[str, Any]], headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    answer = httpx.post(f"{base_url}/batches", json={"jobs": jobs}, headers=headers, timeout=10)
     assert answer.status_code == 202, answer.text
     started: dict[str, Any] = answer.json()
+    started["token"] = answer.headers.get("Jobhub-Token")
     return started
 
 
@@ -87,6 +94,8 @@ def assert_children_final(got: dict[str, Any], base_url: str, job_ids: list[str]
 
 
 def test_the_demo_batch_ends_with_18_finished_and_2_failed_on_one_bar(page: Page) -> None:
+    streams: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if "/events" in r.url else None)
     page.goto("/")
     page.evaluate("localStorage.clear()")
     page.reload()
@@ -100,6 +109,8 @@ def test_the_demo_batch_ends_with_18_finished_and_2_failed_on_one_bar(page: Page
     assert card.locator("progress").evaluate("bar => bar.value") == 100
     expect(card.locator(".status")).to_have_text("failed · 100% · 20 of 20 ended")
     assert page.locator("#jobs .job").count() == 0  # one bar for the set, none per child
+    # A bar needs the batch's snapshots alone: its stream leaves the children's out.
+    assert streams and all(url.endswith("/events?jobs=false") for url in streams)
 
     page.reload()  # the batch comes back, ended, after a refresh
     expect(page.locator(".batch")).to_have_attribute("data-status", "failed", timeout=10_000)
@@ -170,6 +181,8 @@ def test_polling_without_event_source_reaches_the_streams_final_state(
     assert polled["final"]["counts"]["finished"] == 8 and polled["final"]["counts"]["failed"] == 2
     assert final_children(polled) == final_children(streamed)
     assert_children_final(polled, base_url, started["job_ids"])
+    missing = pages[1].evaluate("jobhub.watchBatch('no-such-batch').catch((e) => e.name)")
+    assert missing == "BatchError"
     for context in contexts:
         context.close()
 
@@ -210,6 +223,11 @@ def test_the_console_batch_page_filters_children_by_status_and_cancels(
     )
     rows = rows_of(page)
     wait_for(lambda: len(rows()) == 6, 10, "all six children", page)
+    # A child's page links back to its batch.
+    view.locator("#batch-rows tr a").first.click()
+    expect(page.locator("#detail-view .batch-link")).to_have_text(batch_id, timeout=10_000)
+    page.locator("#detail-view .batch-link").click()
+    wait_for(lambda: len(rows()) == 6, 10, "the batch's page again", page)
 
     view.locator("select[name=status]").select_option("failed")
     assert page.evaluate("location.hash") == f"#/batch/{batch_id}?status=failed"
@@ -299,4 +317,33 @@ def test_watch_batch_follows_a_batch_with_its_token_where_auth_is_on(
     assert streams and all("token=" in url for url in streams)
     refused = httpx.get(f"{secured}/batches/{batch_id}", timeout=10)
     assert refused.status_code == 401  # what the token opened is shut without it
+
+    # A token of another batch, and no credential at all: refused at once, and said.
+    other = start_batch(secured, count_jobs(1, steps=1, delay=0), KEYED)
+    errors = page.evaluate(
+        """async ([id, token]) => Promise.all([
+            jobhub.watchBatch(id, { token }).catch((e) => [e.name, e.status]),
+            jobhub.watchBatch("no-such-batch").catch((e) => [e.name, e.status]),
+        ])""",
+        [batch_id, other["token"]],
+    )
+    assert errors == [["RequestError", 403], ["RequestError", 401]]
     context.close()
+
+
+def test_a_signed_in_console_follows_and_cancels_a_batch_with_its_session(
+    console: Page, secured: str
+) -> None:
+    batch_id = start_batch(secured, count_jobs(3, steps=100, delay=0.2), KEYED)["batch_id"]
+    page = console
+    page.goto(f"{secured}/dashboard#/batch/{batch_id}")
+    page.fill("#signin input[name=api_key]", "page-key")
+    page.press("#signin input[name=api_key]", "Enter")
+    view = page.locator("#batch-view")
+    expect(view.locator('.batch-counts [data-status="running"] .n')).to_have_text(
+        "3", timeout=20_000
+    )
+    expect(view.locator(".stream")).to_have_text("● live")  # its stream, by the session cookie
+    view.locator("button.cancel").click()  # a POST with the session's CSRF token
+    expect(view.locator("article")).to_have_attribute("data-status", "canceled", timeout=20_000)
+    expect(view.locator('.batch-counts [data-status="canceled"] .n')).to_have_text("3")

@@ -11,7 +11,7 @@ import { Actions } from "./actions.js";
 import { api, ApiError, jobPath } from "./api.js";
 import { progressChart } from "./charts.js";
 import { h } from "./dom.js";
-import { go, jobHash, jobsHash } from "./router.js";
+import { batchHash, go, jobHash, jobsHash } from "./router.js";
 import { badge, describe, hasEnded, setBadge } from "./status.js";
 import { duration, timeElement } from "./time.js";
 
@@ -264,6 +264,9 @@ class Open {
       ["Attempt", String(snapshot?.attempt ?? 1)],
       ["Worker", this.worker ? h("code", { text: this.worker }) : "none yet"],
       this.retryOf ? ["Retry of", h("a", { href: jobHash(this.retryOf) }, h("code", { text: this.retryOf }))] : null,
+      // A child of a batch links to the batch's page.
+      snapshot?.batch_id ? ["Batch", h("a", { href: batchHash(snapshot.batch_id), className: "batch-link" },
+        h("code", { text: snapshot.batch_id }))] : null,
       // Each tag opens the list of the jobs that have it.
       this.tags?.length ? ["Tags", h("span", { className: "tags" }, ...this.tags.map((tag) =>
         h("a", { href: jobsHash({ tag }), className: "tag" }, h("code", { text: tag }))))] : null,
