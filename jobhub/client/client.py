@@ -37,6 +37,7 @@ from jobhub.client.events import (
     Place,
     parse_event,
 )
+from jobhub.client.history import History
 from jobhub.client.tokens import Minting
 from jobhub.core.exceptions import JobCanceled, JobFailed, WaitTimeout
 from jobhub.core.logs import job as log_job
@@ -56,7 +57,7 @@ would cut it and reconnect over and over; four heartbeats missed means the link 
 logger = logging.getLogger("jobhub.client")
 
 
-class AsyncClient(Minting):
+class AsyncClient(Minting, History):
     def __init__(
         self,
         base_url: str,

@@ -20,6 +20,7 @@ from typing import Any, Literal, Self, TypeVar, overload
 from jobhub.client.api import checked_url
 from jobhub.client.client import AsyncClient
 from jobhub.client.events import Gap, JobEvent, LogEntry
+from jobhub.client.history import SyncHistory
 from jobhub.client.tokens import SyncMinting
 from jobhub.core.snapshot import Snapshot
 
@@ -28,7 +29,7 @@ __all__ = ["Client"]
 T = TypeVar("T")
 
 
-class Client(SyncMinting):
+class Client(SyncMinting, SyncHistory):
     """The same API for code without an event loop: each call runs on a private loop thread
     (where ``wait``'s ``on_log`` and ``on_output`` are called too).
 

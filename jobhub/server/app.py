@@ -22,12 +22,16 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from jobhub.archive.database import check_schema, open_engine
+from jobhub.archive.reads import ArchiveReads
 from jobhub.core.exceptions import JobhubError
 from jobhub.core.logs import configure as configure_logs
 from jobhub.core.metrics import WebMetrics
 from jobhub.core.settings import Settings
 from jobhub.lifecycle.lifecycle import Lifecycle
 from jobhub.server import openapi
+from jobhub.server.archive import routes as archive_routes
+from jobhub.server.archived import reading_archive
 from jobhub.server.auth import CSRF_HEADER, Gate, RedactTokens, Tokens
 from jobhub.server.console import routes as operator_routes
 from jobhub.server.cors import CORS
@@ -81,7 +85,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if settings.token_secret:
             tokens = Tokens(settings.token_secret, ttl_seconds=settings.token_ttl_seconds)
         scopes = None if tokens is None else Scopes(tokens, redis)
-        gate = Gate(settings.api_keys, tokens, store.get_many, scopes)
+        archive = None
+        if settings.archive_url is not None:
+            archive = ArchiveReads(open_engine(settings.archive_url))
+            await check_schema(archive.engine)
+        # Past Redis's TTL a job's token still opens it: the gate reads the archive too.
+        gate = Gate(settings.api_keys, tokens, reading_archive(store.get_many, archive), scopes)
         if gate.open:
             logger.warning("no JOBHUB_API_KEYS set: anyone who can reach this app can use it")
         redact = RedactTokens()
@@ -105,6 +114,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             lifecycle,
             registry,
             deliveries=DeliveryLog(redis),
+            archive=archive,
         )
         previous_gc = gc.get_threshold()
         if settings.gc_threshold is not None:
@@ -119,6 +129,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await hub.aclose()
             await redis.aclose()
             await pool.disconnect()
+            if archive is not None:
+                await archive.engine.dispose()
 
     spec = msgspec.json.encode(openapi.document())  # built once: it depends on no request
 
@@ -155,6 +167,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *operator_routes,
             *session_routes,
             *tagged_routes,
+            *archive_routes,
             Route("/openapi.json", openapi_json, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
