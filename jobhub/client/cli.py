@@ -30,6 +30,7 @@ from typing import Any, NoReturn
 import click
 import msgspec
 
+from jobhub.client.archiving import archive
 from jobhub.client.events import Gap, JobEvent, LogEntry, OutputChunk
 from jobhub.client.exits import (
     EXIT,
@@ -386,3 +387,6 @@ def _newer(
             click.echo(f"jobhub: missed {event.missed} entries (trimmed)", err=True)
         elif not isinstance(event, Snapshot) or event.seq > first.seq:
             yield event
+
+
+main.add_command(archive)

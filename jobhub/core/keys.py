@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "ACTIVE",
+    "ARCHIVE_FEED",
     "COUNTS",
     "ENDED",
     "EVENTS",
@@ -171,3 +172,9 @@ def tag_changes(tag: str) -> str:
 def revoked(token_id: str) -> str:
     """Marks a scoped token revoked before it expires; it lives until the token's expiry."""
     return f"{PREFIX}revoked:{token_id}"
+
+
+ARCHIVE_FEED = PREFIX + "archive:feed"
+"""Stream of jobs to archive (``JOBHUB_ARCHIVE_URL``): the step that ends a job appends its
+``job_id`` (as JSON) here; the archivers read it as one consumer group, and delete what
+they have written. Capped (``JOBHUB_ARCHIVE_FEED_MAX``)."""

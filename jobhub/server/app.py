@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             output_limit=settings.output_limit,
             wait_replicas=settings.wait_replicas,
             wait_timeout_ms=int(settings.redis_wait_timeout_seconds * 1000),
+            archive_feed_max=settings.archive_feed,
         )
         hub = Hub(
             functools.partial(pubsub_connection, pool),
