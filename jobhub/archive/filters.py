@@ -13,6 +13,7 @@ else as a string (``arg.format=csv``), and compared as JSON: the number 42 is no
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -174,12 +175,16 @@ def _arg_filter(name: str, raw: str) -> ArgFilter:
         raise InvalidRequest(f"{name[:100]!r}: a value of at most {MAX_TEXT} characters")
     try:
         value = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except msgspec.DecodeError as exc:
+        if "out of range" in str(exc):  # a number, too large for any JSON reader
+            raise InvalidRequest(f"{name[:100]!r}: a number out of range") from None
         value = raw  # not JSON: the string as given
     if not isinstance(value, str | int | float | bool) and value is not None:
         raise InvalidRequest(
             f"{name[:100]!r}: the value must be a string, number, true, false or null"
         )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidRequest(f"{name[:100]!r}: a finite number")
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
         raise InvalidRequest(f"{name[:100]!r}: a number within ±2^53")
     path = tuple(int(p) if p.isdigit() else p for p in parts)

@@ -97,7 +97,7 @@ class ArchiveReads:
         async with self.engine.connect() as connection:
             return int((await connection.execute(statement)).scalar_one())
 
-    async def failed(self, found: Filter, *, limit: int) -> list[Row[Any]]:
+    async def failed(self, found: Filter, *, limit: int) -> list[Row[Any, Any, Any, Any, Any]]:
         """The newest ``limit`` failed jobs ``found`` matches (for a bulk retry)."""
         failed = msgspec.structs.replace(found, status=Status.FAILED)
         c = self.jobs.c

@@ -141,6 +141,8 @@ class SyncHistory:
         """See ``AsyncClient.archive_stats``."""
         return self._call(self._async.archive_stats(bucket=bucket, **filters))
 
-    def retry_failed(self: _ArchiveSync, filter: Mapping[str, str], *, count: int | None = None) -> Any:
+    def retry_failed(
+        self: _ArchiveSync, filter: Mapping[str, str], *, count: int | None = None
+    ) -> Any:
         """See ``AsyncClient.retry_failed``."""
         return self._call(self._async.retry_failed(filter, count=count))
