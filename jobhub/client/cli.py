@@ -39,6 +39,7 @@ from jobhub.client.exits import (
     EXIT_TIMEOUT,
     explain,
 )
+from jobhub.client.history_cli import history
 from jobhub.client.screen import Screen
 from jobhub.client.sync import Client
 from jobhub.core.exceptions import ConfigError
@@ -390,3 +391,4 @@ def _newer(
 
 
 main.add_command(archive)
+main.add_command(history)

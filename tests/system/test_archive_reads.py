@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import os
+import subprocess
+import sys
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -390,3 +394,29 @@ async def test_a_hostile_retry_body_is_a_400(http: httpx.AsyncClient, body: byte
         "/archive/retry", content=body, headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 400, (body, response.text)
+
+
+def test_the_history_command_pages_through_the_archive(web: ThreadedServer) -> None:
+    want = expected(f=lambda r: r["function"] == "exports.csv")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("JOBHUB_")}
+    command = [sys.executable, "-m", "jobhub", "--url", web.base_url, "--api-key", KEY]
+    listed = subprocess.run(
+        [*command, "history", "--function", "exports.csv", "--limit", str(len(want)), "--json"],
+        capture_output=True, text=True, timeout=60, env=base,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert [json.loads(line)["job_id"] for line in listed.stdout.splitlines()] == want
+    failed = subprocess.run(
+        [*command, "history", "--status", "failed", "--arg", "user=1", "--since", "3650d"],
+        capture_output=True, text=True, timeout=60, env=base,
+    )  # fmt: skip
+    assert failed.returncode == 0, failed.stderr
+    wanted = expected(s=lambda r: r["status"] == "failed", u=lambda r: r["kwargs"].get("user") == 1)
+    assert [line.split()[1] for line in failed.stdout.splitlines()] == wanted != []
+    assert "ValueError" in failed.stdout
+    refused = subprocess.run(
+        [sys.executable, "-m", "jobhub", "--url", web.base_url, "history"],
+        capture_output=True, text=True, timeout=60, env=base,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert "API key" in refused.stderr
