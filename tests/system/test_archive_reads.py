@@ -17,7 +17,6 @@ import sys
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +25,7 @@ import pytest
 from jobhub import Settings, create_app
 from jobhub.archive.stats import percentile
 from jobhub.server.auth import Tokens
+from tests.support.archive import new_database
 from tests.support.archive_rows import BASE, insert, job_row, migrated
 from tests.support.helpers import TERMINAL
 from tests.support.servers import ThreadedServer
@@ -76,10 +76,11 @@ OVER_BOUND = [
 ]
 
 
-@pytest.fixture(scope="module", params=["sqlite"])
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def archive_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    folder: Path = tmp_path_factory.mktemp("archive")
-    url = f"sqlite+aiosqlite:///{folder / 'archive.db'}"
+    kind = request.param
+    postgres = request.getfixturevalue("postgres_server") if kind == "postgresql" else None
+    url = new_database(kind, tmp_path_factory.mktemp("archive"), postgres)
 
     async def fill() -> None:
         engine = await migrated(url)
