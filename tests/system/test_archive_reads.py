@@ -28,7 +28,7 @@ from jobhub.server.auth import Tokens
 from tests.support.archive import new_database
 from tests.support.archive_rows import BASE, insert, job_row, migrated
 from tests.support.helpers import TERMINAL
-from tests.support.servers import ThreadedServer
+from tests.support.servers import ThreadedServer, running_stack
 from tests.support.waiting import wait_until
 
 KEY = "archive-test-key"
@@ -92,13 +92,18 @@ def archive_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 
 @pytest.fixture(scope="module")
-def web(redis_url: str, base_url: str, archive_url: str) -> Iterator[ThreadedServer]:
-    # base_url: the session's stack, whose worker runs what a bulk retry starts.
-    settings = Settings(
-        redis_url=redis_url, api_keys=(KEY,), token_secret=SECRET, archive_url=archive_url
-    )
-    with ThreadedServer(create_app(settings)) as server:
-        yield server
+def web(archive_url: str) -> Iterator[ThreadedServer]:
+    # A Redis and worker of each database's own: a bulk retry's jobs (their ids derived from
+    # the archived ones') are new on each.
+    with running_stack() as stack:
+        settings = Settings(
+            redis_url=stack.redis_url,
+            api_keys=(KEY,),
+            token_secret=SECRET,
+            archive_url=archive_url,
+        )
+        with ThreadedServer(create_app(settings)) as server:
+            yield server
 
 
 @pytest.fixture
