@@ -3,7 +3,8 @@
 // reaches the server, so it works under any path prefix, and a view can be bookmarked,
 // shared and reloaded, and the back button goes back.
 
-/** The current place: `{ view: "jobs" | "job" | "workers", id, filters: { status, function, tag } }`. */
+/** The current place: `{ view: "jobs" | "job" | "workers" | "history", id, filters: { status,
+ *  function, tag } }`, and for the History page `past`, its own filters. */
 export function here() {
   const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
   const params = new URLSearchParams(query);
@@ -15,6 +16,8 @@ export function here() {
   const job = path.match(/^\/job\/([A-Za-z0-9_-]{1,64})$/);
   if (job) return { view: "job", id: job[1], filters };
   if (path === "/workers") return { view: "workers", id: null, filters };
+  // The History page (the archive) keeps its own filters: every parameter it was given.
+  if (path === "/history") return { view: "history", id: null, filters, past: Object.fromEntries(params) };
   return { view: "jobs", id: null, filters };
 }
 
@@ -23,6 +26,11 @@ export function jobsHash(filters = {}) {
   for (const [name, value] of Object.entries(filters)) if (value) params.set(name, value);
   const query = params.toString();
   return query ? `#/?${query}` : "#/";
+}
+
+export function historyHash(filters = {}) {
+  const query = new URLSearchParams(Object.entries(filters).filter(([, value]) => value)).toString();
+  return query ? `#/history?${query}` : "#/history";
 }
 
 export function jobHash(jobId) {
