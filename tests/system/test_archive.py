@@ -18,6 +18,7 @@ import msgspec
 import pytest
 import redis.asyncio
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobhub.archive import JOBS, PROGRESS, open_engine
@@ -269,3 +270,50 @@ async def test_migrate_is_idempotent_and_the_archiver_refuses_an_unmigrated_data
         migrated = jobhub("archive", "migrate", env=env)
         assert migrated.returncode == 0, migrated.stderr
         assert "schema revision 0001" in migrated.stdout
+
+
+def test_jobhub_dev_migrates_and_archives_and_ctrl_c_stops_the_archiver(tmp_path: Path) -> None:
+    import signal
+    import sys
+
+    from jobhub.dev.server import free_port
+    from tests.support.waiting import wait_until_sync
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'archive.db'}"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobhub", "dev", "--port", str(port)],
+        env={**env, "JOBHUB_ARCHIVE_URL": url}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def up() -> bool:
+            try:
+                return httpx.get(base + "/healthz", timeout=1).json().get("functions", 0) > 0
+            except (httpx.HTTPError, ValueError):
+                return proc.poll() is not None
+
+        wait_until_sync(up, limit=60, what="jobhub dev")
+        assert proc.poll() is None, "jobhub dev exited early"
+        job_id = httpx.post(base + "/jobs", json={"function": "demo.noop"}).json()["job_id"]
+
+        async def archived() -> bool:
+            engine = open_engine(url)
+            try:
+                async with engine.connect() as connection:
+                    found = await connection.execute(select(JOBS.c.id))
+                    return job_id in found.scalars().all()
+            except OperationalError:  # not migrated yet: the stack answers first
+                return False
+            finally:
+                await engine.dispose()
+
+        wait_until_sync(lambda: asyncio.run(archived()), limit=30, what="the job archived")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert "archiving ended jobs" in out
+    assert proc.returncode == 0, out
