@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from jobhub.archive.records import JobRows, job_rows
 from jobhub.archive.retention import Retention
 from jobhub.archive.writer import write_batch
+from jobhub.core.logs import job as log_job
 from jobhub.core.metrics import ArchiveMetrics
 from jobhub.store.feed import Feed
 
@@ -168,7 +169,8 @@ class Archiver:
             if rows is None:
                 # Deleted, or expired before any archiver came to it (JOBHUB_RESULT_TTL).
                 self.metrics.missed.inc()
-                logger.warning("job %s was gone from Redis before it was archived", job.job_id)
+                logger.warning("job %s was gone from Redis before it was archived", job.job_id,
+                               extra=log_job(job.job_id))  # fmt: skip
             else:
                 batch.append(rows)
         if not await self._write(batch, stop):
@@ -221,7 +223,9 @@ class Archiver:
             except _DOWN as exc:
                 if not await self._answers():
                     return False
-                logger.error("job %s cannot be archived, skipped: %s", rows.job["id"], _short(exc))
+                job_id = rows.job["id"]
+                logger.error("job %s cannot be archived, skipped: %s", job_id, _short(exc),
+                             extra=log_job(job_id))  # fmt: skip
         return True
 
 

@@ -2,6 +2,7 @@
 
     jobhub archive migrate        create or upgrade the schema (JOBHUB_ARCHIVE_URL); idempotent
     jobhub archive run            archive ended jobs until SIGTERM or Ctrl-C
+    jobhub archive run --optional the same, or idle if JOBHUB_ARCHIVE_URL is unset (Procfile)
 
 Both read ``JOBHUB_ARCHIVE_URL`` (and the rest of the settings) from the environment. The
 archive's modules (SQLAlchemy, Alembic, the drivers) are loaded only when one of these
@@ -22,12 +23,12 @@ from jobhub.core.settings import Settings
 __all__ = ["archive"]
 
 
-def _settings() -> Settings:
+def _settings(optional: bool = False) -> Settings:
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    if settings.archive_url is None:
+    if settings.archive_url is None and not optional:
         raise click.ClickException(
             "JOBHUB_ARCHIVE_URL is not set: name the archive's database, e.g. "
             "postgresql+asyncpg://user:password@host/jobhub or sqlite+aiosqlite:///archive.db"
@@ -73,12 +74,30 @@ async def _migrate(settings: Settings) -> str:
               help="How often retention (JOBHUB_ARCHIVE_KEEP_DAYS*) runs.")  # fmt: skip
 @click.option("--metrics-port", type=click.IntRange(1, 65535),
               help="Serve Prometheus metrics here (jobhub_archive_feed_length, ...).")  # fmt: skip
-def run(batch_size: int, claim_after: float, prune_every: float, metrics_port: int | None) -> None:
+@click.option("--optional", is_flag=True,
+              help="Without JOBHUB_ARCHIVE_URL, idle until stopped instead of failing (for "
+                   "one Procfile across deployments with and without an archive).")  # fmt: skip
+def run(
+    batch_size: int, claim_after: float, prune_every: float, metrics_port: int | None,
+    optional: bool,
+) -> None:  # fmt: skip
     """Archive every job that ends, until SIGTERM or Ctrl-C. Run as many as you like."""
-    settings = _settings()
+    settings = _settings(optional)
+    if settings.archive_url is None:
+        click.echo("jobhub: no JOBHUB_ARCHIVE_URL: nothing to archive; idle until stopped")
+        asyncio.run(_stopped())
+        return
     options = {"batch_size": batch_size, "claim_idle_seconds": claim_after,
                "retention_every_seconds": prune_every}  # fmt: skip
     asyncio.run(_run(settings, options, metrics_port))
+
+
+async def _stopped() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
 
 
 async def _run(settings: Settings, options: dict[str, Any], metrics_port: int | None) -> None:

@@ -152,6 +152,7 @@ def dev(host: str, port: int, workers: int, web_processes: int, worker_settings:
     """Run the whole stack until Ctrl-C: Redis (private, unless REDIS_URL is set), ARQ
     workers and the web app. Exits 1 at once, saying why, if it cannot start."""
     # Imported here: the other subcommands are HTTP clients and need none of the stack.
+    from jobhub.dev.archiving import DevArchiver
     from jobhub.dev.server import (
         RedisServer,
         Stack,
@@ -189,14 +190,18 @@ def dev(host: str, port: int, workers: int, web_processes: int, worker_settings:
                 web_processes=web_processes,
             )
             resources.enter_context(stack)
+            archiver = resources.enter_context(DevArchiver(settings, redis_url))
         except ConfigError as exc:
             click.echo(f"jobhub: {exc}", err=True)
             sys.exit(1)
+        if archiver.url is not None:
+            click.echo("jobhub: archiving ended jobs (JOBHUB_ARCHIVE_URL)")
         click.echo(f"jobhub: open {stack.base_url}/  (Ctrl-C stops everything)")
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         while not stopping:
             exited = stack.exited() or (private.exited() if private is not None else None)
+            exited = exited or archiver.exited()
             if exited:
                 click.echo(f"jobhub: {exited}; stopping the rest", err=True)
                 stack.stop()

@@ -18,6 +18,7 @@ import msgspec
 import pytest
 import redis.asyncio
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobhub.archive import JOBS, PROGRESS, open_engine
@@ -25,6 +26,7 @@ from jobhub.core import keys
 from jobhub.dev.server import Stack
 from jobhub.store.feed import GROUP
 from tests.support.archive import BIN, ArchiverProcess, new_database
+from tests.support.postgres import PostgresServer
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(240)
@@ -176,7 +178,142 @@ async def feed_backlog(redis_url: str) -> tuple[int, int]:
     """Entries in the feed, and entries pending in the archivers' group."""
     client = redis.asyncio.Redis.from_url(redis_url)
     try:
-        pending = await client.xpending(keys.ARCHIVE_FEED, GROUP)
-        return int(await client.xlen(keys.ARCHIVE_FEED)), int(pending["pending"])
+        groups = await client.xinfo_groups(keys.ARCHIVE_FEED)
+        pending = sum(int(g["pending"]) for g in groups if g["name"].decode() == GROUP)
+        return int(await client.xlen(keys.ARCHIVE_FEED)), pending
     finally:
         await client.aclose()
+
+
+async def test_an_archiver_killed_mid_batch_loses_nothing_and_duplicates_nothing(
+    archived_stack: tuple[Stack, dict[str, str]], engine: AsyncEngine, tmp_path: Path
+) -> None:
+    stack, env = archived_stack
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
+        # They end with no archiver running: the feed holds them.
+        job_ids = await submit(http, [{"function": "demo.noop"}] * 600)
+        await ended(http, job_ids)
+    assert (await feed_backlog(stack.redis_url))[0] == len(job_ids)
+    log = tmp_path / "archiver.log"
+    first = ArchiverProcess(env, "--batch-size", "20", "--claim-after", "1", log=log)
+
+    async def some_archived() -> int:
+        return await archived_count(engine)
+
+    await wait_until(some_archived, limit=60, what="the first batches")
+    first.kill()
+    first.stop()
+    at_kill = await archived_count(engine)
+    assert at_kill < len(job_ids), "it finished before the kill: kill sooner"
+    with ArchiverProcess(env, "--batch-size", "20", "--claim-after", "1", log=log):
+
+        async def all_archived() -> bool:
+            return await archived_count(engine) >= len(job_ids)
+
+        await wait_until(all_archived, limit=60, what="the rest, claimed and read")
+        await wait_until(lambda: _empty(stack.redis_url), limit=30, what="the feed to drain")
+    async with engine.connect() as connection:
+        ids = (await connection.execute(select(JOBS.c.id))).scalars().all()
+    assert sorted(ids) == sorted(job_ids)
+
+
+async def _empty(redis_url: str) -> bool:
+    return await feed_backlog(redis_url) == (0, 0)
+
+
+@pytest.mark.parametrize("archive_url", ["postgresql"], indirect=True)
+async def test_postgresql_down_for_ten_seconds_under_load_loses_nothing(
+    archived_stack: tuple[Stack, dict[str, str]],
+    engine: AsyncEngine,
+    postgres_server: PostgresServer,
+    tmp_path: Path,
+) -> None:
+    stack, env = archived_stack
+    with ArchiverProcess(env, "--batch-size", "50", log=tmp_path / "archiver.log"):
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
+
+            async def load() -> list[str]:
+                submitted = []
+                for _ in range(24):  # about 12 s of jobs ending, across the outage
+                    submitted += await submit(http, [{"function": "demo.noop"}] * 20)
+                    await asyncio.sleep(0.5)  # paces the load
+                return submitted
+
+            loading = asyncio.create_task(load())
+            await asyncio.sleep(1)  # some archived before the outage
+            postgres_server.stop()
+            try:
+                await asyncio.sleep(10)  # the outage itself
+                backlog, _ = await feed_backlog(stack.redis_url)
+                assert backlog > 0  # the feed holds what ended meanwhile
+            finally:
+                postgres_server.start()
+            job_ids = await loading
+            await ended(http, job_ids)
+
+            async def all_archived() -> bool:
+                return await archived_count(engine) == len(job_ids)
+
+            await wait_until(all_archived, limit=60, what="every job once PostgreSQL is back")
+            await wait_until(lambda: _empty(stack.redis_url), limit=30, what="the feed to drain")
+    assert "trying again" in (tmp_path / "archiver.log").read_text()
+
+
+async def test_migrate_is_idempotent_and_the_archiver_refuses_an_unmigrated_database(
+    archive_url: str, start_stack: Callable[..., Stack]
+) -> None:
+    env = {"JOBHUB_ARCHIVE_URL": archive_url}
+    refused = jobhub("archive", "run", env=env)
+    assert refused.returncode == 1
+    assert "run `jobhub archive migrate`" in refused.stderr
+    for _ in range(2):
+        migrated = jobhub("archive", "migrate", env=env)
+        assert migrated.returncode == 0, migrated.stderr
+        assert "schema revision 0001" in migrated.stdout
+
+
+def test_jobhub_dev_migrates_and_archives_and_ctrl_c_stops_the_archiver(tmp_path: Path) -> None:
+    import signal
+    import sys
+
+    from jobhub.dev.server import free_port
+    from tests.support.waiting import wait_until_sync
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'archive.db'}"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobhub", "dev", "--port", str(port)],
+        env={**env, "JOBHUB_ARCHIVE_URL": url}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def up() -> bool:
+            try:
+                return httpx.get(base + "/healthz", timeout=1).json().get("functions", 0) > 0
+            except (httpx.HTTPError, ValueError):
+                return proc.poll() is not None
+
+        wait_until_sync(up, limit=60, what="jobhub dev")
+        assert proc.poll() is None, "jobhub dev exited early"
+        job_id = httpx.post(base + "/jobs", json={"function": "demo.noop"}).json()["job_id"]
+
+        async def archived() -> bool:
+            engine = open_engine(url)
+            try:
+                async with engine.connect() as connection:
+                    found = await connection.execute(select(JOBS.c.id))
+                    return job_id in found.scalars().all()
+            except OperationalError:  # not migrated yet: the stack answers first
+                return False
+            finally:
+                await engine.dispose()
+
+        wait_until_sync(lambda: asyncio.run(archived()), limit=30, what="the job archived")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert "archiving ended jobs" in out
+    assert proc.returncode == 0, out
