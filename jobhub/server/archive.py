@@ -31,6 +31,7 @@ from jobhub.core.snapshot import Status
 from jobhub.lifecycle.lifecycle import retry_id
 from jobhub.lifecycle.table import Party
 from jobhub.lifecycle.transitions import move
+from jobhub.server.routes import Error
 from jobhub.server.services import json_response, query_of, read_json, services_of
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "BulkRetryDone",
     "RetryConflict",
     "archive_of",
+    "openapi_paths",
     "routes",
 ]
 
@@ -184,6 +186,67 @@ async def bulk_retry(request: Request) -> Response:
             services.metrics.enqueued.labels(row.function).inc()
         retried.append(Retried(new_id, row.id, created))
     return json_response(msgspec.json.encode(BulkRetryDone(retried, skipped)), 202)
+
+
+def openapi_paths() -> dict[str, Any]:
+    """The archive's part of the OpenAPI document (``jobhub.server.openapi``): its models
+    where the schemas go, as there."""
+
+    def answer(model: Any, description: str) -> dict[str, Any]:
+        return {"description": description, "content": {"application/json": {"schema": model}}}
+
+    def query(name: str, description: str) -> dict[str, Any]:
+        return {"name": name, "in": "query", "schema": str, "description": description}
+
+    refused = {
+        "400": answer(Error, "a filter, cursor or limit out of shape"),
+        "401": answer(Error, "no API key (or console session)"),
+        "403": answer(Error, "a scoped token: the archive spans every tag"),
+        "404": answer(Error, "no archive here (JOBHUB_ARCHIVE_URL): ArchiveOff"),
+    }
+    filters = [
+        query("function", "only this function's jobs"),
+        query("status", "finished, failed or canceled"),
+        query("tag", "only jobs with this tag"),
+        query("since", "ended at or after: ISO 8601, or a span back from now (7d, 90m)"),
+        query("until", "ended before (as since)"),
+        query("error", "a substring of the error, any case"),
+    ]
+    return {
+        "/archive/jobs": {
+            "get": {
+                "summary": "Ended jobs from the archive, newest first (arg.<path>=<value> too)",
+                "parameters": [
+                    *filters,
+                    query("cursor", "next_cursor of the page before"),
+                    {"name": "limit", "in": "query", "schema": int, "description": "1 to 200"},
+                ],
+                "responses": {"200": answer(ArchivedJobs, "a page"), **refused},
+            }
+        },
+        "/archive/stats": {
+            "get": {
+                "summary": "Jobs per bucket by status; run-time p50/p95/p99 per function",
+                "parameters": [*filters, query("bucket", "minute, hour or day (hour)")],
+                "responses": {"200": answer(ArchiveStats, "the figures"), **refused},
+            }
+        },
+        "/archive/retry": {
+            "post": {
+                "summary": "Count the failed jobs a filter matches; with that count, retry them",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": BulkRetry}},
+                },
+                "responses": {
+                    "200": answer(BulkRetryCount, "the count (no count sent)"),
+                    "202": answer(BulkRetryDone, "the retries started, and those skipped"),
+                    "409": answer(Error, "the filter matches another count now"),
+                    **refused,
+                },
+            }
+        },
+    }
 
 
 routes = [
