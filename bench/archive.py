@@ -15,6 +15,7 @@ fsync and synchronous_commit on) and a real Redis, in three parts:
    schema's indexes and then without them.
 
     python bench/archive.py [--rows 1000000] [--jobs 4000] [--rate 1000] [--seconds 10]
+                            [--parts write,lag,reads]
 """
 
 from __future__ import annotations
@@ -57,13 +58,18 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000, help="ended jobs/s for the lag")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=30, help="requests per read query")
+    parser.add_argument("--parts", default="write,lag,reads", help="which parts to run")
     options = parser.parse_args()
+    parts = options.parts.split(",")
     with PostgresServer() as postgres, RedisServer() as redis_server:
         asyncio.run(durable(postgres))
         print(f"PostgreSQL {postgres.bin}, durable (fsync on, synchronous_commit on)")
-        asyncio.run(write_part(postgres, redis_server.url, options.jobs))
-        asyncio.run(lag_part(postgres, redis_server.url, options.rate, options.seconds))
-        reads_part(postgres, redis_server.url, options.rows, options.repeat)
+        if "write" in parts:
+            asyncio.run(write_part(postgres, redis_server.url, options.jobs))
+        if "lag" in parts:
+            asyncio.run(lag_part(postgres, redis_server.url, options.rate, options.seconds))
+        if "reads" in parts:
+            reads_part(postgres, redis_server.url, options.rows, options.repeat)
 
 
 async def durable(postgres: PostgresServer) -> None:
@@ -91,11 +97,16 @@ async def end_jobs(store: Store, prefix: str, count: int) -> None:
     """``count`` jobs created and finished through the store (the terminal write feeds them)."""
     for start in range(0, count, 200):
         ids = [f"{prefix}-{i}" for i in range(start, min(start + 200, count))]
-        for job_id in ids:
-            arguments = msgspec.json.encode({"args": [], "kwargs": {"user": 7}})
-            await store.create(
-                Snapshot.queued(job_id, random.choice(FUNCTIONS)), hidden={"arguments": arguments}
+        arguments = msgspec.json.encode({"args": [], "kwargs": {"user": 7}})
+        # At once, as many web processes would: one round trip's wait for all of them.
+        await asyncio.gather(
+            *(
+                store.create(
+                    Snapshot.queued(i, random.choice(FUNCTIONS)), hidden={"arguments": arguments}
+                )
+                for i in ids
             )
+        )
         writes = [store.prepare(i, {"status": "running", "percent": 50.0}) for i in ids]
         writes += [store.prepare(i, {"status": "finished", "percent": 100.0}) for i in ids]
         await store.write_many(writes)
