@@ -116,6 +116,13 @@ def test_history_filters_charts_pages_and_bulk_retry(
     expect(page.locator("#history-functions tr")).to_have_count(2)
     page.screenshot(path=str(tmp_path / "history.png"), full_page=True)
 
+    # An archived job opens in the usual detail view, read from the archive.
+    page.click("#archived-past-001 a")
+    expect(page.locator("article.detail")).to_have_class("detail failed", timeout=10_000)
+    expect(page.locator("article.detail")).to_contain_text("ValueError")
+    page.go_back()
+    expect(rows).to_have_count(50, timeout=10_000)
+
     # Filters: into the fragment, and the rows follow.
     page.fill("#history-filters input[name=function]", "demo.noop")
     page.select_option("#history-filters select[name=status]", "failed")
