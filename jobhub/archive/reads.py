@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Row, Table, and_, func, or_, select
+from sqlalchemy import Row, Table, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobhub.archive.filters import Filter, conditions, parse_time
@@ -76,7 +76,11 @@ class ArchiveReads:
         where = conditions(found, self.jobs, dialect=self.dialect)
         if cursor is not None:
             at, last_id = decode_cursor(cursor, self.dialect)
-            where.append(or_(c.ended_at < at, and_(c.ended_at == at, c.id < last_id)))
+            # A row-value comparison, which PostgreSQL reads as one range of the
+            # (ended_at, id) index (an OR of the two cases it would scan more of).
+            where.append(
+                tuple_(c.ended_at, c.id) < tuple_(literal(at, c.ended_at.type), literal(last_id))
+            )
         statement = (
             select(self.jobs)
             .where(*where)
