@@ -114,9 +114,12 @@ class Archiver:
         if now - self._checked_at >= 1.0:
             self._checked_at = now
             await self._check_length(now)
-        if self.options.retention and now - self._pruned_at >= self.options.retention_every_seconds:
+        if now - self._pruned_at >= self.options.retention_every_seconds:
             self._pruned_at = now
             await self.prune()
+            # Each archiver that stopped left its name in the group: forget those idle an
+            # hour that hold nothing.
+            await self.feed.forget_idle_consumers(idle_ms=3_600_000)
         return archived
 
     async def prune(self) -> int:
@@ -125,7 +128,6 @@ class Archiver:
             return 0
         try:
             deleted = await self.options.retention.prune(self.engine)
-            await self.feed.forget_idle_consumers(idle_ms=3_600_000)
         except _DOWN as exc:
             logger.warning("retention skipped this round: %s", exc)
             return 0
@@ -137,7 +139,7 @@ class Archiver:
         now = time.monotonic()
         if now - self._claimed_at >= self.options.claim_idle_seconds / 2:
             idle_ms = int(self.options.claim_idle_seconds * 1000)
-            _, claimed = await self.feed.claim(
+            claimed = await self.feed.claim(
                 self.consumer, idle_ms=idle_ms, count=self.options.batch_size
             )
             if claimed:

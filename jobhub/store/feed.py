@@ -70,19 +70,26 @@ class Feed:
         )
         return [_entry(entry) for _, entries in reply or [] for entry in entries]
 
-    async def claim(
-        self, consumer: str, *, idle_ms: int, count: int, start: str = "0-0"
-    ) -> tuple[str, list[tuple[str, str]]]:
+    async def claim(self, consumer: str, *, idle_ms: int, count: int) -> list[tuple[str, str]]:
         """Take over up to ``count`` entries left pending at least ``idle_ms`` by another
-        archiver (one that died mid-batch); returns where to claim on from ("0-0": the end
-        was reached) and the entries."""
-        reply = await self._redis.xautoclaim(
-            keys.ARCHIVE_FEED, GROUP, consumer, idle_ms, start_id=start, count=count
+        archiver (one that died mid-batch), and return them."""
+        # By id first, then read: an entry the feed's cap trimmed while it was pending
+        # comes back from XAUTOCLAIM without its id on Redis 6.2, so it could never be let go.
+        claimed = await self._redis.xautoclaim(
+            keys.ARCHIVE_FEED, GROUP, consumer, idle_ms, start_id="0-0", count=count, justid=True
         )
-        after, entries = reply[0], reply[1]
-        # Entries deleted while pending come back as None (Redis 7) and are dropped there.
-        found = [_entry(entry) for entry in entries if entry and entry[1] is not None]
-        return (after.decode() if isinstance(after, bytes) else str(after)), found
+        if not claimed:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry_id in claimed:
+                pipe.xrange(keys.ARCHIVE_FEED, entry_id, entry_id)
+            read = await pipe.execute()
+        found = [_entry(entries[0]) for entries in read if entries]
+        trimmed = [entry_id for entry_id, entries in zip(claimed, read, strict=True) if not entries]
+        if trimmed:
+            # Its job is lost to the archive; acknowledged, it stops coming back.
+            await self._redis.xack(keys.ARCHIVE_FEED, GROUP, *trimmed)
+        return found
 
     async def done(self, entry_ids: Sequence[str]) -> None:
         """Acknowledge entries whose jobs are written, and delete them: the feed's length is

@@ -198,3 +198,20 @@ async def test_retention_deletes_only_what_is_past_its_statuss_days(engine: Asyn
         left = await connection.execute(select(PROGRESS.c.job_id).order_by(PROGRESS.c.job_id))
         assert left.scalars().all() == ["new-ok", "old-failed"]
     assert await Retention.from_settings(Settings()).prune(engine) == 0  # unset: kept forever
+
+
+async def test_an_entry_trimmed_while_pending_is_let_go_not_claimed_forever(
+    redis_client: redis.asyncio.Redis, fed_store: Store, engine: AsyncEngine
+) -> None:
+    ids = await end_jobs(fed_store, 3)
+    feed = Feed(redis_client, block_ms=50)
+    await feed.join()
+    given = await feed.read("dead", count=10)
+    await redis_client.xdel(keys.ARCHIVE_FEED, given[0][0])  # as the feed's cap would
+    archiver = Archiver(feed, engine, ArchiverOptions(claim_idle_seconds=0.1), consumer="alive")
+    await asyncio.sleep(0.15)
+    await drain(archiver)
+    assert await rows(engine) == dict.fromkeys(ids[1:], "finished")
+    pending = await redis_client.xpending(keys.ARCHIVE_FEED, "archivers")
+    assert pending["pending"] == 0
+    assert await feed.forget_idle_consumers(idle_ms=0) == 2  # "dead" and "alive" hold nothing

@@ -18,7 +18,7 @@ import msgspec
 import pytest
 import redis.asyncio
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobhub.archive import JOBS, PROGRESS, open_engine
@@ -306,7 +306,7 @@ def test_jobhub_dev_migrates_and_archives_and_ctrl_c_stops_the_archiver(tmp_path
                 async with engine.connect() as connection:
                     found = await connection.execute(select(JOBS.c.id))
                     return job_id in found.scalars().all()
-            except OperationalError:  # not migrated yet: the stack answers first
+            except DBAPIError:  # not migrated yet: the stack answers first
                 return False
             finally:
                 await engine.dispose()
@@ -317,3 +317,55 @@ def test_jobhub_dev_migrates_and_archives_and_ctrl_c_stops_the_archiver(tmp_path
         out, _ = proc.communicate(timeout=30)
     assert "archiving ended jobs" in out
     assert proc.returncode == 0, out
+
+
+def test_the_production_recipe_runs_as_written(
+    postgres_server: PostgresServer, start_stack: Callable[..., Stack], tmp_path: Path
+) -> None:
+    import re
+    import signal
+
+    from jobhub.dev.server import free_port
+    from tests.support.readme import ROOT
+    from tests.support.waiting import wait_until_sync
+
+    page = (ROOT / "docs" / "archive.md").read_text()
+    (recipe,) = re.findall(r"```sh\n(.*?)```", page, re.S)
+    documented = re.search(r"postgresql\+asyncpg://\S+", recipe)
+    assert documented is not None
+    # The documented database and port, as this machine has them; the rest as written.
+    url = new_database("postgresql", tmp_path, postgres_server)
+    port = free_port()
+    script = recipe.replace(documented.group(0), url).replace("9108", str(port))
+    stack = start_stack(env={"JOBHUB_ARCHIVE_URL": url})
+    env = {**os.environ, "REDIS_URL": stack.redis_url, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env.pop("JOBHUB_ARCHIVE_URL", None)  # the recipe's export sets it
+    proc = subprocess.Popen(
+        ["bash", "-ec", script], env=env, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        job_id = httpx.post(stack.base_url + "/jobs", json={"function": "demo.noop"}).json()
+        job_id = job_id["job_id"]
+
+        async def archived() -> bool:
+            engine = open_engine(url)
+            try:
+                async with engine.connect() as connection:
+                    found = await connection.execute(select(JOBS.c.id))
+                    return job_id in found.scalars().all()
+            except DBAPIError:
+                return False  # the recipe's migrate has not run yet
+            finally:
+                await engine.dispose()
+
+        wait_until_sync(lambda: asyncio.run(archived()) or proc.poll() is not None, limit=60,
+                        what="the job archived by the recipe's archiver")  # fmt: skip
+        assert proc.poll() is None, "the recipe's archiver exited"
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert "jobhub_archive_feed_length" in metrics
+        assert "jobhub_archive_jobs_archived_total 1.0" in metrics
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert "schema revision 0001" in out, out
