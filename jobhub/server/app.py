@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -22,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from jobhub.archive.database import check_schema, open_engine
+from jobhub.archive.database import ArchiveNotMigrated, check_schema, open_engine
 from jobhub.archive.reads import ArchiveReads
 from jobhub.core.exceptions import JobhubError
 from jobhub.core.logs import configure as configure_logs
@@ -89,7 +90,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         archive = None
         if settings.archive_url is not None:
             archive = ArchiveReads(open_engine(settings.archive_url))
-            await check_schema(archive.engine)
+            try:
+                await check_schema(archive.engine)
+            except (ArchiveNotMigrated, SQLAlchemyError, OSError) as exc:
+                # The web app may start before `jobhub archive migrate` ran (`jobhub dev`
+                # starts both at once): it serves, and the archive's reads answer 503 until
+                # the database is there.
+                logger.warning("the archive is not ready yet: %s", exc)
         # Past Redis's TTL a job's token still opens it: the gate reads the archive too.
         gate = Gate(settings.api_keys, tokens, reading_archive(store.get_many, archive), scopes)
         if gate.open:
@@ -179,6 +186,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             JobhubError: _jobhub_error,
             HTTPException: _http_error,
             RedisError: _redis_error,
+            SQLAlchemyError: _archive_error,
             Exception: _internal_error,
         },
     )
@@ -207,6 +215,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     names = {404: "NotFound", 405: "MethodNotAllowed"}
     return _error(exc.status_code, names.get(exc.status_code, "HTTPError"), str(exc.detail))
+
+
+async def _archive_error(request: Request, exc: Exception) -> Response:
+    # The archive's database is down, restarting or not migrated: the live API is not.
+    logger.warning("archive error on %s %s: %s", request.method, request.url.path, exc)
+    detail = "the archive's database is unavailable (or not migrated: jobhub archive migrate)"
+    return _error(503, "ServiceUnavailable", detail, _RETRY_AFTER)
 
 
 async def _redis_error(request: Request, exc: Exception) -> Response:

@@ -13,10 +13,12 @@ import pytest
 import redis.asyncio
 from sqlalchemy import func, select
 
+from jobhub import Settings, create_app
 from jobhub.archive import JOBS, migrate, open_engine
 from jobhub.dev.server import Stack
 from tests.support.archive import ArchiverProcess, new_database
 from tests.support.helpers import TERMINAL
+from tests.support.servers import ThreadedServer
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
@@ -107,3 +109,21 @@ async def test_a_job_redis_forgot_answers_from_the_archive(
             assert (await http.get(f"/jobs/{job_id}", params={"token": other})).status_code == 403
         assert (await http.get("/jobs/never-was", headers=API)).status_code == 404
     await engine.dispose()
+
+
+async def test_an_archive_not_migrated_yet_is_a_503_and_the_live_api_serves(
+    redis_url: str, tmp_path: Path
+) -> None:
+    # `jobhub dev` starts the web app and the archiver (which migrates) at once.
+    settings = Settings(redis_url=redis_url, archive_url=f"sqlite+aiosqlite:///{tmp_path}/a.db")
+    with ThreadedServer(create_app(settings)) as web:
+        async with httpx.AsyncClient(base_url=web.base_url, timeout=20) as http:
+            refused = await http.get("/archive/jobs")
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"]["type"] == "ServiceUnavailable"
+            assert (await http.get("/healthz")).status_code == 200
+        engine = open_engine(settings.archive_url or "")
+        await migrate(engine)
+        await engine.dispose()
+        async with httpx.AsyncClient(base_url=web.base_url, timeout=20) as http:
+            assert (await http.get("/archive/jobs")).json() == {"jobs": [], "next_cursor": None}
