@@ -32,6 +32,7 @@ import redis.asyncio
 from jobhub import Settings, create_app
 from jobhub.dev.server import RedisServer, Stack
 from jobhub.store.store import Store
+from tests.support.postgres import PostgresServer
 from tests.support.servers import (
     WEBHOOK_SECRET,
     WORKER_METRICS_PORT,
@@ -109,4 +110,11 @@ def store(redis_client: redis.asyncio.Redis) -> Store:
 def threaded(redis_url: str) -> Iterator[ThreadedServer]:
     app = create_app(Settings(redis_url=redis_url, send_timeout_seconds=2))
     with ThreadedServer(app) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL for the session (the archive's tests), started on first use."""
+    with PostgresServer() as server:
         yield server

@@ -18,17 +18,16 @@ from typing import IO, Any, NoReturn
 import click
 import msgspec
 
-from jobhub.client.cli import (
+from jobhub.client.exits import EXIT_CANCELED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TIMEOUT
+from jobhub.client.options import (
     JOB_ID_ARGUMENT,
     Remote,
     json_option,
     key_option,
-    main,
     pass_target,
     timeout_option,
     url_option,
 )
-from jobhub.client.exits import EXIT_CANCELED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TIMEOUT
 from jobhub.client.sync import Client
 from jobhub.core.batch import MAX_BATCH_JOBS, BatchSnapshot, BatchStatus
 
@@ -42,7 +41,7 @@ FAILED_SHOWN = 10
 """Failed children a summary names (the rest are a ``GET /batches/{id}/jobs`` away)."""
 
 
-@main.group()
+@click.group()
 def batch() -> None:
     """Many jobs submitted, watched, canceled and retried as one."""
 

@@ -23,13 +23,14 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 from types import FrameType
 from typing import Any, NoReturn
 
 import click
 import msgspec
 
+from jobhub.client.archiving import archive
+from jobhub.client.batch_cli import batch
 from jobhub.client.events import Gap, JobEvent, LogEntry, OutputChunk
 from jobhub.client.exits import (
     EXIT,
@@ -37,6 +38,18 @@ from jobhub.client.exits import (
     EXIT_INTERRUPTED,
     EXIT_TIMEOUT,
     explain,
+)
+from jobhub.client.history_cli import history
+from jobhub.client.options import (
+    JOB_ID_ARGUMENT,
+    OUTPUT_HELP,
+    Remote,
+    json_option,
+    key_option,
+    output_option,
+    pass_target,
+    timeout_option,
+    url_option,
 )
 from jobhub.client.screen import Screen
 from jobhub.client.sync import Client
@@ -47,23 +60,6 @@ from jobhub.core.snapshot import Snapshot, Status
 __all__ = ["main"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-
-# Job ids may start with "-" ([A-Za-z0-9_-]): taken for unknown options, click would refuse
-# `jobhub status -x1`. The commands that take one have no short options to confuse it with.
-JOB_ID_ARGUMENT = {"ignore_unknown_options": True}
-
-
-@dataclass
-class Remote:
-    """The app the command talks to: the group's options, overridden by a subcommand's."""
-
-    url: str
-    api_key: str | None
-    request_timeout: float
-    debug: bool
-
-    def client(self) -> Client:
-        return Client(self.url, api_key=self.api_key, timeout=self.request_timeout)
 
 
 class _Command(click.Group):
@@ -108,29 +104,6 @@ def main(
     ctx.obj = Remote(url, api_key, request_timeout, debug)
 
 
-def _override(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    if value is not None and param.name is not None:
-        setattr(ctx.find_object(Remote), param.name, value)
-
-
-# After the subcommand too (`jobhub status ID --url ...`), as a user types it.
-url_option = click.option(
-    "--url", callback=_override, expose_value=False, metavar="URL",
-    help="The jobhub web app (as `jobhub --url`; JOBHUB_URL).",
-)  # fmt: skip
-key_option = click.option(
-    "--api-key", callback=_override, expose_value=False, help="API key (JOBHUB_API_KEY)."
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
-timeout_option = click.option("--timeout", type=float, help="Stop waiting after this many s.")
-OUTPUT_HELP = (
-    "Write the job's output to stdout as it comes: text as it is, other values as JSON "
-    "lines (with --json: every event, one JSON line each)."
-)
-output_option = click.option("--output", "show_output", is_flag=True, help=OUTPUT_HELP)
-pass_target = click.make_pass_decorator(Remote)
-
-
 @main.command()
 @click.option("--host", envvar="HOST", default="127.0.0.1", show_default=True,
               help="Address the web app binds (HOST).")  # fmt: skip
@@ -150,6 +123,7 @@ def dev(host: str, port: int, workers: int, web_processes: int, worker_settings:
     """Run the whole stack until Ctrl-C: Redis (private, unless REDIS_URL is set), ARQ
     workers and the web app. Exits 1 at once, saying why, if it cannot start."""
     # Imported here: the other subcommands are HTTP clients and need none of the stack.
+    from jobhub.dev.archiving import DevArchiver
     from jobhub.dev.server import (
         RedisServer,
         Stack,
@@ -187,14 +161,18 @@ def dev(host: str, port: int, workers: int, web_processes: int, worker_settings:
                 web_processes=web_processes,
             )
             resources.enter_context(stack)
+            archiver = resources.enter_context(DevArchiver(settings, redis_url))
         except ConfigError as exc:
             click.echo(f"jobhub: {exc}", err=True)
             sys.exit(1)
+        if archiver.url is not None:
+            click.echo("jobhub: archiving ended jobs (JOBHUB_ARCHIVE_URL)")
         click.echo(f"jobhub: open {stack.base_url}/  (Ctrl-C stops everything)")
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         while not stopping:
             exited = stack.exited() or (private.exited() if private is not None else None)
+            exited = exited or archiver.exited()
             if exited:
                 click.echo(f"jobhub: {exited}; stopping the rest", err=True)
                 stack.stop()
@@ -388,4 +366,6 @@ def _newer(
             yield event
 
 
-from jobhub.client import batch_cli  # noqa: E402, F401 - registers `jobhub batch`
+main.add_command(archive)
+main.add_command(batch)
+main.add_command(history)

@@ -38,6 +38,7 @@ from jobhub.client.events import (
     Place,
     parse_event,
 )
+from jobhub.client.history import History
 from jobhub.client.tokens import Minting
 from jobhub.core.exceptions import JobCanceled, JobFailed, WaitTimeout
 from jobhub.core.logs import job as log_job
@@ -57,7 +58,7 @@ would cut it and reconnect over and over; four heartbeats missed means the link 
 logger = logging.getLogger("jobhub.client")
 
 
-class AsyncClient(Minting, Batching):
+class AsyncClient(Minting, Batching, History):
     def __init__(
         self,
         base_url: str,

@@ -21,6 +21,7 @@ from jobhub.client.api import checked_url
 from jobhub.client.batches import SyncBatching
 from jobhub.client.client import AsyncClient
 from jobhub.client.events import Gap, JobEvent, LogEntry
+from jobhub.client.history import SyncHistory
 from jobhub.client.tokens import SyncMinting
 from jobhub.core.snapshot import Snapshot
 
@@ -29,7 +30,7 @@ __all__ = ["Client"]
 T = TypeVar("T")
 
 
-class Client(SyncMinting, SyncBatching):
+class Client(SyncMinting, SyncBatching, SyncHistory):
     """The same API for code without an event loop: each call runs on a private loop thread
     (where ``wait``'s ``on_log`` and ``on_output`` are called too).
 

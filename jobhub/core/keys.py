@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "ACTIVE",
+    "ARCHIVE_FEED",
     "BATCH",
     "BATCHES",
     "BATCH_CHANGES",
@@ -228,3 +229,9 @@ def batch_changes(batch_id: str) -> str:
 
 def batch_channel(batch_id: str) -> str:
     return f"{BATCH_UPDATES}{batch_id}"
+
+
+ARCHIVE_FEED = PREFIX + "archive:feed"
+"""Stream of jobs to archive (``JOBHUB_ARCHIVE_URL``): the step that ends a job appends its
+``job_id`` (as JSON) here; the archivers read it as one consumer group, and delete what
+they have written. Capped (``JOBHUB_ARCHIVE_FEED_MAX``)."""

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["WebMetrics", "WorkerMetrics"]
+__all__ = ["ArchiveMetrics", "WebMetrics", "WorkerMetrics"]
 
 
 class WebMetrics:
@@ -50,5 +50,36 @@ class WorkerMetrics:
             "jobhub_snapshot_write_seconds",
             "Time for one round trip of snapshot writes to Redis.",
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry,
+        )
+
+
+class ArchiveMetrics:
+    """The archiver's (``jobhub archive run --metrics-port``)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.feed_length = Gauge(
+            "jobhub_archive_feed_length",
+            "Ended jobs in the feed, not archived yet (capped: JOBHUB_ARCHIVE_FEED_MAX).",
+            registry=self.registry,
+        )
+        self.archived = Counter(
+            "jobhub_archive_jobs_archived", "Jobs written to the archive.", registry=self.registry
+        )
+        self.missed = Counter(
+            "jobhub_archive_jobs_missed",
+            "Fed jobs Redis no longer held when the archiver came to them.",
+            registry=self.registry,
+        )
+        self.failures = Counter(
+            "jobhub_archive_batch_failures",
+            "Batches the database refused or could not take (retried).",
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "jobhub_archive_batch_seconds",
+            "Time to write one batch (read from Redis, commit in the database).",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
             registry=self.registry,
         )

@@ -115,6 +115,27 @@ class Settings:
     take as JSON; a bigger one raises ``OutputTooLarge`` in the job and is not stored. Every
     entry is published too, and Redis cuts a subscriber whose buffer passes 32 MB: 1 MiB
     keeps a burst of big entries well below that."""
+    archive_url: str | None = None
+    """``JOBHUB_ARCHIVE_URL``: the SQL database every ended job is archived to
+    (``postgresql+asyncpg://user:pass@host/db`` or ``sqlite+aiosqlite:///path.db``); unset, no
+    job is archived and nothing else changes. See docs/archive.md."""
+    archive_output: bool = False
+    """``JOBHUB_ARCHIVE_OUTPUT``: archive each job's output entries (log lines, partial
+    results) too."""
+    archive_keep_days: float | None = None
+    """``JOBHUB_ARCHIVE_KEEP_DAYS``: days an archived job is kept after it ended (forever if
+    unset); ``JOBHUB_ARCHIVE_KEEP_DAYS_FINISHED``, ``_FAILED`` and ``_CANCELED`` set it for
+    one status."""
+    archive_keep_days_finished: float | None = None
+    """``JOBHUB_ARCHIVE_KEEP_DAYS_FINISHED``: as ``JOBHUB_ARCHIVE_KEEP_DAYS``, for finished jobs."""
+    archive_keep_days_failed: float | None = None
+    """``JOBHUB_ARCHIVE_KEEP_DAYS_FAILED``: as ``JOBHUB_ARCHIVE_KEEP_DAYS``, for failed jobs."""
+    archive_keep_days_canceled: float | None = None
+    """``JOBHUB_ARCHIVE_KEEP_DAYS_CANCELED``: as ``JOBHUB_ARCHIVE_KEEP_DAYS``, for canceled jobs."""
+    archive_feed_max: int = 100_000
+    """``JOBHUB_ARCHIVE_FEED_MAX``: ended jobs the feed holds for the archiver while it is
+    behind (the database down); past it the oldest are dropped, unarchived. The archiver
+    warns once it is half full (metric ``jobhub_archive_feed_length``)."""
     log_format: str = "text"
     """``JOBHUB_LOG_FORMAT``: ``text`` or ``json`` for jobhub's own log lines."""
     gc_threshold: tuple[int, int, int] | None = (50_000, 50, 50)
@@ -129,6 +150,11 @@ class Settings:
         if self.redis_wait_replicas is not None:
             return self.redis_wait_replicas
         return 1 if self.redis_sentinels else 0
+
+    @property
+    def archive_feed(self) -> int | None:
+        """The feed's bound when the archive is on (the store feeds ended jobs), else None."""
+        return self.archive_feed_max if self.archive_url is not None else None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -171,10 +197,19 @@ class Settings:
                 "JOBHUB_TOKEN_SECRET is needed when JOBHUB_API_KEYS is set: "
                 "`jobhub secret` prints a fresh one"
             )
+        if self.archive_url is not None and not self.archive_url.startswith(_ARCHIVE_SCHEMES):
+            raise ConfigError(
+                f"JOBHUB_ARCHIVE_URL must start with {' or '.join(_ARCHIVE_SCHEMES)}, "
+                f"got {self.archive_url!r}"
+            )
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(
                 f"REDIS_URL must be a redis://, rediss:// or unix:// URL, got {self.redis_url!r}"
             )
+
+
+_ARCHIVE_SCHEMES = ("postgresql+asyncpg://", "sqlite+aiosqlite://")
+"""The archive's drivers: the two jobhub is tested with."""
 
 
 def _sentinels(raw: str) -> tuple[tuple[str, int], ...]:
@@ -260,6 +295,13 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "history_limit": ("JOBHUB_HISTORY_LIMIT", int),
     "output_limit": ("JOBHUB_OUTPUT_LIMIT", int),
     "output_max_bytes": ("JOBHUB_OUTPUT_MAX_BYTES", int),
+    "archive_url": ("JOBHUB_ARCHIVE_URL", str),
+    "archive_output": ("JOBHUB_ARCHIVE_OUTPUT", _flag),
+    "archive_keep_days": ("JOBHUB_ARCHIVE_KEEP_DAYS", float),
+    "archive_keep_days_finished": ("JOBHUB_ARCHIVE_KEEP_DAYS_FINISHED", float),
+    "archive_keep_days_failed": ("JOBHUB_ARCHIVE_KEEP_DAYS_FAILED", float),
+    "archive_keep_days_canceled": ("JOBHUB_ARCHIVE_KEEP_DAYS_CANCELED", float),
+    "archive_feed_max": ("JOBHUB_ARCHIVE_FEED_MAX", int),
     "log_format": ("JOBHUB_LOG_FORMAT", str),
     "gc_threshold": ("JOBHUB_GC_THRESHOLD", _gc_threshold),
 }

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -22,6 +23,8 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from jobhub.archive.database import ArchiveNotMigrated, check_schema, open_engine
+from jobhub.archive.reads import ArchiveReads
 from jobhub.core.exceptions import JobhubError
 from jobhub.core.logs import configure as configure_logs
 from jobhub.core.metrics import WebMetrics
@@ -29,6 +32,8 @@ from jobhub.core.settings import Settings
 from jobhub.lifecycle.batches import BatchLifecycle
 from jobhub.lifecycle.lifecycle import Lifecycle
 from jobhub.server import openapi
+from jobhub.server.archive import routes as archive_routes
+from jobhub.server.archived import reading_archive
 from jobhub.server.auth import CSRF_HEADER, Gate, RedactTokens, Tokens
 from jobhub.server.batches import routes as batch_routes
 from jobhub.server.console import routes as operator_routes
@@ -68,6 +73,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             output_limit=settings.output_limit,
             wait_replicas=settings.wait_replicas,
             wait_timeout_ms=int(settings.redis_wait_timeout_seconds * 1000),
+            archive_feed_max=settings.archive_feed,
         )
         hub = Hub(
             functools.partial(pubsub_connection, pool),
@@ -84,7 +90,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if settings.token_secret:
             tokens = Tokens(settings.token_secret, ttl_seconds=settings.token_ttl_seconds)
         scopes = None if tokens is None else Scopes(tokens, redis)
-        gate = Gate(settings.api_keys, tokens, store.get_many, scopes)
+        archive = None
+        if settings.archive_url is not None:
+            archive = ArchiveReads(open_engine(settings.archive_url))
+            try:
+                await check_schema(archive.engine)
+            except (ArchiveNotMigrated, SQLAlchemyError, OSError) as exc:
+                # The web app may start before `jobhub archive migrate` ran (`jobhub dev`
+                # starts both at once): it serves, and the archive's reads answer 503 until
+                # the database is there.
+                logger.warning("the archive is not ready yet: %s", exc)
+        # Past Redis's TTL a job's token still opens it: the gate reads the archive too.
+        gate = Gate(settings.api_keys, tokens, reading_archive(store.get_many, archive), scopes)
         if gate.open:
             logger.warning("no JOBHUB_API_KEYS set: anyone who can reach this app can use it")
         redact = RedactTokens()
@@ -116,6 +133,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     history_limit=settings.history_limit,
                 ),
             ),
+            archive=archive,
         )
         previous_gc = gc.get_threshold()
         if settings.gc_threshold is not None:
@@ -130,6 +148,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await hub.aclose()
             await redis.aclose()
             await pool.disconnect()
+            if archive is not None:
+                await archive.engine.dispose()
 
     spec = msgspec.json.encode(openapi.document())  # built once: it depends on no request
 
@@ -167,6 +187,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *session_routes,
             *tagged_routes,
             *batch_routes,
+            *archive_routes,
             Route("/openapi.json", openapi_json, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
@@ -177,6 +198,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             JobhubError: _jobhub_error,
             HTTPException: _http_error,
             RedisError: _redis_error,
+            SQLAlchemyError: _archive_error,
             Exception: _internal_error,
         },
     )
@@ -205,6 +227,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     names = {404: "NotFound", 405: "MethodNotAllowed"}
     return _error(exc.status_code, names.get(exc.status_code, "HTTPError"), str(exc.detail))
+
+
+async def _archive_error(request: Request, exc: Exception) -> Response:
+    # The archive's database is down, restarting or not migrated: the live API is not.
+    logger.warning("archive error on %s %s: %s", request.method, request.url.path, exc)
+    detail = "the archive's database is unavailable (or not migrated: jobhub archive migrate)"
+    return _error(503, "ServiceUnavailable", detail, _RETRY_AFTER)
 
 
 async def _redis_error(request: Request, exc: Exception) -> Response:

@@ -30,6 +30,7 @@ from jobhub.core.exceptions import (
 from jobhub.core.parsing import ascii_int
 from jobhub.core.positions import Gap, is_entry_id
 from jobhub.core.snapshot import Snapshot
+from jobhub.server.archived import archived_detail
 from jobhub.server.routes import conflict, encoded, with_token
 from jobhub.server.services import job_id_of, json_response, query_of, services_of
 
@@ -166,7 +167,11 @@ async def job_detail(request: Request) -> Response:
     services = services_of(request)
     job_id = job_id_of(request)
     await services.gate.job(request, job_id)
-    detail = msgspec.convert(await services.lifecycle.detail(job_id), Detail)
+    try:
+        found = await services.lifecycle.detail(job_id)
+    except JobNotFound:
+        return await archived_detail(request, job_id)
+    detail = msgspec.convert(found, Detail)
     return json_response(msgspec.json.encode(detail))
 
 

@@ -16,6 +16,7 @@ import msgspec
 
 from jobhub.core.batch import BatchSnapshot
 from jobhub.core.snapshot import Snapshot, Status
+from jobhub.server.archive import openapi_paths as archive_paths
 from jobhub.server.console import (
     MAX_OUTPUT_PAGE,
     Detail,
@@ -292,7 +293,7 @@ def _paths() -> dict[str, Any]:
 
 def document() -> dict[str, Any]:
     """The whole OpenAPI 3.1 document."""
-    paths = {**_paths(), **batch_paths()}
+    paths = {**_paths(), **batch_paths(), **archive_paths()}
     # A model is no JSON, so encoding the paths hands each to enc_hook: once to collect them
     # all (their schemas are generated together, sharing components), once to put each
     # model's schema in its place.

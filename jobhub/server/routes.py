@@ -33,6 +33,7 @@ from jobhub.core.exceptions import (
 )
 from jobhub.core.logs import job
 from jobhub.core.snapshot import Snapshot, decode
+from jobhub.server.archived import archived_history, archived_job
 from jobhub.server.auth import COOKIE, instance_of
 from jobhub.server.scopes import Tags, forced_tags
 from jobhub.server.services import (
@@ -305,7 +306,7 @@ async def get_job(request: Request) -> Response:
     await services_of(request).gate.job(request, job_id)
     found = await services_of(request).store.get_versioned(job_id)
     if found is None:
-        raise JobNotFound(job_id)
+        return await archived_job(request, job_id)  # JobNotFound unless the archive has it
     seq, data = found
     etag = f'"{seq}"'
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
@@ -320,7 +321,7 @@ async def job_history(request: Request) -> Response:
     store = services_of(request).store
     entries = await store.history(job_id)
     if not entries and await store.get(job_id) is None:
-        raise JobNotFound(job_id)
+        return await archived_history(request, job_id)
     history: list[SnapshotJSON] = [msgspec.Raw(data) for data in entries]
     return json_response(msgspec.json.encode(history))
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from jobhub.archive.reads import ArchiveReads
 from jobhub.core.exceptions import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from jobhub.core.metrics import WebMetrics
 from jobhub.core.parsing import ascii_int, utf8_error
@@ -57,6 +58,8 @@ class Services:
     registry: Registry
     deliveries: DeliveryLog
     batches: BatchLifecycle
+    archive: ArchiveReads | None = None
+    """The archive's reads (``JOBHUB_ARCHIVE_URL``); None where there is no archive."""
 
 
 def services_of(request: Request) -> Services:

@@ -10,8 +10,9 @@ import { BatchList } from "./console/batches.js";
 import { JobDetail } from "./console/detail.js";
 import { byId } from "./console/dom.js";
 import { Feed } from "./console/feed.js";
+import { FIELDS as HISTORY_FIELDS, History } from "./console/history.js";
 import { JobList } from "./console/jobs.js";
-import { go, here, jobHash, jobsHash, onChange } from "./console/router.js";
+import { go, here, historyHash, jobHash, jobsHash, onChange } from "./console/router.js";
 import { Session } from "./console/session.js";
 import { StartForm } from "./console/start.js";
 import { Stats } from "./console/stats.js";
@@ -62,6 +63,19 @@ new StartForm(byId("start"), (snapshot) => {
   go(jobHash(snapshot.job_id));
 });
 
+const history = new History({
+  form: byId("history-filters"),
+  rows: byId("history-rows"),
+  older: byId("history-older"),
+  empty: byId("history-empty"),
+  buckets: byId("history-buckets"),
+  runtimes: byId("history-runtimes"),
+  functions: byId("history-functions"),
+  retry: byId("history-retry"),
+  say,
+});
+let archived = false; // the archive is on: the History page is offered
+
 const session = new Session({
   form: byId("signin"),
   account: byId("account"),
@@ -71,6 +85,11 @@ const session = new Session({
     stats.start();
     list.filter(here().filters); // the list loads behind any view: going back is instant
     show(here());
+    history.available().then((on) => {
+      archived = on;
+      byId("history-link").hidden = !on;
+      if (on && here().view === "history") show(here());
+    }).catch(() => {});
   },
   onSignedOut: () => {
     app.hidden = true;
@@ -105,6 +124,8 @@ function show(place) {
   byId("detail-view").hidden = place.view !== "job";
   byId("batches-view").hidden = place.view !== "batches";
   byId("batch-view").hidden = place.view !== "batch";
+  byId("history-view").hidden = place.view !== "history" || !archived;
+  if (place.view === "history" && archived) history.open(place.past);
   for (const link of document.querySelectorAll("nav a[data-view]")) {
     const current = link.dataset.view === place.view || (link.dataset.view === "jobs" && place.view === "job")
       || (link.dataset.view === "batches" && place.view === "batch");
@@ -151,6 +172,12 @@ byId("find").addEventListener("submit", (event) => {
   const jobId = value.split("/").pop();
   if (/^[A-Za-z0-9_-]{1,64}$/.test(jobId)) go(jobHash(jobId));
   else say(`"${value}" is not a job id (letters, digits, _ and -).`);
+});
+
+byId("history-filters").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const fields = event.target.elements;
+  go(historyHash(Object.fromEntries(HISTORY_FIELDS.map((name) => [name, fields[name].value.trim()]))));
 });
 
 byId("newer-reload").addEventListener("click", () => list.reload());

@@ -47,6 +47,7 @@ from jobhub.store.lua import (
     delete_keys,
     write_keys,
 )
+from jobhub.store.lua.feed import fed
 from jobhub.store.patches import PreparedWrite, encode_entry, encode_patch
 from jobhub.store.queries import Queries
 
@@ -89,6 +90,7 @@ class Store(Queries):
         output_max_bytes: int = 1 << 20,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 500,
+        archive_feed_max: int | None = None,
     ) -> None:
         super().__init__(redis)
         self._ttl = result_ttl_seconds
@@ -101,7 +103,10 @@ class Store(Queries):
         self._delete = redis.register_script(DELETE)
         self._newer_run = redis.register_script(NEWER_RUN)
         self._release_mark = redis.register_script(RELEASE_MARK)
-        self._write_sha = redis.register_script(WRITE).sha
+        # With the archive on, the step that ends a job also feeds it to the archiver.
+        self._feed = archive_feed_max is not None
+        self._write_lua = WRITE if archive_feed_max is None else fed(WRITE, archive_feed_max)
+        self._write_sha = redis.register_script(self._write_lua).sha
 
     async def create(
         self,
@@ -252,7 +257,7 @@ class Store(Queries):
         if missed:
             # Redis restarted or flushed its scripts. A call that met NOSCRIPT did nothing,
             # so exactly those are sent again, still in their order.
-            await self._redis.script_load(WRITE)
+            await self._redis.script_load(self._write_lua)
             again = await self._send([groups[i] for i in missed])
             for i, reply in zip(missed, again, strict=True):
                 replies[i] = reply
@@ -283,7 +288,7 @@ class Store(Queries):
             job_id = group[0].job_id
             init = next((w.init for w in group if w.init), b"")
             patches = [w.patch for w in group]
-            job_keys = write_keys(job_id, outbox, group[0].owner)
+            job_keys = write_keys(job_id, outbox, group[0].owner, feed=self._feed)
             channel = keys.job_channel(job_id)
             return [
                 self._write_sha,

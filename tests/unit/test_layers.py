@@ -19,10 +19,21 @@ ALLOWED = {
     "store": {"core", "store"},
     "lifecycle": {"core", "store", "lifecycle"},
     "webhooks": {"core", "store", "webhooks"},
+    "archive": {"core", "store", "archive"},
     "worker": {"core", "store", "lifecycle", "webhooks", "worker"},
-    "server": {"core", "store", "lifecycle", "webhooks", "server"},
+    "server": {"core", "store", "lifecycle", "webhooks", "server", "archive"},
     "client": {"core", "client"},
-    "dev": {"core", "store", "lifecycle", "webhooks", "worker", "server", "client", "dev"},
+    "dev": {
+        "core",
+        "store",
+        "lifecycle",
+        "webhooks",
+        "worker",
+        "server",
+        "client",
+        "dev",
+        "archive",
+    },
 }
 """What each package may import of jobhub (the table in README's "How it is built")."""
 

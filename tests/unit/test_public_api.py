@@ -88,3 +88,12 @@ def test_the_server_names_still_load_the_server() -> None:
         "from jobhub import create_app"
     )
     assert "arq" in loaded_after("from jobhub import worker_settings")
+
+
+def test_only_the_archive_loads_sql() -> None:
+    # The archive's SQL stack (SQLAlchemy, Alembic, the drivers) is the archiver's: a worker
+    # feeding the archive, and the command's other subcommands, load none of it.
+    sql = {"sqlalchemy", "alembic", "asyncpg", "aiosqlite"}
+    assert loaded_after("import worker_settings").isdisjoint(sql)
+    assert loaded_after("from jobhub.client.cli import main").isdisjoint(sql)
+    assert {"sqlalchemy", "alembic"} <= loaded_after("import jobhub.archive.archiver")

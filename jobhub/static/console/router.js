@@ -4,8 +4,9 @@
 // reaches the server, so it works under any path prefix, and a view can be bookmarked,
 // shared and reloaded, and the back button goes back.
 
-/** The current place: `{ view: "jobs" | "job" | "workers" | "batches" | "batch", id,
- * filters: { status, function, tag } }`. */
+/** The current place: `{ view: "jobs" | "job" | "workers" | "batches" | "batch" | "history",
+ * id, filters: { status, function, tag } }`, and for the History page `past`, its own
+ * filters. */
 export function here() {
   const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
   const params = new URLSearchParams(query);
@@ -20,6 +21,8 @@ export function here() {
   const batch = path.match(/^\/batch\/([A-Za-z0-9_-]{1,64})$/);
   if (batch) return { view: "batch", id: batch[1], filters };
   if (path === "/batches") return { view: "batches", id: null, filters };
+  // The History page (the archive) keeps its own filters: every parameter it was given.
+  if (path === "/history") return { view: "history", id: null, filters, past: Object.fromEntries(params) };
   return { view: "jobs", id: null, filters };
 }
 
@@ -28,6 +31,11 @@ export function jobsHash(filters = {}) {
   for (const [name, value] of Object.entries(filters)) if (value) params.set(name, value);
   const query = params.toString();
   return query ? `#/?${query}` : "#/";
+}
+
+export function historyHash(filters = {}) {
+  const query = new URLSearchParams(Object.entries(filters).filter(([, value]) => value)).toString();
+  return query ? `#/history?${query}` : "#/history";
 }
 
 export function jobHash(jobId) {

@@ -15,6 +15,7 @@ import msgspec
 from jobhub.core import keys
 from jobhub.core.snapshot import AT_WORK, TERMINAL, Snapshot, Status
 from jobhub.store.lua.batches import BATCH_SNAPSHOT_LUA, batch_written
+from jobhub.store.lua.feed import FEED_MARK
 from jobhub.store.lua.tags import tags_ended, tags_published
 
 __all__ = [
@@ -205,7 +206,7 @@ def create_keys(job_id: str, enqueue: Sequence[str] = (), tags: Sequence[str] = 
 # KEYS (``write_keys``): job hash, history list, output stream, the caller's outbox, the
 # job's tombstone, the indexes of jobs and of jobs not yet ended, the counts by status, the
 # webhooks due, the count of unended jobs per tag, and (written by a worker) the worker's set
-# of held jobs. ARGV: channel, ttl
+# of held jobs; then, with the archive on, its feed (see feed.py). ARGV: channel, ttl
 # seconds, history cap, output cap, init, whether to stash what it publishes in the outbox
 # ('1') or publish it at once, then one or more patches or entries.
 # A patch is field and fragment pairs joined by NUL: one argument instead of one per field,
@@ -231,6 +232,7 @@ WRITE = f"""
 local stash, outbox = ARGV[6] == '1', KEYS[4]
 local jobs, active, counts, webhooks = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local tags_active, held = KEYS[10], KEYS[11]
+if held == '' then held = nil end  -- a placeholder: a key after it is sent (feed.py)
 {_PUBLISH_LUA}
 {BATCH_SNAPSHOT_LUA}
 local terminal = {_TERMINAL_LUA}
@@ -326,6 +328,7 @@ if terminal[status] then
   if not was_terminal then
     local tags = redis.call('HGET', KEYS[1], 'tags')
 {tags_ended(tags="tags", counts="tags_active", ttl="ARGV[2]")}
+    {FEED_MARK}
   end
   if redis.call('HEXISTS', KEYS[1], 'callback') == 1 then
     -- Its webhook is due now: queued in the same step that ends the job.
@@ -349,8 +352,9 @@ return {{'ok', status, unpack(applied)}}
 """
 
 
-def write_keys(job_id: str, outbox: str, owner: str | None) -> list[str]:
-    """WRITE's KEYS; ``owner``: the id of the worker writing, if a worker is."""
+def write_keys(job_id: str, outbox: str, owner: str | None, *, feed: bool = False) -> list[str]:
+    """WRITE's KEYS; ``owner``: the id of the worker writing, if a worker is; ``feed``: the
+    archive's feed follows (for ``feed.fed(WRITE)``)."""
     written = [
         keys.job_snapshot(job_id), keys.job_history(job_id), keys.job_output(job_id), outbox,
         keys.job_deleted(job_id), keys.JOBS, keys.ACTIVE, keys.COUNTS, keys.WEBHOOKS,
@@ -358,6 +362,8 @@ def write_keys(job_id: str, outbox: str, owner: str | None) -> list[str]:
     ]  # fmt: skip
     if owner is not None:
         written.append(keys.worker_jobs(owner))
+    if feed:  # KEYS[12]; KEYS[11] is then an empty placeholder if no worker writes
+        written += [""] * (11 - len(written)) + [keys.ARCHIVE_FEED]
     return written
 
 

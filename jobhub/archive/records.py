@@ -1,0 +1,106 @@
+"""From what Redis held of an ended job to the archive's rows: one ``jobs`` row, one
+``job_progress_events`` row per snapshot of its history, and its ``job_output`` rows.
+
+A field a newer jobhub adds to the snapshot (``batch``) is read where it is present, so the
+archiver need not be upgraded in step with the workers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from jobhub.store.feed import FedJob
+
+__all__ = ["JobRows", "job_rows", "parse_time"]
+
+
+@dataclass(slots=True)
+class JobRows:
+    """The rows of one job, ready for SQLAlchemy's ``insert``."""
+
+    job: dict[str, Any]
+    progress: list[dict[str, Any]] = field(default_factory=list)
+    output: list[dict[str, Any]] = field(default_factory=list)
+
+
+def parse_time(value: str) -> datetime:
+    """jobhub's ISO-8601 UTC (``2026-11-22T05:08:58.123456Z``) as an aware datetime."""
+    return datetime.fromisoformat(value).astimezone(UTC)
+
+
+def _text(value: Any) -> str:
+    # PostgreSQL's text cannot hold NUL; a job's message could (JSON carries it escaped).
+    # One such job must not stop every batch after it.
+    return str(value or "").replace("\x00", "\ufffd")
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round((end - start).total_seconds(), 6)
+
+
+def job_rows(job: FedJob, *, archived_at: datetime) -> JobRows | None:
+    """The rows for ``job``, or None when Redis no longer held its snapshot."""
+    if job.data is None:
+        return None
+    snapshot = msgspec.json.decode(job.data)
+    arguments = msgspec.json.decode(job.arguments) if job.arguments else {}
+    created = parse_time(snapshot["created_at"])
+    ended = parse_time(snapshot["updated_at"])  # the terminal snapshot's time: when it ended
+    started = parse_time(job.started_at) if job.started_at else None
+    rows = JobRows(
+        job={
+            "id": job.job_id,
+            "function": snapshot["function"],
+            "status": snapshot["status"],
+            "tags": snapshot.get("tags") or [],
+            "batch": snapshot.get("batch"),
+            "args": arguments.get("args"),
+            "kwargs": arguments.get("kwargs"),
+            "result": snapshot.get("result"),
+            "error": snapshot.get("error"),
+            "message": _text(snapshot.get("message")),
+            "percent": float(snapshot.get("percent") or 0.0),
+            "attempt": int(snapshot.get("attempt") or 1),
+            "retry_of": snapshot.get("retry_of"),
+            "worker": job.worker,
+            "seq": int(snapshot["seq"]),
+            "created_at": created,
+            "started_at": started,
+            "ended_at": ended,
+            "run_seconds": _seconds(started, ended),
+            "queued_seconds": _seconds(created, started),
+            "archived_at": archived_at,
+        }
+    )
+    for raw in job.history:
+        past = msgspec.json.decode(raw)
+        rows.progress.append(
+            {
+                "job_id": job.job_id,
+                "seq": int(past["seq"]),
+                "status": past["status"],
+                "percent": float(past.get("percent") or 0.0),
+                "message": _text(past.get("message")),
+                "at": parse_time(past["updated_at"]),
+                "snapshot": past,
+            }
+        )
+    for ordinal, (entry_id, entry) in enumerate(job.output, 1):
+        # The entry id's second part is its place in the job's whole output (see
+        # store/lua/snapshots.py), which survives the cap that dropped older entries.
+        place = entry_id.partition("-")[2]
+        rows.output.append(
+            {
+                "job_id": job.job_id,
+                "entry_id": entry_id,
+                "ordinal": int(place) if place.isdigit() else ordinal,
+                "entry": msgspec.json.decode(entry),
+            }
+        )
+    return rows

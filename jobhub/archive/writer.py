@@ -1,0 +1,59 @@
+"""Writing a batch of jobs into the archive: one transaction, upserts by job id.
+
+A batch may hold a job the archive has already (a feed entry delivered again after an
+archiver died between its commit and its acknowledgement): its row is replaced, never added
+twice, and its history and output rows are written anew.
+
+    async with engine.begin() as connection:
+        await write_batch(connection, rows)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Table, delete
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jobhub.archive.records import JobRows
+from jobhub.archive.schema import JOBS, OUTPUT, PROGRESS
+
+__all__ = ["write_batch"]
+
+_CHUNK = 500
+"""Job ids per ``IN (...)``: well under SQLite's and asyncpg's limits on parameters."""
+
+
+def _insert(connection: AsyncConnection, table: Table) -> Any:
+    # Both dialects spell an upsert ON CONFLICT, each with its own construct.
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+async def write_batch(connection: AsyncConnection, batch: Sequence[JobRows]) -> None:
+    """Upsert every job of ``batch`` with its history and output, within the caller's
+    transaction (so the batch is written whole or not at all)."""
+    if not batch:
+        return
+    # The last of a job's rows wins, as its last feed entry would.
+    jobs = list({rows.job["id"]: rows for rows in batch}.values())
+    ids = [rows.job["id"] for rows in jobs]
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        await connection.execute(delete(PROGRESS).where(PROGRESS.c.job_id.in_(chunk)))
+        await connection.execute(delete(OUTPUT).where(OUTPUT.c.job_id.in_(chunk)))
+    upsert = _insert(connection, JOBS)
+    upsert = upsert.on_conflict_do_update(
+        index_elements=[JOBS.c.id],
+        set_={c.name: upsert.excluded[c.name] for c in JOBS.columns if c.name != "id"},
+    )
+    await connection.execute(upsert, [rows.job for rows in jobs])
+    progress = [row for rows in jobs for row in rows.progress]
+    if progress:
+        await connection.execute(PROGRESS.insert(), progress)
+    output = [row for rows in jobs for row in rows.output]
+    if output:
+        await connection.execute(OUTPUT.insert(), output)
