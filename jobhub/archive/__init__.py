@@ -12,6 +12,7 @@ from __future__ import annotations
 from jobhub.archive.database import (
     ArchiveNotMigrated,
     check_schema,
+    connect,
     head_revision,
     migrate,
     open_engine,
@@ -25,6 +26,7 @@ __all__ = [
     "PROGRESS",
     "ArchiveNotMigrated",
     "check_schema",
+    "connect",
     "head_revision",
     "migrate",
     "open_engine",

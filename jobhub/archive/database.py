@@ -27,6 +27,7 @@ from jobhub.core.exceptions import ConfigError
 __all__ = [
     "ArchiveNotMigrated",
     "check_schema",
+    "connect",
     "head_revision",
     "migrate",
     "open_engine",
@@ -101,3 +102,15 @@ async def check_schema(engine: AsyncEngine) -> None:
             f"the archive database is at schema revision {found or 'none'}, this jobhub "
             f"needs {wanted}: run `jobhub archive migrate` with the same JOBHUB_ARCHIVE_URL"
         )
+
+
+async def connect(url: str, **options: Any) -> AsyncEngine:
+    """``open_engine`` and ``check_schema`` in one: what a process that reads or writes the
+    archive does at start (it refuses to start on an unmigrated database)."""
+    engine = open_engine(url, **options)
+    try:
+        await check_schema(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return engine

@@ -105,7 +105,7 @@ async def _run(settings: Settings, options: dict[str, Any], metrics_port: int | 
     from redis.asyncio import Redis
 
     from jobhub.archive.archiver import Archiver, ArchiverOptions
-    from jobhub.archive.database import check_schema, open_engine
+    from jobhub.archive.database import connect
     from jobhub.archive.retention import Retention
     from jobhub.core.logs import configure as configure_logs
     from jobhub.core.metrics import ArchiveMetrics
@@ -113,16 +113,17 @@ async def _run(settings: Settings, options: dict[str, Any], metrics_port: int | 
     from jobhub.store.feed import Feed
 
     assert settings.archive_url is not None
+    try:
+        engine = await connect(settings.archive_url)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach the archive's database: {exc}") from None
     undo_logs = configure_logs(settings.log_format)
-    engine = open_engine(settings.archive_url)
     redis = Redis(connection_pool=worker_pool(settings))
     metrics = ArchiveMetrics()
     server = None
     try:
-        try:
-            await check_schema(engine)
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
         if metrics_port is not None:
             server, _ = start_http_server(metrics_port, registry=metrics.registry)
         stop = asyncio.Event()
