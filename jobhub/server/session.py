@@ -36,6 +36,9 @@ class SessionState(msgspec.Struct):
     signed_in: bool
     csrf: str | None
     """Send it as ``X-CSRF-Token`` with every POST and DELETE of the signed-in console."""
+    archive: bool = False
+    """Whether this app keeps ended jobs in SQL (JOBHUB_ARCHIVE_URL): the console offers its
+    History page. Told here so the console need not probe ``/archive/jobs`` for a 404."""
 
 
 _SIGN_IN_LIMIT = 64 * 1024  # an API key, in JSON
@@ -49,11 +52,11 @@ async def sign_in(request: Request) -> Response:
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise InvalidRequest(f'expected {{"api_key": "..."}}: {exc}') from None
     if gate.open or gate.tokens is None:
-        return _state(False, True, None)
+        return _state(request, False, True, None)
     if not gate.check_key(body.api_key):
         raise Unauthorized("unknown API key")
     session = gate.tokens.session()
-    response = _state(True, True, gate.tokens.csrf(session))
+    response = _state(request, True, True, gate.tokens.csrf(session))
     response.set_cookie(
         SESSION_COOKIE,
         session,
@@ -69,11 +72,11 @@ async def sign_in(request: Request) -> Response:
 async def session_state(request: Request) -> Response:
     gate = services_of(request).gate
     if gate.open or gate.tokens is None:
-        return _state(False, False, None)
+        return _state(request, False, False, None)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie is None or not gate.tokens.valid_session(cookie):
-        return _state(True, False, None)
-    return _state(True, True, gate.tokens.csrf(cookie))
+        return _state(request, True, False, None)
+    return _state(request, True, True, gate.tokens.csrf(cookie))
 
 
 async def sign_out(request: Request) -> Response:
@@ -82,8 +85,9 @@ async def sign_out(request: Request) -> Response:
     return response
 
 
-def _state(secured: bool, signed_in: bool, csrf: str | None) -> Response:
-    body = SessionState(secured, signed_in, csrf)
+def _state(request: Request, secured: bool, signed_in: bool, csrf: str | None) -> Response:
+    archive = services_of(request).archive is not None
+    body = SessionState(secured, signed_in, csrf, archive)
     # The CSRF token must not be kept by a cache shared with anyone else.
     return json_response(msgspec.json.encode(body), headers={"Cache-Control": "no-store"})
 

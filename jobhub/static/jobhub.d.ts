@@ -161,6 +161,8 @@ declare namespace jobhub {
     signed_in: boolean;
     /** The session's CSRF token; jobhub.js sends it with this page's changes. */
     csrf: string | null;
+    /** Whether ended jobs are archived in SQL (JOBHUB_ARCHIVE_URL). */
+    archive: boolean;
   }
 
   interface ControlOptions {

@@ -464,7 +464,7 @@ def test_dashboard_times_are_the_readers_local_time_and_say_so(
     page.goto("/dashboard")
     cell = page.locator(f"#row-{job_id} time")
     expect(cell).to_be_visible(timeout=10_000)
-    assert "your time" in page.locator("th").last.text_content().lower()  # CSS upper-cases it
+    assert "your time" in page.locator("#jobs th").last.text_content().lower()  # CSS upper-cases it
     stamp = cell.get_attribute("datetime")
     assert stamp is not None and stamp.endswith("Z")
     expected = page.evaluate("(s) => new Date(s).toLocaleTimeString()", stamp)

@@ -108,7 +108,12 @@ def test_jobhub_js_starts_a_job_with_the_console_session_and_its_csrf_token(
     page = secured_page
     page.goto("/static/jobhub.js")  # any page of the origin will do
     page.add_script_tag(url="/static/jobhub.js")
-    assert page.evaluate("jobhub.session()") == {"secured": True, "signed_in": False, "csrf": None}
+    assert page.evaluate("jobhub.session()") == {
+        "secured": True,
+        "signed_in": False,
+        "csrf": None,
+        "archive": False,
+    }
     refused = page.evaluate(
         "jobhub.start('demo.count').then(() => 'started', (e) => [e.name, e.status])"
     )

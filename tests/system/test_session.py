@@ -32,7 +32,7 @@ async def test_signing_in_opens_the_api_to_this_browser_until_it_signs_out(
     browser: httpx.AsyncClient,
 ) -> None:
     assert (await browser.get("/session")).json() == {
-        "secured": True, "signed_in": False, "csrf": None
+        "secured": True, "signed_in": False, "csrf": None, "archive": False
     }  # fmt: skip
     assert (await browser.get("/stats")).status_code == 401
     assert (await browser.post("/session", json={"api_key": "wrong"})).status_code == 401
@@ -68,7 +68,7 @@ async def test_signing_in_opens_the_api_to_this_browser_until_it_signs_out(
 
 async def test_an_open_api_needs_no_sign_in(client: httpx.AsyncClient) -> None:
     assert (await client.get("/session")).json() == {
-        "secured": False, "signed_in": False, "csrf": None
+        "secured": False, "signed_in": False, "csrf": None, "archive": False
     }  # fmt: skip
     assert (await client.post("/session", json={"api_key": "x"})).json()["secured"] is False
     headers = {"content-type": "application/json"}

@@ -140,7 +140,9 @@ async def test_history_holds_snapshots_only_and_deliveries_expire_with_the_job(
         assert "webhook" not in entry
     job_ttl = await redis_client.pttl(keys.job_snapshot(job_id))
     log_ttl = await redis_client.pttl(keys.job_deliveries(job_id))
-    assert job_ttl > 0 and 0 < log_ttl <= job_ttl
+    # Copied inside one script (PTTL, then PEXPIRE), yet Redis can round the two a
+    # millisecond apart: the log must not outlive the job by more than that.
+    assert job_ttl > 0 and 0 < log_ttl <= job_ttl + 2
     assert job_ttl - log_ttl < 60_000  # copied from the job's hash when last written
 
 

@@ -43,15 +43,9 @@ export class History {
     retry.querySelector("button.count").addEventListener("click", () => this.#count());
   }
 
-  /** Whether the archive is on here (it answers 404 ArchiveOff where it is not). */
+  /** Whether the archive is on here (``GET /session`` says so). */
   async available() {
-    try {
-      await api("archive/jobs?limit=1");
-      return true;
-    } catch (exc) {
-      if (exc instanceof ApiError && exc.status === 404) return false;
-      throw exc;
-    }
+    return (await api("session")).archive === true;
   }
 
   /** Show the filters' jobs and charts (`filters`: FIELDS' values from the fragment). */

@@ -342,11 +342,7 @@ if held then
   -- recovered if the worker stops beating (jobhub/worker/recovery.py).
   local job = redis.call('HGET', KEYS[1], 'job_id')
   local at_work = {_AT_WORK_LUA}
-  if at_work[status] then
-    redis.call('SADD', held, job)
-  else
-    redis.call('SREM', held, job)
-  end
+  if at_work[status] then redis.call('SADD', held, job) else redis.call('SREM', held, job) end
 end
 return {{'ok', status, unpack(applied)}}
 """
@@ -369,9 +365,8 @@ def write_keys(job_id: str, outbox: str, owner: str | None, *, feed: bool = Fals
 
 # KEYS (``delete_keys``): the indexes of jobs and of jobs not yet ended, the job's tombstone,
 # job hash, then every other key of the job to delete with it. ARGV: the tombstone's TTL (s).
-# Deletes only an ended job and leaves its tombstone, so that what the queue writes later for
-# it (a run still ending) cannot bring it back; replies its status fragment (or nil if there
-# is no such job).
+# Deletes only an ended job, leaving a tombstone so that what the queue writes for it later (a
+# run still ending) cannot bring it back; replies its status fragment (nil: no such job).
 DELETE = f"""
 local status = redis.call('HGET', KEYS[4], 'status')
 if not status then return nil end
