@@ -113,7 +113,7 @@ async def end_jobs(store: Store, prefix: str, count: int) -> None:
 
 
 def new_store(client: redis.asyncio.Redis) -> Store:
-    return Store(client, result_ttl_seconds=3600, archive_feed_max=1_000_000)
+    return Store(client, result_ttl_seconds=3600, archive_feed_max=1_000_000, archive_on=True)
 
 
 async def write_part(postgres: PostgresServer, redis_url: str, jobs: int) -> None:

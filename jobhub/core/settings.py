@@ -151,11 +151,6 @@ class Settings:
             return self.redis_wait_replicas
         return 1 if self.redis_sentinels else 0
 
-    @property
-    def archive_feed(self) -> int | None:
-        """The feed's bound when the archive is on (the store feeds ended jobs), else None."""
-        return self.archive_feed_max if self.archive_url is not None else None
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``environ`` (``os.environ`` by default).

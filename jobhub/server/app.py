@@ -73,7 +73,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             output_limit=settings.output_limit,
             wait_replicas=settings.wait_replicas,
             wait_timeout_ms=int(settings.redis_wait_timeout_seconds * 1000),
-            archive_feed_max=settings.archive_feed,
+            archive_feed_max=settings.archive_feed_max,
+            archive_on=settings.archive_url is not None,
         )
         hub = Hub(
             functools.partial(pubsub_connection, pool),

@@ -90,7 +90,8 @@ class Store(Queries):
         output_max_bytes: int = 1 << 20,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 500,
-        archive_feed_max: int | None = None,
+        archive_feed_max: int = 100_000,
+        archive_on: bool = False,
     ) -> None:
         super().__init__(redis)
         self._ttl = result_ttl_seconds
@@ -103,9 +104,9 @@ class Store(Queries):
         self._delete = redis.register_script(DELETE)
         self._newer_run = redis.register_script(NEWER_RUN)
         self._release_mark = redis.register_script(RELEASE_MARK)
-        # With the archive on, the step that ends a job also feeds it to the archiver.
-        self._feed = archive_feed_max is not None
-        self._write_lua = WRITE if archive_feed_max is None else fed(WRITE, archive_feed_max)
+        # The step that ends a job also feeds it to the archiver: always where the archive is
+        # set up (``archive_on``), elsewhere while its feed exists (jobhub/store/lua/feed.py).
+        self._write_lua = fed(WRITE, archive_feed_max, always=archive_on)
         self._write_sha = redis.register_script(self._write_lua).sha
 
     async def create(
@@ -288,7 +289,7 @@ class Store(Queries):
             job_id = group[0].job_id
             init = next((w.init for w in group if w.init), b"")
             patches = [w.patch for w in group]
-            job_keys = write_keys(job_id, outbox, group[0].owner, feed=self._feed)
+            job_keys = write_keys(job_id, outbox, group[0].owner)
             channel = keys.job_channel(job_id)
             return [
                 self._write_sha,

@@ -69,7 +69,8 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
             output_max_bytes=settings.output_max_bytes,
             wait_replicas=settings.wait_replicas,
             wait_timeout_ms=int(settings.redis_wait_timeout_seconds * 1000),
-            archive_feed_max=settings.archive_feed,
+            archive_feed_max=settings.archive_feed_max,
+            archive_on=settings.archive_url is not None,
         )
         worker_id = new_worker_id()
         metrics = WorkerMetrics()

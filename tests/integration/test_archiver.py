@@ -42,7 +42,7 @@ async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 @pytest.fixture
 async def fed_store(redis_client: redis.asyncio.Redis) -> Store:
     await redis_client.delete(keys.ARCHIVE_FEED)
-    return Store(redis_client, result_ttl_seconds=600, archive_feed_max=1000)
+    return Store(redis_client, result_ttl_seconds=600, archive_feed_max=1000, archive_on=True)
 
 
 async def end_jobs(store: Store, count: int, status: Status = Status.FINISHED) -> list[str]:

@@ -13,10 +13,10 @@ from jobhub.core.snapshot import Status
 
 
 def test_the_archive_is_off_unless_its_url_is_set() -> None:
-    assert Settings.from_env({}).archive_feed is None
+    assert Settings.from_env({}).archive_url is None
     on = Settings.from_env({"JOBHUB_ARCHIVE_URL": "sqlite+aiosqlite:///a.db",
                             "JOBHUB_ARCHIVE_FEED_MAX": "500"})  # fmt: skip
-    assert on.archive_feed == 500
+    assert on.archive_url is not None and on.archive_feed_max == 500
 
 
 @pytest.mark.parametrize(

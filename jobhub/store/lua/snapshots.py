@@ -206,7 +206,7 @@ def create_keys(job_id: str, enqueue: Sequence[str] = (), tags: Sequence[str] = 
 # KEYS (``write_keys``): job hash, history list, output stream, the caller's outbox, the
 # job's tombstone, the indexes of jobs and of jobs not yet ended, the counts by status, the
 # webhooks due, the count of unended jobs per tag, and (written by a worker) the worker's set
-# of held jobs; then, with the archive on, its feed (see feed.py). ARGV: channel, ttl
+# of held jobs (or ''); then the archive's feed (see feed.py). ARGV: channel, ttl
 # seconds, history cap, output cap, init, whether to stash what it publishes in the outbox
 # ('1') or publish it at once, then one or more patches or entries.
 # A patch is field and fragment pairs joined by NUL: one argument instead of one per field,
@@ -348,19 +348,15 @@ return {{'ok', status, unpack(applied)}}
 """
 
 
-def write_keys(job_id: str, outbox: str, owner: str | None, *, feed: bool = False) -> list[str]:
-    """WRITE's KEYS; ``owner``: the id of the worker writing, if a worker is; ``feed``: the
-    archive's feed follows (for ``feed.fed(WRITE)``)."""
+def write_keys(job_id: str, outbox: str, owner: str | None) -> list[str]:
+    """WRITE's KEYS; ``owner``: the id of the worker writing, if a worker is."""
     written = [
         keys.job_snapshot(job_id), keys.job_history(job_id), keys.job_output(job_id), outbox,
         keys.job_deleted(job_id), keys.JOBS, keys.ACTIVE, keys.COUNTS, keys.WEBHOOKS,
         keys.TAGS_ACTIVE,
     ]  # fmt: skip
-    if owner is not None:
-        written.append(keys.worker_jobs(owner))
-    if feed:  # KEYS[12]; KEYS[11] is then an empty placeholder if no worker writes
-        written += [""] * (11 - len(written)) + [keys.ARCHIVE_FEED]
-    return written
+    # KEYS[11], the worker's set, is an empty placeholder where no worker writes.
+    return [*written, keys.worker_jobs(owner) if owner is not None else "", keys.ARCHIVE_FEED]
 
 
 # KEYS (``delete_keys``): the indexes of jobs and of jobs not yet ended, the job's tombstone,
