@@ -23,10 +23,8 @@ from jobhub.client.options import (
     JOB_ID_ARGUMENT,
     Remote,
     json_option,
-    key_option,
-    pass_target,
+    remote,
     timeout_option,
-    url_option,
 )
 from jobhub.client.sync import Client
 from jobhub.core.batch import MAX_BATCH_JOBS, BatchSnapshot, BatchStatus
@@ -79,9 +77,7 @@ def _jobs(source: IO[str]) -> list[dict[str, Any]]:
 @click.option("--batch-id", help="The batch's id (an idempotency key); random if not given.")
 @timeout_option
 @json_option
-@url_option
-@key_option
-@pass_target
+@remote
 def submit(
     target: Remote,
     file: IO[str],
@@ -106,9 +102,7 @@ def submit(
 @batch.command(context_settings=JOB_ID_ARGUMENT)
 @click.argument("batch_id")
 @json_option
-@url_option
-@key_option
-@pass_target
+@remote
 def status(target: Remote, batch_id: str, as_json: bool) -> None:
     """Print a batch's snapshot; exits as the batch ended (0 while it is active)."""
     with target.client() as hub:
@@ -121,9 +115,7 @@ def status(target: Remote, batch_id: str, as_json: bool) -> None:
 @click.argument("batch_id")
 @timeout_option
 @json_option
-@url_option
-@key_option
-@pass_target
+@remote
 def watch(target: Remote, batch_id: str, timeout: float | None, as_json: bool) -> None:
     """Show a batch's progress until it ends, then a summary."""
     with target.client() as hub:
@@ -133,9 +125,7 @@ def watch(target: Remote, batch_id: str, timeout: float | None, as_json: bool) -
 @batch.command(context_settings=JOB_ID_ARGUMENT)
 @click.argument("batch_id")
 @json_option
-@url_option
-@key_option
-@pass_target
+@remote
 def cancel(target: Remote, batch_id: str, as_json: bool) -> None:
     """Cancel every job of a batch not ended yet."""
     with target.client() as hub:
@@ -145,9 +135,7 @@ def cancel(target: Remote, batch_id: str, as_json: bool) -> None:
 
 @batch.command(context_settings=JOB_ID_ARGUMENT)
 @click.argument("batch_id")
-@url_option
-@key_option
-@pass_target
+@remote
 def retry(target: Remote, batch_id: str) -> None:
     """Run a batch's failed and canceled jobs again, each as a new job in its place."""
     with target.client() as hub:

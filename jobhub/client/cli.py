@@ -45,11 +45,9 @@ from jobhub.client.options import (
     OUTPUT_HELP,
     Remote,
     json_option,
-    key_option,
     output_option,
-    pass_target,
+    remote,
     timeout_option,
-    url_option,
 )
 from jobhub.client.screen import Screen
 from jobhub.client.sync import Client
@@ -235,9 +233,7 @@ def _value(raw: str) -> Any:
 @click.option("--output", "show_output", is_flag=True, help=f"{OUTPUT_HELP} Implies --follow.")
 @timeout_option
 @json_option
-@url_option
-@key_option
-@pass_target
+@remote
 def submit(
     target: Remote,
     function: str,
@@ -266,9 +262,7 @@ def submit(
 @main.command(context_settings=JOB_ID_ARGUMENT)
 @click.argument("job_id")
 @json_option
-@url_option
-@key_option
-@pass_target
+@remote
 def status(target: Remote, job_id: str, as_json: bool) -> None:
     """Print a job's snapshot; exits as the job did (0 while it is still at work)."""
     with target.client() as hub:
@@ -282,9 +276,7 @@ def status(target: Remote, job_id: str, as_json: bool) -> None:
 @output_option
 @timeout_option
 @json_option
-@url_option
-@key_option
-@pass_target
+@remote
 def watch(
     target: Remote, job_id: str, show_output: bool, timeout: float | None, as_json: bool
 ) -> None:
@@ -297,9 +289,7 @@ def watch(
 @main.command(context_settings=JOB_ID_ARGUMENT)
 @click.argument("job_id")
 @json_option
-@url_option
-@key_option
-@pass_target
+@remote
 def cancel(target: Remote, job_id: str, as_json: bool) -> None:
     """Cancel a job."""
     with target.client() as hub:

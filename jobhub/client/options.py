@@ -6,7 +6,9 @@ options its subcommands take. Kept apart from ``cli`` so that each command group
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import click
 
@@ -20,6 +22,7 @@ __all__ = [
     "key_option",
     "output_option",
     "pass_target",
+    "remote",
     "timeout_option",
     "url_option",
 ]
@@ -63,3 +66,9 @@ OUTPUT_HELP = (
 )
 output_option = click.option("--output", "show_output", is_flag=True, help=OUTPUT_HELP)
 pass_target = click.make_pass_decorator(Remote)
+
+
+def remote(command: Callable[..., Any]) -> Callable[..., Any]:
+    """What every command that calls the app takes: ``--url`` and ``--api-key`` (after the
+    subcommand too), and the ``Remote`` they set, passed as its first argument."""
+    return url_option(key_option(pass_target(command)))

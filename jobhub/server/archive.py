@@ -32,7 +32,7 @@ from jobhub.lifecycle.lifecycle import retry_id
 from jobhub.lifecycle.table import Party
 from jobhub.lifecycle.transitions import move
 from jobhub.server.routes import Error
-from jobhub.server.services import json_response, query_of, read_json, services_of
+from jobhub.server.services import decode_body, json_response, query_of, read_json, services_of
 
 __all__ = [
     "MAX_RETRY",
@@ -141,11 +141,7 @@ async def bulk_retry(request: Request) -> Response:
     services = services_of(request)
     services.gate.key(request)
     archive = archive_of(request)
-    body = await read_json(request, services.settings.max_body_bytes)
-    try:
-        asked = msgspec.json.decode(body, type=BulkRetry)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise InvalidRequest(f"invalid request body: {exc}") from None
+    asked = decode_body(await read_json(request, services.settings.max_body_bytes), BulkRetry)
     found = parse_filter(asked.filter)
     if found.status not in (None, Status.FAILED):
         raise InvalidRequest("a bulk retry retries failed jobs: leave status out, or failed")

@@ -37,17 +37,24 @@ from jobhub.core.snapshot import Status
 from jobhub.lifecycle.batches import ChildSpec
 from jobhub.server.auth import COOKIE
 from jobhub.server.routes import (
-    MAX_NESTING,
     MAX_PAGE,
     TOKEN_HEADER,
     JobId,
     KwargName,
     SnapshotJSON,
-    _too_deep,
     encoded,
 )
 from jobhub.server.scopes import Scope, Tags, TokenRequest, bearer, forced_tags, is_scoped
-from jobhub.server.services import json_response, query_of, read_json, services_of, valid_id
+from jobhub.server.services import (
+    MAX_NESTING,
+    decode_body,
+    json_response,
+    query_of,
+    read_json,
+    services_of,
+    too_deep,
+    valid_id,
+)
 from jobhub.server.streaming.batches import batch_stream
 from jobhub.server.streaming.events import RETRY_MS
 from jobhub.webhooks.deliveries import check_target
@@ -126,15 +133,7 @@ class BatchJobsPage(msgspec.Struct):
 async def _body(request: Request, *, adding: bool) -> BatchRequest:
     services = services_of(request)
     limit = max(services.settings.max_body_bytes, BATCH_BODY_BYTES)
-    body = await read_json(request, limit)
-    try:
-        req = msgspec.json.decode(body, type=BatchRequest)
-    except msgspec.ValidationError as exc:
-        raise InvalidRequest(f"invalid request body: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise InvalidRequest(f"request body nests deeper than {MAX_NESTING} levels") from None
+    req = decode_body(await read_json(request, limit), BatchRequest)
     if adding and (req.batch_id is not None or req.open or req.callback_url is not None):
         raise InvalidRequest("adding to a batch takes only `jobs`")
     if not req.jobs and not (req.open or adding):
@@ -143,7 +142,7 @@ async def _body(request: Request, *, adding: bool) -> BatchRequest:
         raise InvalidRequest(f"{len(req.jobs):,} jobs: at most {MAX_BATCH_JOBS:,} per request")
     seen: set[str] = set()
     for i, job in enumerate(req.jobs):
-        if _too_deep([job.args, job.kwargs], MAX_NESTING):
+        if too_deep([job.args, job.kwargs]):
             raise InvalidRequest(
                 f"jobs[{i}]: args and kwargs may nest at most {MAX_NESTING} levels"
             )

@@ -39,10 +39,13 @@ from jobhub.server.scopes import Tags, forced_tags
 from jobhub.server.services import (
     END,
     JOB_ID_PATTERN,
+    MAX_NESTING,
+    decode_body,
     job_id_of,
     json_response,
     read_json,
     services_of,
+    too_deep,
 )
 from jobhub.server.streaming.events import job_events, many_events
 from jobhub.store.store import Store
@@ -50,7 +53,6 @@ from jobhub.webhooks.deliveries import Delivery, check_target
 
 __all__ = [
     "MAX_DEFER_SECONDS",
-    "MAX_NESTING",
     "MAX_PAGE",
     "SCHEMA_REF",
     "TOKEN_HEADER",
@@ -153,18 +155,8 @@ async def create_job(request: Request) -> Response:
     services = services_of(request)
     grant = await services.gate.starter(request)
     body = await read_json(request, services.settings.max_body_bytes)
-    try:
-        req = msgspec.json.decode(body, type=EnqueueRequest)
-    except msgspec.ValidationError as exc:
-        raise InvalidRequest(f"invalid request body: {exc}") from None
-    except msgspec.DecodeError as exc:
-        # Also a "\ud800" escape: msgspec refuses a lone surrogate, which would decode to a
-        # str that cannot be encoded again (for Redis, for the worker's result).
-        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
-    except RecursionError:
-        # msgspec decodes nesting recursively; ~1000 levels exhaust Python's stack.
-        raise InvalidRequest(f"request body nests deeper than {MAX_NESTING} levels") from None
-    if _too_deep([req.args, req.kwargs], MAX_NESTING):
+    req = decode_body(body, EnqueueRequest)
+    if too_deep([req.args, req.kwargs]):
         raise InvalidRequest(f"args and kwargs may nest at most {MAX_NESTING} levels")
 
     if req.callback_url is not None:
@@ -282,23 +274,8 @@ async def conflict(store: Store, exc: JobIsFinal | WrongStatus) -> Response:
     return json_response(msgspec.json.encode(body), 409)
 
 
-MAX_NESTING = 64
-
 MAX_PAGE = 100
 """The most jobs a page of ``GET /jobs`` holds (jobhub/server/tagged.py)."""
-
-
-def _too_deep(value: Any, limit: int) -> bool:
-    """Whether lists and dicts inside ``value`` nest more than ``limit`` levels."""
-    stack = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, list | dict):
-            if depth > limit:
-                return True
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return False
 
 
 async def get_job(request: Request) -> Response:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
+import msgspec
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
@@ -26,12 +28,15 @@ from jobhub.webhooks.deliveries import DeliveryLog
 __all__ = [
     "END",
     "JOB_ID_PATTERN",
+    "MAX_NESTING",
     "Services",
+    "decode_body",
     "job_id_of",
     "json_response",
     "query_of",
     "read_json",
     "services_of",
+    "too_deep",
     "valid_id",
 ]
 
@@ -135,3 +140,38 @@ def query_of(request: Request) -> dict[str, str]:
             raise InvalidRequest(f"query parameter {name!r} is given {count} times: give it once")
         found[name] = value
     return found
+
+
+T = TypeVar("T")
+
+MAX_NESTING = 64
+"""How deep lists and dicts may nest in a job's ``args`` and ``kwargs``."""
+
+
+def decode_body(body: bytes, model: type[T]) -> T:
+    """A request's JSON body as ``model``; anything wrong with it is an ``InvalidRequest``
+    (400) that says what, never a 500."""
+    try:
+        return msgspec.json.decode(body, type=model)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"invalid request body: {exc}") from None
+    except msgspec.DecodeError as exc:
+        # Also a "\ud800" escape: msgspec refuses a lone surrogate, which would decode to a
+        # str that cannot be encoded again (for Redis, for the worker's result).
+        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # msgspec decodes nesting recursively; ~1000 levels exhaust Python's stack.
+        raise InvalidRequest(f"request body nests deeper than {MAX_NESTING} levels") from None
+
+
+def too_deep(value: Any, limit: int = MAX_NESTING) -> bool:
+    """Whether lists and dicts inside ``value`` nest more than ``limit`` levels."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, list | dict):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False

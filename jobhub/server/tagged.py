@@ -21,7 +21,7 @@ from jobhub.core.parsing import ascii_int
 from jobhub.core.snapshot import Status
 from jobhub.server.routes import MAX_PAGE, JobPage
 from jobhub.server.scopes import Scopes, TokenRequest, valid_tag
-from jobhub.server.services import json_response, query_of, read_json, services_of
+from jobhub.server.services import decode_body, json_response, query_of, read_json, services_of
 
 __all__ = ["create_token", "list_jobs", "revoke_token", "routes"]
 
@@ -64,13 +64,7 @@ async def create_token(request: Request) -> Response:
     "token_id"}``."""
     services = services_of(request)
     services.gate.key(request)
-    body = await read_json(request, services.settings.max_body_bytes)
-    try:
-        req = msgspec.json.decode(body, type=TokenRequest)
-    except msgspec.ValidationError as exc:
-        raise InvalidRequest(f"invalid request body: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+    req = decode_body(await read_json(request, services.settings.max_body_bytes), TokenRequest)
     grant = _scopes(request).issue(req)
     return json_response(msgspec.json.encode(grant), 201)
 
