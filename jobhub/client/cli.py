@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -36,6 +36,7 @@ from jobhub.client.exits import (
     EXIT,
     EXIT_CODES,
     EXIT_INTERRUPTED,
+    EXIT_PIPE,
     EXIT_TIMEOUT,
     explain,
 )
@@ -68,6 +69,12 @@ class _Command(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise  # click's own: it prints them and exits as it should
+        except BrokenPipeError:
+            # What read stdout went away (`jobhub watch ID | head -1`): end quietly, as a
+            # program that SIGPIPE ended would. stdout now points at /dev/null, so that
+            # flushing it at exit cannot raise the same error again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(EXIT_PIPE)
         except Exception as exc:
             target = ctx.find_object(Remote)
             if target is None or target.debug:
@@ -320,17 +327,20 @@ def _follow(
             # Without --output a script gets snapshots only, one per line, as it always did
             # (and of a job that has ended, there is nothing more to read).
             if output or not first.is_terminal:
-                events = _newer(first, hub.events(job_id, timeout=timeout, output=output))
-                for event in events:
-                    click.echo(msgspec.json.encode(event).decode())
-                    if isinstance(event, Snapshot):
-                        last = event
+                with closing(hub.events(job_id, timeout=timeout, output=output)) as stream:
+                    for event in _newer(first, stream):
+                        click.echo(msgspec.json.encode(event).decode())
+                        if isinstance(event, Snapshot):
+                            last = event
         else:
             # Even a job that has ended is streamed: its log lines (a failed job's traceback
             # among them) and, with --output, its output are replayed.
-            events = _newer(first, hub.events(job_id, timeout=timeout, output=True))
-            with Screen(first, output) as screen:
-                last = screen.show(events)
+            # Closed here, whatever stops it (`| head` too), while the client is still open.
+            with (
+                closing(hub.events(job_id, timeout=timeout, output=True)) as stream,
+                Screen(first, output) as screen,
+            ):
+                last = screen.show(_newer(first, stream))
     except KeyboardInterrupt:
         click.echo(f"jobhub: stopped following; job {job_id} goes on", err=True)
         sys.exit(EXIT_INTERRUPTED)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from types import TracebackType
 from typing import Any, Literal, Self, overload
 
@@ -120,11 +120,13 @@ class AsyncClient(Minting, Batching, History):
         return snapshot_of(await self._http.post(path, headers=self._auth(job_id)))
 
     @overload
-    def events(self, job_id: str, *, output: Literal[False] = ...) -> AsyncIterator[Snapshot]: ...
+    def events(
+        self, job_id: str, *, output: Literal[False] = ...
+    ) -> AsyncGenerator[Snapshot, None]: ...
     @overload
-    def events(self, job_id: str, *, output: bool) -> AsyncIterator[JobEvent]: ...
+    def events(self, job_id: str, *, output: bool) -> AsyncGenerator[JobEvent, None]: ...
 
-    async def events(self, job_id: str, *, output: bool = False) -> AsyncIterator[JobEvent]:
+    async def events(self, job_id: str, *, output: bool = False) -> AsyncGenerator[JobEvent, None]:
         """Every new snapshot of the job, in seq order, until it ends. With ``output=True``,
         also every entry of the job's output (``LogEntry``, ``OutputChunk``), once each and
         in the order the job wrote them; a new call starts from the job's first entry. Where
@@ -156,7 +158,7 @@ class AsyncClient(Minting, Batching, History):
             async for event in polls:
                 yield event
 
-    async def _stream(self, job_id: str, place: Place) -> AsyncGenerator[JobEvent]:
+    async def _stream(self, job_id: str, place: Place) -> AsyncGenerator[JobEvent, None]:
         """The new events of one connection to the job's stream, from ``place`` on."""
         headers = self._auth(job_id)
         if place.seq or place.entry:
@@ -186,7 +188,9 @@ class AsyncClient(Minting, Batching, History):
                 if place.done:
                     return
 
-    async def _poll(self, job_id: str, place: Place, output: bool) -> AsyncGenerator[JobEvent]:
+    async def _poll(
+        self, job_id: str, place: Place, output: bool
+    ) -> AsyncGenerator[JobEvent, None]:
         while True:
             # The snapshot first, then the output: everything written before that snapshot
             # (all of it, for a final one) is then yielded before it.

@@ -22,13 +22,14 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_NO_ANSWER",
+    "EXIT_PIPE",
     "EXIT_TIMEOUT",
     "EXIT_UNREACHABLE",
     "explain",
 ]
 
 EXIT_FAILED, EXIT_CANCELED, EXIT_TIMEOUT, EXIT_API = 3, 4, 5, 6
-EXIT_UNREACHABLE, EXIT_NO_ANSWER, EXIT_INTERRUPTED = 7, 8, 130
+EXIT_UNREACHABLE, EXIT_NO_ANSWER, EXIT_INTERRUPTED, EXIT_PIPE = 7, 8, 130, 141
 EXIT_CODES = {
     0: "the job finished (or was submitted, or is still at work for `status`)",
     1: "`jobhub dev` could not start the stack, or a part of it died; or an unexpected error",
@@ -40,6 +41,7 @@ EXIT_CODES = {
     EXIT_UNREACHABLE: "cannot connect to the app at --url / JOBHUB_URL",
     EXIT_NO_ANSWER: "the app did not answer within --request-timeout",
     EXIT_INTERRUPTED: "Ctrl-C: stopped following; the job goes on",
+    EXIT_PIPE: "what read the output stopped reading (`| head`); the job goes on",
 }
 """Every exit status of the ``jobhub`` command, as the README lists them."""
 

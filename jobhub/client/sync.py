@@ -13,7 +13,7 @@ import asyncio
 import threading
 import time
 import weakref
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Generator
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, overload
 
@@ -117,25 +117,31 @@ class Client(SyncMinting, SyncBatching, SyncHistory):
     @overload
     def events(
         self, job_id: str, *, timeout: float | None = ..., output: Literal[False] = ...
-    ) -> Iterator[Snapshot]: ...
+    ) -> Generator[Snapshot, None, None]: ...
     @overload
     def events(
         self, job_id: str, *, timeout: float | None = ..., output: bool
-    ) -> Iterator[JobEvent]: ...
+    ) -> Generator[JobEvent, None, None]: ...
 
     def events(
         self, job_id: str, *, timeout: float | None = None, output: bool = False
-    ) -> Iterator[JobEvent]:
+    ) -> Generator[JobEvent, None, None]:
         """Like ``AsyncClient.events``; stops (without error) when ``timeout`` passes."""
-        iterator = self._client.events(job_id, output=output).__aiter__()
+        iterator = self._client.events(job_id, output=output)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = None if deadline is None else max(deadline - time.monotonic(), 0)
-            try:
-                event: JobEvent = self._call(asyncio.wait_for(iterator.__anext__(), left))
-            except (StopAsyncIteration, TimeoutError):
-                return
-            yield event
+        try:
+            while True:
+                left = None if deadline is None else max(deadline - time.monotonic(), 0)
+                try:
+                    event: JobEvent = self._call(asyncio.wait_for(anext(iterator), left))
+                except (StopAsyncIteration, TimeoutError):
+                    return
+                yield event
+        finally:
+            # Left early (the caller broke off or raised): its stream is closed here, on the
+            # loop, and not by the garbage collector once the loop is gone.
+            if self._stop_loop.alive:
+                self._call(iterator.aclose())
 
 
 async def _make_client(base_url: str, options: dict[str, Any]) -> AsyncClient:

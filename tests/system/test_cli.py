@@ -92,6 +92,29 @@ def test_json_output_is_one_snapshot_per_line(base_url: str) -> None:
     assert [s["seq"] for s in lines] == sorted({s["seq"] for s in lines})
 
 
+@pytest.mark.parametrize("output", [[], ["--output"]], ids=["snapshots", "output"])
+def test_a_reader_that_stops_reading_ends_the_command_quietly(
+    base_url: str, output: list[str]
+) -> None:
+    """`jobhub submit ... --follow --json | head -1`: once the reader is gone the command
+    exits 141, as a program that SIGPIPE ended, with nothing on stderr (no error line, no
+    stream left for the garbage collector to close after its loop stopped)."""
+    steps = ["--kwarg", "steps=30", "--kwarg", "delay=0.05"]
+    argv = ["submit", "demo.count", *steps, "--follow", "--json", *output, "--url", base_url]
+    read_end, write_end = os.pipe()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("JOBHUB_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobhub", *argv], stdout=write_end, stderr=subprocess.PIPE, env=base
+    )
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        first = json.loads(reader.readline())  # one line, then stop reading, as head -1 does
+    assert first["function"] == "demo.count"
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141, err.decode()
+    assert err == b""
+
+
 def test_args_take_json_or_text(base_url: str) -> None:
     done = jobhub(
         base_url, "submit", "demo.count", "--arg", "2", "--arg", "0.05", "--follow", "--json"
