@@ -1,8 +1,8 @@
 """jobhub.d.ts and jobhub.d.mts: checked by the TypeScript compiler on the documented uses,
 and tied to the Python snapshot model so that a new field cannot go untyped.
 
-tsc comes from the npm registry through npx, pinned (TYPESCRIPT). Where Node.js is not
-installed these tests are skipped, except under CI=true, where that is a failure.
+tsc is the repository's own, at package-lock.json's version (scripts/test runs ``npm ci``).
+Without node_modules these tests are skipped, except under CI=true, where that is a failure.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 
 from jobhub.core.snapshot import Snapshot, Status
+from tests.support.react import NODE_MODULES
 
 STATIC = Path(__file__).resolve().parents[2] / "jobhub" / "static"
-TYPESCRIPT = "typescript@5.9.3"
-NPX = shutil.which("npx")
+TSC = NODE_MODULES / ".bin" / "tsc"
 
 needs_tsc = pytest.mark.skipif(
-    NPX is None and os.environ.get("CI") != "true",
-    reason="no npx: install Node.js to type-check jobhub.d.ts",
+    not TSC.exists() and os.environ.get("CI") != "true",
+    reason="no node_modules: run `npm ci` (scripts/test does) to type-check jobhub.d.ts",
 )
 
 CLASSIC = """\
@@ -75,14 +75,13 @@ jobhub.watch("x", { onGap: (gap) => gap.missed.toUpperCase() });
 
 
 def tsc(directory: Path, *files: str) -> subprocess.CompletedProcess[str]:
-    if NPX is None:
-        pytest.fail("CI=true but no npx to run the TypeScript compiler")
+    if not TSC.exists():
+        pytest.fail("CI=true but no node_modules/.bin/tsc: `npm ci` did not run")
     for name in ("jobhub.d.ts", "jobhub.d.mts", "jobhub.mjs"):
         shutil.copy(STATIC / name, directory / name)
     options = ["--noEmit", "--strict", "--target", "es2022", "--module", "nodenext"]
     return subprocess.run(
-        [NPX, "--yes", "--package", TYPESCRIPT, "--", "tsc", *options, "--lib", "es2022,dom",
-         *files],
+        [str(TSC), *options, "--lib", "es2022,dom", "--types", "", *files],
         cwd=directory, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
