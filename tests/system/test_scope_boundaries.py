@@ -1,0 +1,122 @@
+"""A scoped token's bounds held against what a user holding one can try: a job id used
+again under another user's tags, an id only the archive still knows, a batch token's
+actions. Real uvicorn, Redis and ARQ worker (a stack of this module's own), and a SQLite
+archive whose rows are written straight into its tables."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import aconnect_sse
+
+from jobhub import Settings, create_app
+from tests.support.archive_rows import insert, migrated
+from tests.support.servers import ThreadedServer, running_stack
+from tests.support.waiting import wait_until
+
+KEY = "boundary-key"
+API = {"Authorization": f"Bearer {KEY}"}
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('archive') / 'archive.db'}"
+
+    async def create_schema() -> None:
+        await (await migrated(url)).dispose()
+
+    asyncio.run(create_schema())
+    with running_stack() as stack:
+        settings = Settings(
+            redis_url=stack.redis_url,
+            api_keys=(KEY,),
+            token_secret="boundary-secret",
+            archive_url=url,
+        )
+        with ThreadedServer(create_app(settings)) as server:
+            yield server
+
+
+@pytest.fixture
+async def http(web: ThreadedServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=web.base_url, timeout=20) as client:
+        yield client
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def tag_of(who: str) -> str:
+    return f"user:{who}-{uuid.uuid4().hex[:8]}"
+
+
+async def token_for(http: httpx.AsyncClient, tags: list[str], *actions: str) -> str:
+    body = {"scope": {"tags": tags}, "actions": list(actions or ["read"])}
+    response = await http.post("/tokens", json=body, headers=API)
+    assert response.status_code == 201, response.text
+    return str(response.json()["token"])
+
+
+async def start(http: httpx.AsyncClient, headers: dict[str, str], **body: Any) -> httpx.Response:
+    response = await http.post("/jobs", json={"function": "demo.noop", **body}, headers=headers)
+    http.cookies.clear()
+    return response
+
+
+async def archive(web: ThreadedServer, row: dict[str, Any]) -> None:
+    """``row`` into the web app's archive, as the archiver writes an ended job."""
+    url = web.app.state.services.settings.archive_url
+    engine = await migrated(url)
+    await insert(engine, [row])
+    await engine.dispose()
+
+
+async def test_a_job_id_used_again_does_not_put_another_users_job_in_a_tags_list(
+    http: httpx.AsyncClient,
+) -> None:
+    mine, theirs = tag_of("a"), tag_of("b")
+    reused = f"reused-{uuid.uuid4().hex[:8]}"
+    # A job of mine that stays queued keeps my tag's index alive; another under an id I
+    # chose ends and is deleted, and the id is free again.
+    await start(http, API, tags=[mine], defer_seconds=3600)
+    assert (await start(http, API, tags=[mine], job_id=reused)).status_code == 202
+    await http.post(f"/jobs/{reused}/cancel", headers=API)
+    assert (await http.delete(f"/jobs/{reused}", headers=API)).status_code == 204
+    # Their app starts a job under that id, with their tag and their result.
+    theirs_token = await token_for(http, [theirs], "read", "start")
+
+    async def started_again() -> httpx.Response | None:
+        # (The queue lets go of a canceled job's id a moment after the cancel.)
+        response = await start(http, bearer(theirs_token), job_id=reused)
+        return response if response.status_code == 202 else None
+
+    created = await wait_until(started_again, 10, "the id to be free", interval=0.1)
+    assert created.json()["tags"] == [theirs]
+
+    token = await token_for(http, [mine])
+    page = await http.get("/jobs", params={"tag": mine}, headers=bearer(token))
+    assert page.status_code == 200, page.text
+    assert [job["tags"] for job in page.json()["jobs"]] == [[mine]]
+    listed = await http.get("/jobs", params={"tag": theirs}, headers=API)
+    assert [job["job_id"] for job in listed.json()["jobs"]] == [reused]
+    # Nor in my tag's stream, which starts with the tag's jobs changed last: a job started
+    # once it is open comes after all of those.
+    seen: list[dict[str, Any]] = []
+    async with (
+        asyncio.timeout(10),
+        aconnect_sse(http, "GET", "/events", params={"tag": mine, "token": token}) as source,
+    ):
+        later = (await start(http, API, tags=[mine], defer_seconds=3600)).json()["job_id"]
+        async for sse in source.aiter_sse():
+            seen.append(json.loads(sse.data))
+            if seen[-1]["job_id"] == later:
+                break
+    assert reused not in {snapshot["job_id"] for snapshot in seen}
+    assert {tuple(snapshot["tags"]) for snapshot in seen} == {(mine,)}
