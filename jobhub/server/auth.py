@@ -49,7 +49,7 @@ from starlette.requests import Request
 
 from jobhub.core.exceptions import Forbidden, JobNotFound, Unauthorized
 from jobhub.core.parsing import ascii_int
-from jobhub.server.scopes import ScopeChecks, Scopes, action_of, in_scope, is_scoped
+from jobhub.server.scopes import Grant, ScopeChecks, Scopes, action_of, in_scope, is_scoped
 from jobhub.server.scopes import bearer as _bearer
 
 __all__ = [
@@ -279,6 +279,22 @@ class Gate(ScopeChecks):
             for (job_id, claimed), snapshot in zip(claims.items(), snapshots, strict=True):
                 if snapshot is not None:
                     _same_instance(claimed, snapshot, job_id)
+
+    async def claim(self, grant: Grant | None, job_ids: Sequence[str]) -> None:
+        """Before a scoped token starts jobs under ids its client chose: ``Forbidden`` where
+        one names a job outside its scope, live or only in the archive (whose row a new
+        job under that id would replace once it ended). An API key (``grant`` None) may."""
+        if grant is None or not job_ids:
+            return
+        outside = [
+            job_id
+            for job_id, data in zip(job_ids, await self._read(job_ids), strict=True)
+            if data is not None and not grant.covers(job_id, data)
+        ]
+        if outside:
+            raise Forbidden(
+                f"job id {', '.join(outside)} is already used outside this token's scope"
+            )
 
     def _token(self, credential: str, job_id: str) -> str:
         if self.tokens is None:

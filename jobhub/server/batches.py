@@ -172,6 +172,7 @@ async def create_batch(request: Request) -> Response:
     services = services_of(request)
     grant = await services.gate.starter(request)
     req = await _body(request, adding=False)
+    await services.gate.claim(grant, [job.job_id for job in req.jobs if job.job_id is not None])
     forced = None if grant is None else forced_tags(grant, [t for j in req.jobs for t in j.tags])
     batch_id, job_ids, data = await services.batches.submit(
         _specs(req, forced), batch_id=req.batch_id, open_=req.open, callback_url=req.callback_url
@@ -305,6 +306,7 @@ async def add_jobs(request: Request) -> Response:
         # A token that may start jobs adds them only to a batch of its own scope.
         raise Forbidden(f"batch {batch_id!r} is outside this token's scope")
     req = await _body(request, adding=True)
+    await services.gate.claim(grant, [job.job_id for job in req.jobs if job.job_id is not None])
     forced = None if grant is None else forced_tags(grant, [t for j in req.jobs for t in j.tags])
     job_ids, data = await services.batches.add(batch_id, _specs(req, forced))
     return json_response(msgspec.json.encode(ChildrenAdded(job_ids, msgspec.Raw(data))), 202)

@@ -166,6 +166,7 @@ async def create_job(request: Request) -> Response:
         await check_target(req.callback_url, allow_private=allow_private)
     if not await services.registry.is_offered(req.function):
         raise UnknownFunction(req.function, await services.registry.live_functions())
+    await services.gate.claim(grant, [] if req.job_id is None else [req.job_id])
     job_id, created, data = await services.lifecycle.create(
         req.function,
         req.args,

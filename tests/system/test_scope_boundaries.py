@@ -16,7 +16,7 @@ import pytest
 from httpx_sse import aconnect_sse
 
 from jobhub import Settings, create_app
-from tests.support.archive_rows import insert, migrated
+from tests.support.archive_rows import insert, job_row, migrated
 from tests.support.servers import ThreadedServer, running_stack
 from tests.support.waiting import wait_until
 
@@ -120,3 +120,25 @@ async def test_a_job_id_used_again_does_not_put_another_users_job_in_a_tags_list
                 break
     assert reused not in {snapshot["job_id"] for snapshot in seen}
     assert {tuple(snapshot["tags"]) for snapshot in seen} == {(mine,)}
+
+
+async def test_a_token_cannot_start_a_job_under_the_id_of_another_users_archived_job(
+    http: httpx.AsyncClient, web: ThreadedServer
+) -> None:
+    mine, theirs = tag_of("a"), tag_of("b")
+    gone = f"archived-{uuid.uuid4().hex[:8]}"
+    # Their job, ended and then forgotten by Redis: only the archive answers for it.
+    await archive(web, job_row(gone, tags=[theirs], result={"secret": "theirs"}))
+    their_reader = bearer(await token_for(http, [theirs]))
+    assert (await http.get(f"/jobs/{gone}", headers=their_reader)).json()["archived"] is True
+
+    starter = bearer(await token_for(http, [mine], "read", "start"))
+    taken = await start(http, starter, job_id=gone)
+    assert taken.status_code == 403, taken.text
+    child = {"function": "demo.noop", "job_id": gone}
+    batch = await http.post("/batches", json={"jobs": [child]}, headers=starter)
+    http.cookies.clear()
+    assert batch.status_code == 403, batch.text
+    # Their job is still theirs, and still not mine.
+    assert (await http.get(f"/jobs/{gone}", headers=their_reader)).json()["archived"] is True
+    assert (await http.get(f"/jobs/{gone}", headers=starter)).status_code == 403
