@@ -44,7 +44,16 @@ from jobhub.server.routes import (
     SnapshotJSON,
     encoded,
 )
-from jobhub.server.scopes import Scope, Tags, TokenRequest, bearer, forced_tags, is_scoped
+from jobhub.server.scopes import (
+    Action,
+    Grant,
+    Scope,
+    Tags,
+    TokenRequest,
+    bearer,
+    forced_tags,
+    is_scoped,
+)
 from jobhub.server.services import (
     MAX_NESTING,
     decode_body,
@@ -179,18 +188,26 @@ async def create_batch(request: Request) -> Response:
     )
     body = msgspec.json.encode(BatchCreated(batch_id, job_ids, msgspec.Raw(data)))
     response = json_response(body, 202, {"Location": f"/batches/{batch_id}"})
-    return _with_batch_token(request, response, batch_id)
+    return _with_batch_token(request, response, batch_id, grant)
 
 
-def _with_batch_token(request: Request, response: Response, batch_id: str) -> Response:
+def _with_batch_token(
+    request: Request, response: Response, batch_id: str, grant: Grant | None
+) -> Response:
     """The batch's token, as ``POST /jobs`` hands out a job's: a header for API clients and
-    an HttpOnly cookie for the batch's path (reads only, as a job's cookie)."""
+    an HttpOnly cookie for the batch's path (reads only, as a job's cookie). Started with a
+    scoped token (``grant``), it may do no more than that token, and no longer."""
     gate = services_of(request).gate
     if gate.open or gate.scopes is None or gate.tokens is None:
         return response
     ttl = gate.tokens.ttl_seconds
-    asked = TokenRequest(Scope(batches=[batch_id]), ["read", "cancel"], ttl)
-    token = gate.scopes.issue(asked).token
+    actions: list[Action] = ["read", "cancel"]
+    if grant is not None:
+        actions = [action for action in actions if grant.allows(action)]
+        if not actions:
+            return response
+    asked = TokenRequest(Scope(batches=[batch_id]), actions, ttl)
+    token = gate.scopes.issue(asked, within=grant).token
     response.headers[TOKEN_HEADER] = token
     response.set_cookie(
         COOKIE, token, max_age=ttl, path=f"/batches/{batch_id}", httponly=True,

@@ -199,7 +199,12 @@ class Scopes:
         self._tokens = tokens
         self._redis = redis
 
-    def issue(self, request: TokenRequest, *, now: float | None = None) -> TokenGrant:
+    def issue(
+        self, request: TokenRequest, *, now: float | None = None, within: Grant | None = None
+    ) -> TokenGrant:
+        """A token for ``request``; ``within``: the scoped token it is handed to (a batch's
+        token for the batch it started), whose id and expiry it takes, so that it is revoked
+        with that token and outlives it in nothing."""
         scope = request.scope
         if not (scope.tags or scope.jobs or scope.batches):
             raise InvalidRequest("a token's scope names at least one tag, job or batch")
@@ -208,6 +213,8 @@ class Scopes:
             raise InvalidRequest("a token that may start jobs needs tags in its scope")
         expiry = int((time.time() if now is None else now) + request.ttl_seconds)
         token_id = f"t{expiry}-{secrets.token_urlsafe(12)}"
+        if within is not None:
+            expiry, token_id = min(expiry, within.expiry), within.token_id
         grant = Grant(
             token_id,
             expiry,

@@ -142,3 +142,28 @@ async def test_a_token_cannot_start_a_job_under_the_id_of_another_users_archived
     # Their job is still theirs, and still not mine.
     assert (await http.get(f"/jobs/{gone}", headers=their_reader)).json()["archived"] is True
     assert (await http.get(f"/jobs/{gone}", headers=starter)).status_code == 403
+
+
+async def test_a_batch_token_a_scoped_token_gets_holds_no_more_than_that_token(
+    http: httpx.AsyncClient,
+) -> None:
+    grant = await http.post(
+        "/tokens",
+        json={"scope": {"tags": [tag_of("a")]}, "actions": ["read", "start"], "ttl_seconds": 60},
+        headers=API,
+    )
+    starter = bearer(grant.json()["token"])
+    slow = {"function": "demo.count", "kwargs": {"steps": 50, "delay": 0.2}}
+    created = await http.post("/batches", json={"jobs": [slow]}, headers=starter)
+    http.cookies.clear()
+    assert created.status_code == 202, created.text
+    batch = f"/batches/{created.json()['batch_id']}"
+    derived = bearer(created.headers["jobhub-token"])
+    assert (await http.get(batch, headers=derived)).status_code == 200
+    # The token that started the batch may not cancel: nor may the batch's token.
+    assert (await http.post(f"{batch}/cancel", headers=derived)).status_code == 403
+    # Revoking the token revokes what it was handed.
+    revoked = await http.delete(f"/tokens/{grant.json()['token_id']}", headers=API)
+    assert revoked.status_code == 204
+    assert (await http.get(batch, headers=derived)).status_code == 403
+    await http.post(f"{batch}/cancel", headers=API)
