@@ -275,7 +275,7 @@ async def batch_jobs(request: Request) -> Response:
         children = await store.children(batch_id, after=place, limit=limit)
         if not children:
             return _jobs_page(found, None)
-        datas = await services.store.get_many([job_id for _, job_id in children])
+        datas = await store.snapshots(batch_id, [job_id for _, job_id in children])
         for (at, _), data in zip(children, datas, strict=True):
             if data is not None and (status is None or _status_of(data) == status):
                 found.append(msgspec.Raw(data))

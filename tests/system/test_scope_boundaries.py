@@ -167,3 +167,38 @@ async def test_a_batch_token_a_scoped_token_gets_holds_no_more_than_that_token(
     assert revoked.status_code == 204
     assert (await http.get(batch, headers=derived)).status_code == 403
     await http.post(f"{batch}/cancel", headers=API)
+
+
+async def test_a_child_id_used_again_does_not_put_another_users_job_in_a_batch(
+    http: httpx.AsyncClient,
+) -> None:
+    child = f"child-{uuid.uuid4().hex[:8]}"
+    slow = {"function": "demo.count", "kwargs": {"steps": 50, "delay": 0.2}}
+    jobs = [{"function": "demo.noop", "job_id": child}, slow]
+    created = await http.post("/batches", json={"jobs": jobs}, headers=API)
+    http.cookies.clear()
+    assert created.status_code == 202, created.text
+    batch = f"/batches/{created.json()['batch_id']}"
+    mine = bearer(created.headers["jobhub-token"])
+
+    async def ended() -> bool:
+        return (await http.get(f"/jobs/{child}", headers=API)).json()["status"] == "finished"
+
+    await wait_until(ended, 10, "the child to finish")
+    assert (await http.delete(f"/jobs/{child}", headers=API)).status_code == 204
+    theirs = bearer(await token_for(http, [tag_of("b")], "read", "start"))
+    assert (await start(http, theirs, job_id=child, **slow)).status_code == 202
+    page = await http.get(f"{batch}/jobs", headers=mine)
+    assert page.status_code == 200, page.text
+    assert child not in [job["job_id"] for job in page.json()["jobs"]]
+    assert (await http.get(f"/jobs/{child}", headers=mine)).status_code == 403
+    # Cancelling my batch cancels my children, not their job.
+    assert (await http.post(f"{batch}/cancel", headers=mine)).json()["status"] == "canceled"
+    assert (await http.get(f"/jobs/{child}", headers=theirs)).json()["status"] != "canceled"
+    async with (
+        asyncio.timeout(10),
+        aconnect_sse(http, "GET", f"{batch}/events", headers=mine) as source,
+    ):
+        events = [json.loads(sse.data) async for sse in source.aiter_sse()]
+    assert child not in {event.get("job_id") for event in events}
+    await http.post(f"/jobs/{child}/cancel", headers=API)
