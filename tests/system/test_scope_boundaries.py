@@ -202,3 +202,27 @@ async def test_a_child_id_used_again_does_not_put_another_users_job_in_a_batch(
         events = [json.loads(sse.data) async for sse in source.aiter_sse()]
     assert child not in {event.get("job_id") for event in events}
     await http.post(f"/jobs/{child}/cancel", headers=API)
+
+
+async def test_a_stream_opened_with_a_token_ends_once_the_token_is_revoked(
+    http: httpx.AsyncClient,
+) -> None:
+    mine = tag_of("a")
+    slow = {"function": "demo.count", "kwargs": {"steps": 100, "delay": 0.1}}
+    job = (await start(http, API, tags=[mine], **slow)).json()["job_id"]
+    # A tag's stream never ends on its own, a job's at the job's end: here 10 s away.
+    streams = [("/events", {"tag": mine}), (f"/jobs/{job}/events", {}), ("/events", {"jobs": job})]
+    for path, params in streams:
+        grant = (await http.post("/tokens", json={"scope": {"tags": [mine]}}, headers=API)).json()
+        seen: list[dict[str, Any]] = []
+        async with (
+            asyncio.timeout(8),
+            aconnect_sse(http, "GET", path, params={**params, "token": grant["token"]}) as source,
+        ):
+            async for sse in source.aiter_sse():
+                seen.append(json.loads(sse.data))
+                if len(seen) == 1:
+                    revoked = await http.delete(f"/tokens/{grant['token_id']}", headers=API)
+                    assert revoked.status_code == 204
+        assert len(seen) < 5, path
+    await http.post(f"/jobs/{job}/cancel", headers=API)
