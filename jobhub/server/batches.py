@@ -220,6 +220,13 @@ async def _allowed(request: Request, action: str) -> str:
     """The batch id of the path, once the request may do ``action`` on it: an API key, a
     signed-in console, or a scoped token naming the batch (as a Bearer header, ``?token=``,
     or for a read the batch's cookie)."""
+    batch_id, _ = await _access(request, action)
+    return batch_id
+
+
+async def _access(request: Request, action: str) -> tuple[str, Grant | None]:
+    """``_allowed``'s batch id, and the grant of the scoped token that was let in (None for
+    an API key or a session): a stream ends with its token (``Gate.held``)."""
     batch_id = valid_id(request.path_params["batch_id"])
     gate = services_of(request).gate
     credential = bearer(request) or request.query_params.get("token")
@@ -229,9 +236,8 @@ async def _allowed(request: Request, action: str) -> str:
         grant = await gate.grant(by_cookie, "read")
         if batch_id not in grant.batches:
             raise Forbidden(f"batch {batch_id!r} is outside this token's scope")
-        return batch_id
-    await gate.batch(request, batch_id, action)
-    return batch_id
+        return batch_id, grant
+    return batch_id, await gate.batch(request, batch_id, action)
 
 
 async def get_batch(request: Request) -> Response:
@@ -308,11 +314,11 @@ def _bounded(raw: str, name: str, low: int, high: int) -> int:
 
 async def batch_events(request: Request) -> Response:
     """``GET /batches/{id}/events[?jobs=false]``: see jobhub/server/streaming/batches.py."""
-    batch_id = await _allowed(request, "read")
+    batch_id, grant = await _access(request, "read")
     jobs = query_of(request).get("jobs", "true")
     if jobs not in ("true", "false"):
         raise InvalidRequest(f"jobs must be true or false, got {jobs!r}")
-    return await batch_stream(request, batch_id, RETRY_MS, jobs=jobs == "true")
+    return await batch_stream(request, batch_id, RETRY_MS, jobs=jobs == "true", grant=grant)
 
 
 async def add_jobs(request: Request) -> Response:

@@ -341,19 +341,23 @@ class ScopeChecks:
             return None
         return await self.grant(scoped, "start")
 
-    async def batch(self: _Gate, request: Request, batch_id: str, action: str = "read") -> None:
+    async def batch(
+        self: _Gate, request: Request, batch_id: str, action: str = "read"
+    ) -> Grant | None:
         """Require an API key, or a scoped token naming ``batch_id`` that may do ``action``
         (``read``, ``cancel``, ...): what the routes of a batch call::
 
             await services_of(request).gate.batch(request, batch_id, "cancel")
-        """
+
+        Returns the scoped token's grant (for ``held``), None for an API key."""
         scoped = bearer(request) or request.query_params.get("token")
         if self.open or scoped is None or not is_scoped(scoped):
             self.key(request)
-            return
+            return None
         grant = await self.grant(scoped, action)
         if batch_id not in grant.batches:
             raise Forbidden(f"batch {batch_id!r} is outside this token's scope")
+        return grant
 
 
 class _Signer(Protocol):

@@ -226,3 +226,30 @@ async def test_a_stream_opened_with_a_token_ends_once_the_token_is_revoked(
                     assert revoked.status_code == 204
         assert len(seen) < 5, path
     await http.post(f"/jobs/{job}/cancel", headers=API)
+
+
+async def test_a_batch_stream_opened_with_a_token_ends_once_the_token_is_revoked(
+    http: httpx.AsyncClient,
+) -> None:
+    created = await http.post("/batches", json={"jobs": [], "open": True}, headers=API)
+    http.cookies.clear()
+    batch_id = created.json()["batch_id"]
+    scope = {"scope": {"batches": [batch_id]}}
+    grant = (await http.post("/tokens", json=scope, headers=API)).json()
+    noop = {"jobs": [{"function": "demo.noop"}]}
+    seen = 0
+    async with (
+        asyncio.timeout(8),
+        aconnect_sse(
+            http, "GET", f"/batches/{batch_id}/events", params={"token": grant["token"]}
+        ) as source,
+    ):
+        async for _ in source.aiter_sse():
+            seen += 1
+            if seen == 1:
+                await http.delete(f"/tokens/{grant['token_id']}", headers=API)
+            if seen < 10:
+                # An open batch's stream goes on while children join: not once revoked.
+                await http.post(f"/batches/{batch_id}/jobs", json=noop, headers=API)
+    assert seen < 3
+    await http.post(f"/batches/{batch_id}/seal", headers=API)
