@@ -16,6 +16,7 @@ import pytest
 from httpx_sse import aconnect_sse
 
 from jobhub import Settings, create_app
+from jobhub.lifecycle.lifecycle import retry_id
 from tests.support.archive_rows import insert, job_row, migrated
 from tests.support.servers import ThreadedServer, running_stack
 from tests.support.waiting import wait_until
@@ -253,3 +254,23 @@ async def test_a_batch_stream_opened_with_a_token_ends_once_the_token_is_revoked
                 await http.post(f"/batches/{batch_id}/jobs", json=noop, headers=API)
     assert seen < 3
     await http.post(f"/batches/{batch_id}/seal", headers=API)
+
+
+async def test_a_job_started_under_the_id_of_another_users_retry_is_not_that_retry(
+    http: httpx.AsyncClient,
+) -> None:
+    theirs = await start(http, API, tags=[tag_of("b")])
+    job_id = theirs.json()["job_id"]
+
+    async def ended() -> bool:
+        return (await http.get(f"/jobs/{job_id}", headers=API)).json()["status"] == "finished"
+
+    await wait_until(ended, 10, "their job to finish")
+    # A retry's id is derived from the job's, and anyone can derive it.
+    starter = bearer(await token_for(http, [tag_of("a")], "read", "start"))
+    squatted = await start(http, starter, job_id=retry_id(job_id))
+    assert squatted.status_code == 202, squatted.text
+    retried = await http.post(f"/jobs/{job_id}/retry", headers=API)
+    http.cookies.clear()
+    assert retried.status_code == 409, retried.text
+    assert retried.json()["error"]["type"] == "IdTaken"
