@@ -274,3 +274,28 @@ async def test_a_job_started_under_the_id_of_another_users_retry_is_not_that_ret
     http.cookies.clear()
     assert retried.status_code == 409, retried.text
     assert retried.json()["error"]["type"] == "IdTaken"
+
+
+async def test_a_job_a_scoped_token_starts_opens_to_no_more_than_that_token(
+    http: httpx.AsyncClient,
+) -> None:
+    grant = await http.post(
+        "/tokens",
+        json={"scope": {"tags": [tag_of("a")]}, "actions": ["read", "start"]},
+        headers=API,
+    )
+    slow = {"function": "demo.count", "kwargs": {"steps": 50, "delay": 0.2}}
+    started = await http.post("/jobs", json=slow, headers=bearer(grant.json()["token"]))
+    assert started.status_code == 202, started.text
+    path = f"/jobs/{started.json()['job_id']}"
+    # Whatever it was handed (a job's token, its cookie, kept by this client) may not cancel
+    # what the token may not, nor read once the token is revoked.
+    handed = bearer(started.headers.get("jobhub-token", "none"))
+    assert (await http.post(f"{path}/cancel", headers=handed)).status_code in (401, 403)
+    assert (
+        await http.delete(f"/tokens/{grant.json()['token_id']}", headers=API)
+    ).status_code == 204
+    assert (await http.get(path)).status_code in (401, 403)
+    assert (await http.get(path, headers=handed)).status_code in (401, 403)
+    http.cookies.clear()
+    await http.post(f"{path}/cancel", headers=API)
