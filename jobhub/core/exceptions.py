@@ -17,6 +17,7 @@ The tree:
     ├── WrongStatus                  409 the change needs the job in another status
     ├── RunSuperseded                409 a write of a run that is no longer the job's newest
     ├── QueueHoldsId                 409 the queue still holds a job under the requested id
+    ├── IdTaken                      409 a retry's id names a job that is not that retry
     ├── BatchNotFound                404
     ├── BatchConflict                409 the batch cannot take that change (sealed, not ended)
     ├── InvalidProgress              a job reported a percent outside 0..100 (also a ValueError)
@@ -40,6 +41,7 @@ __all__ = [
     "BatchNotFound",
     "ConfigError",
     "Forbidden",
+    "IdTaken",
     "InvalidProgress",
     "InvalidRequest",
     "JobCanceled",
@@ -176,6 +178,13 @@ class QueueHoldsId(JobhubError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"job id {job_id!r} is still held by the queue; use another")
         self.job_id = job_id
+
+
+class IdTaken(JobhubError):
+    """A retry's id (derived from the job's, so anyone can derive it) names a job that is
+    not that retry: one started under it before, perhaps by another user."""
+
+    status_code = 409
 
 
 class BatchNotFound(JobhubError):

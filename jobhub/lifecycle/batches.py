@@ -91,13 +91,16 @@ class BatchLifecycle:
         store, place = self.lifecycle.store, 0
         while page := await self.store.children(batch_id, after=place, limit=CANCEL_PAGE):
             place = page[-1][0]
+            datas = await self.store.snapshots(batch_id, [job_id for _, job_id in page])
+            # Only its children: an id of one deleted since may be another user's job now.
+            children = [job_id for (_, job_id), data in zip(page, datas, strict=True) if data]
             writes = [
-                store.prepare(job_id, step.patch, only_from=step.sources) for _, job_id in page
+                store.prepare(job_id, step.patch, only_from=step.sources) for job_id in children
             ]
-            results = await store.write_many(writes)
+            results = await store.write_many(writes) if writes else []
             # (A child that ended meanwhile answers its error here: it keeps its end.)
             canceled = [
-                job_id for (_, job_id), r in zip(page, results, strict=True) if isinstance(r, bytes)
+                job_id for job_id, r in zip(children, results, strict=True) if isinstance(r, bytes)
             ]
             await self.lifecycle.arq.abort_many(canceled)
         found = await self.store.get(batch_id)
@@ -113,7 +116,7 @@ class BatchLifecycle:
         store, place, new = self.lifecycle.store, 0, []
         while page := await self.store.children(batch_id, after=place, limit=CANCEL_PAGE):
             place = page[-1][0]
-            datas = await store.get_many([job_id for _, job_id in page])
+            datas = await self.store.snapshots(batch_id, [job_id for _, job_id in page])
             ended = [
                 job_id for (_, job_id), data in zip(page, datas, strict=True)
                 if data is not None and decode_head(data).status in step.sources

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
-from jobhub.core.exceptions import InvalidRequest, JobIsFinal, JobNotFound, WrongStatus
+from jobhub.core.exceptions import IdTaken, InvalidRequest, JobIsFinal, JobNotFound, WrongStatus
 from jobhub.core.snapshot import Snapshot, decode, decode_head
 from jobhub.lifecycle.arq import ArqQueue
 from jobhub.lifecycle.repairs import Repairs
@@ -92,6 +92,10 @@ class Lifecycle(Repairs):
             job_id, function, start_at=start_at, retry_of=retry_of, tags=list(tags)
         )
         created, data = await self.store.create(queued, hidden=hidden, enqueue=enqueue)
+        if not created and retry_of is not None and decode(data).retry_of != retry_of:
+            # The retry's id is derived, not secret: answering what holds it would pass a
+            # job someone started there off as the retry (and hand out its token).
+            raise IdTaken(f"the id of {retry_of!r}'s retry, {job_id!r}, names another job")
         return job_id, created, data
 
     async def retry(self, job_id: str) -> tuple[str, bool, bytes]:

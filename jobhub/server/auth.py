@@ -49,7 +49,7 @@ from starlette.requests import Request
 
 from jobhub.core.exceptions import Forbidden, JobNotFound, Unauthorized
 from jobhub.core.parsing import ascii_int
-from jobhub.server.scopes import ScopeChecks, Scopes, action_of, in_scope, is_scoped
+from jobhub.server.scopes import Grant, ScopeChecks, Scopes, action_of, in_scope, is_scoped
 from jobhub.server.scopes import bearer as _bearer
 
 __all__ = [
@@ -211,18 +211,19 @@ class Gate(ScopeChecks):
             raise Forbidden(f"a signed-in console's change needs its {CSRF_HEADER} header")
         return True
 
-    async def job(self, request: Request, job_id: str) -> None:
+    async def job(self, request: Request, job_id: str) -> Grant | None:
         """Require an API key, a signed-in console's session, or a token for this instance
         of ``job_id``: as a Bearer header or ``?token=``, or for a read as the job's cookie.
-        A job token for a job that does not exist is ``JobNotFound``."""
+        A job token for a job that does not exist is ``JobNotFound``. Returns a scoped
+        token's grant (for ``held``), else None."""
         if self.open:
-            return
+            return None
         credential = _bearer(request) or request.query_params.get("token")
         if credential is None:
             # The session first: it opens every job, so a stale job cookie beside it (of a
             # job since deleted and created again) does not shut the console out.
             if self.session(request):
-                return
+                return None
             if request.method in _SAFE_METHODS:
                 credential = request.cookies.get(COOKIE)
             elif COOKIE in request.cookies:
@@ -235,36 +236,37 @@ class Gate(ScopeChecks):
         if credential is None:
             raise Unauthorized(f"this needs an API key or a token for job {job_id!r}")
         if self._is_key(credential):
-            return
+            return None
         if is_scoped(credential):
             grant = await self.grant(credential, action_of(request))
             [snapshot] = await self._read([job_id])
             in_scope(grant, [job_id], [snapshot])
             if snapshot is None:
                 raise JobNotFound(job_id)
-            return
+            return grant
         claimed = self._token(credential, job_id)
         [snapshot] = await self._read([job_id])
         if snapshot is None:
             raise JobNotFound(job_id)
         _same_instance(claimed, snapshot, job_id)
+        return None
 
-    async def jobs(self, request: Request, job_ids: Sequence[str]) -> None:
+    async def jobs(self, request: Request, job_ids: Sequence[str]) -> Grant | None:
         """Require an API key, or ``?tokens=`` holding a token for each job, in order. A job
         that does not exist passes (the stream tells that it is gone); one that does must be
-        the instance its token names."""
+        the instance its token names. Returns a scoped token's grant, else None."""
         if self.open:
-            return
+            return None
         scoped = _bearer(request) or request.query_params.get("token")
         if scoped is not None and is_scoped(scoped):
             grant = await self.grant(scoped, "read")
             in_scope(grant, job_ids, await self._read(job_ids))
-            return
+            return grant
         credential = _bearer(request)
         if credential is not None and self._is_key(credential):
-            return
+            return None
         if credential is None and "tokens" not in request.query_params and self.session(request):
-            return
+            return None
         tokens = request.query_params.get("tokens", "").split(",")
         if len(tokens) != len(job_ids):
             raise Unauthorized("this needs an API key, or ?tokens= with one token per job")
@@ -279,6 +281,23 @@ class Gate(ScopeChecks):
             for (job_id, claimed), snapshot in zip(claims.items(), snapshots, strict=True):
                 if snapshot is not None:
                     _same_instance(claimed, snapshot, job_id)
+        return None
+
+    async def claim(self, grant: Grant | None, job_ids: Sequence[str]) -> None:
+        """Before a scoped token starts jobs under ids its client chose: ``Forbidden`` where
+        one names a job outside its scope, live or only in the archive (whose row a new
+        job under that id would replace once it ended). An API key (``grant`` None) may."""
+        if grant is None or not job_ids:
+            return
+        outside = [
+            job_id
+            for job_id, data in zip(job_ids, await self._read(job_ids), strict=True)
+            if data is not None and not grant.covers(job_id, data)
+        ]
+        if outside:
+            raise Forbidden(
+                f"job id {', '.join(outside)} is already used outside this token's scope"
+            )
 
     def _token(self, credential: str, job_id: str) -> str:
         if self.tokens is None:

@@ -44,7 +44,16 @@ from jobhub.server.routes import (
     SnapshotJSON,
     encoded,
 )
-from jobhub.server.scopes import Scope, Tags, TokenRequest, bearer, forced_tags, is_scoped
+from jobhub.server.scopes import (
+    Action,
+    Grant,
+    Scope,
+    Tags,
+    TokenRequest,
+    bearer,
+    forced_tags,
+    is_scoped,
+)
 from jobhub.server.services import (
     MAX_NESTING,
     decode_body,
@@ -172,24 +181,33 @@ async def create_batch(request: Request) -> Response:
     services = services_of(request)
     grant = await services.gate.starter(request)
     req = await _body(request, adding=False)
+    await services.gate.claim(grant, [job.job_id for job in req.jobs if job.job_id is not None])
     forced = None if grant is None else forced_tags(grant, [t for j in req.jobs for t in j.tags])
     batch_id, job_ids, data = await services.batches.submit(
         _specs(req, forced), batch_id=req.batch_id, open_=req.open, callback_url=req.callback_url
     )
     body = msgspec.json.encode(BatchCreated(batch_id, job_ids, msgspec.Raw(data)))
     response = json_response(body, 202, {"Location": f"/batches/{batch_id}"})
-    return _with_batch_token(request, response, batch_id)
+    return _with_batch_token(request, response, batch_id, grant)
 
 
-def _with_batch_token(request: Request, response: Response, batch_id: str) -> Response:
+def _with_batch_token(
+    request: Request, response: Response, batch_id: str, grant: Grant | None
+) -> Response:
     """The batch's token, as ``POST /jobs`` hands out a job's: a header for API clients and
-    an HttpOnly cookie for the batch's path (reads only, as a job's cookie)."""
+    an HttpOnly cookie for the batch's path (reads only, as a job's cookie). Started with a
+    scoped token (``grant``), it may do no more than that token, and no longer."""
     gate = services_of(request).gate
     if gate.open or gate.scopes is None or gate.tokens is None:
         return response
     ttl = gate.tokens.ttl_seconds
-    asked = TokenRequest(Scope(batches=[batch_id]), ["read", "cancel"], ttl)
-    token = gate.scopes.issue(asked).token
+    actions: list[Action] = ["read", "cancel"]
+    if grant is not None:
+        actions = [action for action in actions if grant.allows(action)]
+        if not actions:
+            return response
+    asked = TokenRequest(Scope(batches=[batch_id]), actions, ttl)
+    token = gate.scopes.issue(asked, within=grant).token
     response.headers[TOKEN_HEADER] = token
     response.set_cookie(
         COOKIE, token, max_age=ttl, path=f"/batches/{batch_id}", httponly=True,
@@ -202,6 +220,13 @@ async def _allowed(request: Request, action: str) -> str:
     """The batch id of the path, once the request may do ``action`` on it: an API key, a
     signed-in console, or a scoped token naming the batch (as a Bearer header, ``?token=``,
     or for a read the batch's cookie)."""
+    batch_id, _ = await _access(request, action)
+    return batch_id
+
+
+async def _access(request: Request, action: str) -> tuple[str, Grant | None]:
+    """``_allowed``'s batch id, and the grant of the scoped token that was let in (None for
+    an API key or a session): a stream ends with its token (``Gate.held``)."""
     batch_id = valid_id(request.path_params["batch_id"])
     gate = services_of(request).gate
     credential = bearer(request) or request.query_params.get("token")
@@ -211,9 +236,8 @@ async def _allowed(request: Request, action: str) -> str:
         grant = await gate.grant(by_cookie, "read")
         if batch_id not in grant.batches:
             raise Forbidden(f"batch {batch_id!r} is outside this token's scope")
-        return batch_id
-    await gate.batch(request, batch_id, action)
-    return batch_id
+        return batch_id, grant
+    return batch_id, await gate.batch(request, batch_id, action)
 
 
 async def get_batch(request: Request) -> Response:
@@ -257,7 +281,7 @@ async def batch_jobs(request: Request) -> Response:
         children = await store.children(batch_id, after=place, limit=limit)
         if not children:
             return _jobs_page(found, None)
-        datas = await services.store.get_many([job_id for _, job_id in children])
+        datas = await store.snapshots(batch_id, [job_id for _, job_id in children])
         for (at, _), data in zip(children, datas, strict=True):
             if data is not None and (status is None or _status_of(data) == status):
                 found.append(msgspec.Raw(data))
@@ -290,11 +314,11 @@ def _bounded(raw: str, name: str, low: int, high: int) -> int:
 
 async def batch_events(request: Request) -> Response:
     """``GET /batches/{id}/events[?jobs=false]``: see jobhub/server/streaming/batches.py."""
-    batch_id = await _allowed(request, "read")
+    batch_id, grant = await _access(request, "read")
     jobs = query_of(request).get("jobs", "true")
     if jobs not in ("true", "false"):
         raise InvalidRequest(f"jobs must be true or false, got {jobs!r}")
-    return await batch_stream(request, batch_id, RETRY_MS, jobs=jobs == "true")
+    return await batch_stream(request, batch_id, RETRY_MS, jobs=jobs == "true", grant=grant)
 
 
 async def add_jobs(request: Request) -> Response:
@@ -305,6 +329,7 @@ async def add_jobs(request: Request) -> Response:
         # A token that may start jobs adds them only to a batch of its own scope.
         raise Forbidden(f"batch {batch_id!r} is outside this token's scope")
     req = await _body(request, adding=True)
+    await services.gate.claim(grant, [job.job_id for job in req.jobs if job.job_id is not None])
     forced = None if grant is None else forced_tags(grant, [t for j in req.jobs for t in j.tags])
     job_ids, data = await services.batches.add(batch_id, _specs(req, forced))
     return json_response(msgspec.json.encode(ChildrenAdded(job_ids, msgspec.Raw(data))), 202)

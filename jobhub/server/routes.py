@@ -35,7 +35,7 @@ from jobhub.core.logs import job
 from jobhub.core.snapshot import Snapshot, decode
 from jobhub.server.archived import archived_history, archived_job
 from jobhub.server.auth import COOKIE, instance_of
-from jobhub.server.scopes import Tags, forced_tags
+from jobhub.server.scopes import Grant, Tags, forced_tags
 from jobhub.server.services import (
     END,
     JOB_ID_PATTERN,
@@ -166,6 +166,7 @@ async def create_job(request: Request) -> Response:
         await check_target(req.callback_url, allow_private=allow_private)
     if not await services.registry.is_offered(req.function):
         raise UnknownFunction(req.function, await services.registry.live_functions())
+    await services.gate.claim(grant, [] if req.job_id is None else [req.job_id])
     job_id, created, data = await services.lifecycle.create(
         req.function,
         req.args,
@@ -185,9 +186,16 @@ async def create_job(request: Request) -> Response:
         logger.info(
             "job %s exists (seq %d); not enqueued again", job_id, existing.seq, extra=job(job_id)
         )
-        return with_token(request, json_response(data, 200, location), job_id)
+        return _handed(request, json_response(data, 200, location), job_id, grant)
     services.metrics.enqueued.labels(req.function).inc()
-    return with_token(request, json_response(data, 202, location), job_id)
+    return _handed(request, json_response(data, 202, location), job_id, grant)
+
+
+def _handed(request: Request, response: Response, job_id: str, grant: Grant | None) -> Response:
+    # Started with a scoped token, the job gets no token of its own: the scoped token opens
+    # it already, and a job's token would open it to cancel and pause whatever the scoped
+    # token's actions, for JOBHUB_TOKEN_TTL, revoked or not.
+    return response if grant is not None else with_token(request, response, job_id)
 
 
 TOKEN_HEADER = "Jobhub-Token"

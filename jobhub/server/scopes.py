@@ -28,7 +28,7 @@ import binascii
 import re
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Literal, Protocol
 
@@ -199,7 +199,12 @@ class Scopes:
         self._tokens = tokens
         self._redis = redis
 
-    def issue(self, request: TokenRequest, *, now: float | None = None) -> TokenGrant:
+    def issue(
+        self, request: TokenRequest, *, now: float | None = None, within: Grant | None = None
+    ) -> TokenGrant:
+        """A token for ``request``; ``within``: the scoped token it is handed to (a batch's
+        token for the batch it started), whose id and expiry it takes, so that it is revoked
+        with that token and outlives it in nothing."""
         scope = request.scope
         if not (scope.tags or scope.jobs or scope.batches):
             raise InvalidRequest("a token's scope names at least one tag, job or batch")
@@ -208,6 +213,8 @@ class Scopes:
             raise InvalidRequest("a token that may start jobs needs tags in its scope")
         expiry = int((time.time() if now is None else now) + request.ttl_seconds)
         token_id = f"t{expiry}-{secrets.token_urlsafe(12)}"
+        if within is not None:
+            expiry, token_id = min(expiry, within.expiry), within.token_id
         grant = Grant(
             token_id,
             expiry,
@@ -237,6 +244,22 @@ class Scopes:
         if await self._redis.exists(keys.revoked(grant.token_id)):
             raise Forbidden("this scoped token was revoked")
         return grant
+
+    async def while_held(self, chunks: AsyncIterator[bytes], grant: Grant) -> AsyncIterator[bytes]:
+        """``chunks`` (a stream opened with the token of ``grant``) until the token expires
+        or is revoked: checked before each chunk, a heartbeat too, so that a revocation ends
+        an open stream at its next event (within a heartbeat when idle), in every web
+        process, as it refuses the next request. One ``EXISTS`` per chunk."""
+        try:
+            async for chunk in chunks:
+                if grant.expiry < time.time():
+                    return
+                if await self._redis.exists(keys.revoked(grant.token_id)):
+                    return
+                yield chunk
+        finally:
+            if isinstance(chunks, AsyncGenerator):
+                await chunks.aclose()  # its own cleanup now, not when the loop finalizes it
 
     async def revoke(self, token_id: str) -> None:
         """Refuse the token from now on, in every web process (they read the mark)."""
@@ -289,15 +312,25 @@ class ScopeChecks:
             raise Forbidden(f"this token may not {action or 'do this'}")
         return grant
 
-    async def tag(self: _Gate, request: Request, tag: str | None) -> None:
-        """Require an API key, or a scoped token holding ``tag`` (for its list and stream)."""
+    async def tag(self: _Gate, request: Request, tag: str | None) -> Grant | None:
+        """Require an API key, or a scoped token holding ``tag`` (for its list and stream):
+        its grant (for ``held``), None for an API key."""
         scoped = bearer(request) or request.query_params.get("token")
         if self.open or scoped is None or not is_scoped(scoped):
             self.key(request)
-            return
+            return None
         grant = await self.grant(scoped, "read")
         if tag is None or tag not in grant.tags:
             raise Forbidden(f"this token lists only its own tags: ?tag={'|'.join(grant.tags)}")
+        return grant
+
+    def held(self, chunks: AsyncIterator[bytes], grant: Grant | None) -> AsyncIterator[bytes]:
+        """A stream's ``chunks``, ended once the scoped token it was opened with (``grant``,
+        as ``tag``, ``job`` and ``jobs`` return it) expires or is revoked; as they are for
+        an API key (None)."""
+        if grant is None or self.scopes is None:
+            return chunks
+        return self.scopes.while_held(chunks, grant)
 
     async def starter(self: _Gate, request: Request) -> Grant | None:
         """Require an API key, or a scoped token that may start jobs: its grant (whose tags
@@ -308,19 +341,23 @@ class ScopeChecks:
             return None
         return await self.grant(scoped, "start")
 
-    async def batch(self: _Gate, request: Request, batch_id: str, action: str = "read") -> None:
+    async def batch(
+        self: _Gate, request: Request, batch_id: str, action: str = "read"
+    ) -> Grant | None:
         """Require an API key, or a scoped token naming ``batch_id`` that may do ``action``
         (``read``, ``cancel``, ...): what the routes of a batch call::
 
             await services_of(request).gate.batch(request, batch_id, "cancel")
-        """
+
+        Returns the scoped token's grant (for ``held``), None for an API key."""
         scoped = bearer(request) or request.query_params.get("token")
         if self.open or scoped is None or not is_scoped(scoped):
             self.key(request)
-            return
+            return None
         grant = await self.grant(scoped, action)
         if batch_id not in grant.batches:
             raise Forbidden(f"batch {batch_id!r} is outside this token's scope")
+        return grant
 
 
 class _Signer(Protocol):

@@ -26,6 +26,18 @@ __all__ = ["BatchStore", "NewChild"]
 _encode = msgspec.json.Encoder().encode
 
 
+class _Child(msgspec.Struct):
+    batch_id: str | None = None
+
+
+_decode_child = msgspec.json.Decoder(_Child).decode
+
+
+def _of(data: bytes, batch_id: str) -> bool:
+    """Whether a job's snapshot JSON says it is a child of ``batch_id``."""
+    return _decode_child(data).batch_id == batch_id
+
+
 @dataclass(frozen=True, slots=True)
 class NewChild:
     """One child to create: its first snapshot, the fields kept beside it (its arguments),
@@ -144,7 +156,17 @@ class BatchStore:
             keys=[keys.batch(batch_id), keys.batch_changes(batch_id)], args=args
         )
         found = [(int(reply[i]), cast(bytes, reply[i + 1])) for i in range(1, len(reply), 2)]
-        return reply[0] or None, found
+        return reply[0] or None, [(seq, data) for seq, data in found if _of(data, batch_id)]
+
+    async def snapshots(self, batch_id: str, job_ids: Sequence[str]) -> list[bytes | None]:
+        """The snapshot JSON of each child, None for one that is gone. A batch names its
+        children by id, and a deleted or expired child's id is free again: a job started
+        under it since (another user's) is no child of the batch, and reads as gone."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(keys.job_snapshot(job_id), "data")
+            found: list[bytes | None] = await pipe.execute()
+        return [data if data is not None and _of(data, batch_id) else None for data in found]
 
     async def children(self, batch_id: str, *, after: int, limit: int) -> list[tuple[int, str]]:
         """``(place, job id)`` of the children after place ``after``, in their order."""

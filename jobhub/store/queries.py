@@ -28,6 +28,13 @@ __all__ = ["Queries"]
 # async results, which mypy cannot await.
 
 _encode = msgspec.json.Encoder().encode
+_decode_tags = msgspec.json.Decoder(list[str]).decode
+
+
+def _has_tag(tags: bytes | None, tag: str) -> bool:
+    """Whether a stored snapshot's ``tags`` field (JSON) holds ``tag``: a tag's index and
+    change log name jobs by id, and an id is free again once its job is deleted or expired."""
+    return tags is not None and tag in _decode_tags(tags)
 
 
 class Queries:
@@ -105,7 +112,8 @@ class Queries:
         async with self._redis.pipeline(transaction=False) as pipe:
             for member, _ in entries:
                 pipe.hmget(
-                    keys.job_snapshot(msgspec.json.decode(member)), ["status", "function", "data"]
+                    keys.job_snapshot(msgspec.json.decode(member)),
+                    ["status", "function", "data", "tags"],
                 )
             rows = await pipe.execute()
         wanted_status = _encode(status) if status is not None else None
@@ -113,10 +121,14 @@ class Queries:
         found: list[bytes] = []
         stale = []
         cursor: int | None = None
-        for (member, score), (job_status, job_function, data) in zip(entries, rows, strict=True):
+        for (member, score), (job_status, job_function, data, tags) in zip(
+            entries, rows, strict=True
+        ):
             cursor = int(score)
-            if data is None:
-                stale.append(member)  # expired: prune it from the index
+            if data is None or (tag is not None and not _has_tag(tags, tag)):
+                # Expired, or deleted and its id since taken by a job without the tag
+                # (another user's): prune it from the index.
+                stale.append(member)
             elif wanted_status in (None, job_status) and wanted_function in (None, job_function):
                 found.append(data)
                 if len(found) == limit:
@@ -147,10 +159,16 @@ class Queries:
                 return None
         async with self._redis.pipeline(transaction=False) as pipe:
             for member, _ in entries:
-                pipe.hget(keys.job_snapshot(msgspec.json.decode(member)), "data")
+                pipe.hmget(keys.job_snapshot(msgspec.json.decode(member)), ["data", "tags"])
             found = await pipe.execute()
         pairs = zip(entries, found, strict=True)
-        return [(int(score), data) for (_, score), data in pairs if data is not None]
+        # A job since expired is left out, and so is one whose id a job without the tag
+        # (another user's) has taken since.
+        return [
+            (int(score), data)
+            for (_, score), (data, tags) in pairs
+            if data is not None and _has_tag(tags, tag)
+        ]
 
     async def newest(self, limit: int = 100) -> list[bytes]:
         """The snapshots of the newest jobs, oldest of them first."""

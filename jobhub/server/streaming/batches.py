@@ -31,6 +31,7 @@ from starlette.responses import Response
 from jobhub.core import keys
 from jobhub.core.exceptions import BatchNotFound
 from jobhub.core.parsing import ascii_int
+from jobhub.server.scopes import Grant
 from jobhub.server.services import services_of
 from jobhub.server.streaming.frames import (
     HEARTBEAT,
@@ -71,10 +72,16 @@ class BarWatch(TagWatch):
 
 
 async def batch_stream(
-    request: Request, batch_id: str, retry_ms: tuple[int, int], *, jobs: bool = True
+    request: Request,
+    batch_id: str,
+    retry_ms: tuple[int, int],
+    *,
+    jobs: bool = True,
+    grant: Grant | None = None,
 ) -> Response:
     """The stream of ``batch_id`` (already validated, its access checked); with ``jobs``
-    false, of the batch's snapshots alone."""
+    false, of the batch's snapshots alone; ``grant``: the scoped token's it was opened
+    with, with which it ends."""
     services = services_of(request)
     store = services.batches.store
     # Anything but a position is no cursor, never an error: the stream starts over.
@@ -97,7 +104,8 @@ async def batch_stream(
     if head.status != "active" and after is not None and 2 * head.seq <= after:
         watch.close()  # the client has the batch's end: 204 stops EventSource reconnecting
         return Response(status_code=204)
-    return EventStream(_stream(watch, random.randint(*retry_ms)), watch, services.streams)
+    chunks = services.gate.held(_stream(watch, random.randint(*retry_ms)), grant)
+    return EventStream(chunks, watch, services.streams)
 
 
 async def _changes(

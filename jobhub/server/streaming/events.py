@@ -98,7 +98,7 @@ class _Endpoint:
 async def _job_events(request: Request) -> Response:
     services = services_of(request)
     job_id = job_id_of(request)
-    await services.gate.job(request, job_id)
+    grant = await services.gate.job(request, job_id)
     # Anything but a position of ours is no cursor, never an error.
     held = Position.parse(request.headers.get("last-event-id", "").strip()) or Position()
     watch, [frame] = await services.hub.watch(
@@ -112,7 +112,8 @@ async def _job_events(request: Request) -> Response:
         # EventSource to stop reconnecting.
         watch.close()
         return Response(status_code=204)
-    return EventStream(_stream(watch, services.hub, held), watch, services.streams)
+    chunks = services.gate.held(_stream(watch, services.hub, held), grant)
+    return EventStream(chunks, watch, services.streams)
 
 
 async def _many_events(request: Request) -> Response:
@@ -135,7 +136,7 @@ async def _many_events(request: Request) -> Response:
         watch = await services.hub.watch_all()
         return EventStream(_stream_all(watch), watch, services.streams)
     job_ids = _job_list(query["jobs"])
-    await services.gate.jobs(request, job_ids)
+    grant = await services.gate.jobs(request, job_ids)
     held = _cursor(request.headers.get("last-event-id", ""), len(job_ids))
     watch, found = await services.hub.watch(
         job_ids,
@@ -160,7 +161,7 @@ async def _many_events(request: Request) -> Response:
         watch.close()
         return Response(status_code=204)
     stream = _many_stream(watch, services.hub, job_ids, held, done, gone)
-    return EventStream(stream, watch, services.streams)
+    return EventStream(services.gate.held(stream, grant), watch, services.streams)
 
 
 job_events = _Endpoint(_job_events)

@@ -46,7 +46,7 @@ async def tag_events(request: Request, tag: str, retry_ms: tuple[int, int]) -> R
     """The stream of ``tag`` (already validated); ``retry_ms``: bounds of the reconnection
     delay given to the client."""
     services = services_of(request)
-    await services.gate.tag(request, tag)
+    grant = await services.gate.tag(request, tag)
     store = services.store
 
     async def read(after: int | None) -> list[Change]:
@@ -55,7 +55,8 @@ async def tag_events(request: Request, tag: str, retry_ms: tuple[int, int]) -> R
     # Anything but a version is no cursor, never an error: the stream starts over.
     after = ascii_int(request.headers.get("last-event-id", "").strip())
     watch = await services.hub.watch_tag(tag, after, read)
-    return EventStream(_stream(watch, random.randint(*retry_ms)), watch, services.streams)
+    chunks = services.gate.held(_stream(watch, random.randint(*retry_ms)), grant)
+    return EventStream(chunks, watch, services.streams)
 
 
 async def _changes(store: Store, tag: str, after: int | None) -> list[Change]:
