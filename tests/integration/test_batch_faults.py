@@ -1,0 +1,134 @@
+"""A batch's stream under faults, against a real redis-server and the app under uvicorn:
+the web app's Redis connections killed (its pub/sub one too) and Redis restarted empty,
+while the batch's children change. Each stream ends with the batch's final state, every
+child's change once and in order, or with a clear error: never a hang, never a false end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio
+from httpx_sse import aconnect_sse
+
+from jobhub import AsyncClient, Settings, create_app
+from jobhub.core.exceptions import ApiError
+from jobhub.dev.server import RedisServer
+from jobhub.lifecycle.batches import BatchLifecycle, ChildSpec
+from jobhub.lifecycle.lifecycle import Lifecycle
+from jobhub.lifecycle.table import Party
+from jobhub.lifecycle.transitions import move
+from jobhub.store.batches import BatchStore
+from jobhub.store.store import Store
+from tests.support.servers import ThreadedServer
+from tests.support.waiting import wait_until
+
+TEST_CLIENT = "batch-faults"  # this test's own connections, spared by the kills
+
+
+@asynccontextmanager
+async def served(
+    server: RedisServer,
+) -> AsyncIterator[tuple[ThreadedServer, Store, BatchLifecycle]]:
+    client = redis.asyncio.Redis.from_url(server.url, client_name=TEST_CLIENT)
+    store = Store(client, result_ttl_seconds=600)
+    batches = BatchLifecycle(
+        Lifecycle(client, store, queue_name="faults"), BatchStore(client, result_ttl_seconds=600)
+    )
+    app = create_app(Settings(redis_url=server.url, redis_timeout_seconds=5))
+    try:
+        with ThreadedServer(app) as web:
+            yield web, client, store, batches
+    finally:
+        await client.aclose()
+
+
+async def collect(http: httpx.AsyncClient, batch_id: str, into: list[tuple[str, str, Any]]) -> None:
+    async with aconnect_sse(http, "GET", f"/batches/{batch_id}/events") as source:
+        assert source.response.status_code == 200
+        async for sse in source.aiter_sse():
+            into.append((sse.id, sse.event, json.loads(sse.data)))
+
+
+async def write(store: Store, job_id: str, operation: str, by: Party, **patch: Any) -> None:
+    step = move(operation, by, patch)
+    await store.write(job_id, step.patch, only_from=step.sources)
+
+
+async def kill_the_apps_connections(admin: redis.asyncio.Redis) -> int:
+    """CLIENT KILL every connection but this test's: the web app's commands and pub/sub."""
+    killed = 0
+    for conn in await admin.client_list():
+        if conn["name"] != TEST_CLIENT:
+            killed += await admin.client_kill_filter(_id=conn["id"])
+    return killed
+
+
+async def test_killed_connections_lose_no_child_change_and_repeat_none() -> None:
+    with RedisServer() as server:
+        async with (
+            served(server) as (web, admin, store, batches),
+            httpx.AsyncClient(base_url=web.base_url, timeout=30) as http,
+        ):
+            batch_id, job_ids, _ = await batches.submit([ChildSpec("demo.count")] * 20)
+            for job_id in job_ids:
+                await write(store, job_id, "start", Party.WORKER)
+            events: list[tuple[str, str, Any]] = []
+            stream = asyncio.create_task(collect(http, batch_id, events))
+            await wait_until(lambda: any(name == "message" for _, name, _ in events))
+            for round_ in range(3):
+                assert await kill_the_apps_connections(admin) >= 1
+                # Written while the app's pub/sub connection is down (most likely): only a
+                # re-read of the batch's change log can deliver these.
+                for job_id in job_ids[round_ * 5 : round_ * 5 + 5]:
+                    await write(store, job_id, "report", Party.RUN, percent=50.0)
+                    await write(store, job_id, "finish", Party.RUN)
+                await asyncio.sleep(0.3)
+            for job_id in job_ids[15:]:
+                await write(store, job_id, "fail", Party.RUN)
+            async with asyncio.timeout(15):
+                await stream
+            final = (await http.get(f"/batches/{batch_id}")).json()
+
+    ids = [int(event_id) for event_id, _, _ in events]
+    assert ids == sorted(set(ids)), ids  # each event once, in order
+    ends = {data["job_id"]: data["status"] for _, name, data in events if name == "job"}
+    assert ends == {j: "finished" for j in job_ids[:15]} | {j: "failed" for j in job_ids[15:]}
+    assert events[-1][1:] == ("message", final)
+    assert final["status"] == "failed" and final["counts"]["finished"] == 15
+
+
+async def test_redis_restarted_empty_ends_an_open_stream_with_an_error() -> None:
+    with RedisServer() as server:
+        async with (
+            served(server) as (web, _, _, batches),
+            httpx.AsyncClient(base_url=web.base_url, timeout=30) as http,
+        ):
+            batch_id, _, _ = await batches.submit([ChildSpec("demo.count")] * 5)
+            events: list[tuple[str, str, Any]] = []
+            stream = asyncio.create_task(collect(http, batch_id, events))
+            waiter = AsyncClient(web.base_url)
+            waiting = asyncio.create_task(waiter.wait_batch(batch_id))
+            await wait_until(lambda: any(name == "message" for _, name, _ in events))
+            server.kill()
+            server.start()  # on the same port, with nothing in it
+            try:
+                async with asyncio.timeout(10):
+                    await stream  # ends: it is never left waiting for a batch that is gone
+                    with pytest.raises(ApiError) as raised:
+                        await waiting  # and the client says so, rather than a decode error
+            finally:
+                stream.cancel()
+                waiting.cancel()
+                await waiter.aclose()
+    assert (raised.value.status_code, raised.value.error_type) == (404, "BatchNotFound")
+
+    *before, (_, name, body) = events
+    assert name == "error", events[-1]
+    assert body["error"]["type"] == "BatchNotFound"
+    assert all(data["status"] == "active" for _, kind, data in before if kind == "message")
