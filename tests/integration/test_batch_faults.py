@@ -40,7 +40,9 @@ async def served(
     batches = BatchLifecycle(
         Lifecycle(client, store, queue_name="faults"), BatchStore(client, result_ttl_seconds=600)
     )
-    app = create_app(Settings(redis_url=server.url, redis_timeout_seconds=5))
+    app = create_app(
+        Settings(redis_url=server.url, redis_timeout_seconds=5, send_timeout_seconds=2)
+    )
     try:
         with ThreadedServer(app) as web:
             yield web, client, store, batches
@@ -132,3 +134,62 @@ async def test_redis_restarted_empty_ends_an_open_stream_with_an_error() -> None
     assert name == "error", events[-1]
     assert body["error"]["type"] == "BatchNotFound"
     assert all(data["status"] == "active" for _, kind, data in before if kind == "message")
+
+
+async def test_a_slow_watcher_of_2000_children_gets_each_ones_end_once_in_order() -> None:
+    with RedisServer() as server:
+        async with (
+            served(server) as (web, _, store, batches),
+            httpx.AsyncClient(base_url=web.base_url, timeout=30) as http,
+        ):
+            batch_id, job_ids, _ = await batches.submit([ChildSpec("demo.count")] * 2000)
+            events: list[tuple[str, str, Any]] = []
+            written = asyncio.Event()
+            path = f"/batches/{batch_id}/events"
+            cuts = 0
+
+            async def slow_reader() -> None:
+                nonlocal cuts
+                while not events or events[-1][1:] != ("message", final):
+                    headers = {"Last-Event-ID": events[-1][0]} if events else {}
+                    try:
+                        async with aconnect_sse(http, "GET", path, headers=headers) as source:
+                            if source.response.status_code == 204:
+                                return
+                            async for sse in source.aiter_sse():
+                                events.append((sse.id, sse.event, json.loads(sse.data)))
+                                await written.wait()  # stalls after its first event
+                    except httpx.TransportError:
+                        cuts += 1  # the server gave up on a reader that stopped: resume
+
+            final: Any = None
+            reader = asyncio.create_task(slow_reader())
+            await wait_until(lambda: events)
+            steps = [("start", Party.WORKER, {})]
+            steps += [("report", Party.RUN, {"percent": 10.0 * i}) for i in range(1, 10)]
+            for step, by, patch in [*steps, ("finish", Party.RUN, {})]:
+                planned = move(step, by, patch)
+                for at in range(0, len(job_ids), 500):
+                    await store.write_many(
+                        [
+                            store.prepare(job_id, planned.patch, only_from=planned.sources)
+                            for job_id in job_ids[at : at + 500]
+                        ]
+                    )
+            final = (await http.get(f"/batches/{batch_id}")).json()
+            assert final["status"] == "finished"
+            await asyncio.sleep(3.0)  # not reading: past the send timeout, the stream is cut
+            written.set()
+            async with asyncio.timeout(20):
+                await reader
+
+    ids = [int(event_id) for event_id, _, _ in events]
+    assert ids == sorted(set(ids))  # each event once, in order, across any resume
+    jobs = [(data["job_id"], data["seq"]) for _, name, data in events if name == "job"]
+    assert len(jobs) == len(set(jobs))
+    assert cuts or len(jobs) < 20_000  # it fell behind: cut and resumed, or skipping steps
+    ends = {data["job_id"]: data["status"] for _, name, data in events if name == "job"}
+    assert ends == dict.fromkeys(job_ids, "finished")
+    seen = [data for _, name, data in events if name == "message"]
+    assert [b["seq"] for b in seen] == sorted({b["seq"] for b in seen})
+    assert seen[-1] == final
