@@ -107,8 +107,9 @@ class BatchLifecycle:
 
     async def retry(self, batch_id: str) -> tuple[list[str], bytes]:
         """Run the failed and canceled children again, each as a new job (``retry_of`` set)
-        that takes its place in the batch; the batch is active again until they end.
-        Returns the new job ids and the batch's snapshot."""
+        that takes its place in the batch; the batch is active again until they end. A
+        child already retried on its own is left out. Returns the new job ids and the
+        batch's snapshot."""
         step = move("retry", Party.OPERATOR)
         store, place, new = self.lifecycle.store, 0, []
         while page := await self.store.children(batch_id, after=place, limit=CANCEL_PAGE):
@@ -119,6 +120,11 @@ class BatchLifecycle:
                 if data is not None and decode_head(data).status in step.sources
                 and decode_head(data).status != Status.FINISHED
             ]  # fmt: skip
+            # A child retried on its own (``POST /jobs/{id}/retry``) has its one retry
+            # already, outside the batch, under the id a retry here would take: it is left
+            # as it is, rather than refusing the retry of every other child with a 409.
+            retries = await store.get_many([retry_id(job_id) for job_id in ended])
+            ended = [job_id for job_id, r in zip(ended, retries, strict=True) if r is None]
             for job_id in ended:
                 old = await store.read(job_id)
                 [stored] = await store.hidden(job_id, "arguments")

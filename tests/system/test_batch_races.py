@@ -1,0 +1,46 @@
+"""Batches raced by the people who hold them, against the real stack: a child retried on
+its own before the batch's retry, a cancel racing a retry and an add. The counts stay the
+children's statuses, and every request is answered as some order of them would be."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+import httpx
+
+from jobhub.lifecycle.lifecycle import retry_id
+from tests.system.test_batches import assert_exact, children, count, submit
+
+
+async def ended(client: httpx.AsyncClient, batch_id: str) -> Any:
+    async with asyncio.timeout(20):
+        while (batch := (await client.get(f"/batches/{batch_id}")).json())["status"] == "active":
+            await asyncio.sleep(0.05)
+    return batch
+
+
+async def test_a_child_retried_on_its_own_leaves_the_batchs_retry_working(
+    client: httpx.AsyncClient,
+) -> None:
+    ids = [f"own-{secrets.token_hex(4)}-{i}" for i in range(3)]
+    created = await submit(client, [count(1, 0.01, job_id=ids[0]),
+                                    *(count(200, 0.05, job_id=j) for j in ids[1:])])  # fmt: skip
+    batch_id = created["batch_id"]
+    for job_id in ids[1:]:
+        assert (await client.post(f"/jobs/{job_id}/cancel")).status_code == 200
+    assert (await ended(client, batch_id))["counts"]["canceled"] == 2
+    alone = await client.post(f"/jobs/{ids[1]}/retry")  # a job of its own, outside the batch
+    assert alone.status_code == 202, alone.text
+    assert alone.json()["job_id"] == retry_id(ids[1])
+
+    retried = await client.post(f"/batches/{batch_id}/retry")
+    # The other canceled child runs again in the batch; the one retried already is left.
+    assert retried.status_code == 202, retried.text
+    assert retried.json()["job_ids"] == [retry_id(ids[2])]
+    await client.post(f"/jobs/{retry_id(ids[2])}/cancel")
+    final = await ended(client, batch_id)
+    assert final["counts"] == {**final["counts"], "finished": 1, "canceled": 2}
+    assert_exact(final, await children(client, batch_id))
+    assert (await client.get(f"/jobs/{retry_id(ids[1])}")).json()["batch_id"] is None
