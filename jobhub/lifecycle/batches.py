@@ -20,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from jobhub.core.batch import BatchCounts
 from jobhub.core.exceptions import BatchConflict, BatchNotFound, InvalidRequest
 from jobhub.core.snapshot import Snapshot, Status, decode_head, utcnow
 from jobhub.lifecycle.lifecycle import Lifecycle, _arguments, retry_id
@@ -109,7 +110,38 @@ class BatchLifecycle:
         """Run the failed and canceled children again, each as a new job (``retry_of`` set)
         that takes its place in the batch; the batch is active again until they end. A
         child already retried on its own is left out. Returns the new job ids and the
-        batch's snapshot."""
+        batch's snapshot.
+
+        The children are read a page at a time, and a child may fail or be canceled
+        meanwhile (a cancel going through them): the script takes the retry only if the
+        batch's counts of failed and canceled children are still the ones read first, so
+        that what is retried is every such child at one moment, never a part of them. A
+        retry that met changes is read again, up to three times."""
+        refused = BatchConflict(f"batch {batch_id!r} keeps changing; try again")
+        for _ in range(3):
+            before = await self.store.get(batch_id)
+            if before is None:
+                raise BatchNotFound(batch_id)
+            counts = msgspec.json.decode(before, type=_BatchCounts).counts
+            new = await self._retries(batch_id)
+            if not new:
+                data = await self.store.get(batch_id)
+                if data is None:
+                    raise BatchNotFound(batch_id)
+                return [], data
+            try:
+                data = await self.store.create(
+                    batch_id, new, mode="retry", sealed=True, now=utcnow(),
+                    ended=(counts.failed, counts.canceled),
+                )  # fmt: skip
+            except BatchConflict as exc:
+                refused = exc  # read again: the batch has changed, or is changing
+                continue
+            return [child.snapshot.job_id for child in new], data
+        raise refused
+
+    async def _retries(self, batch_id: str) -> list[NewChild]:
+        """A new child for each failed or canceled child, in the batch's order."""
         step = move("retry", Party.OPERATOR)
         store, place, new = self.lifecycle.store, 0, []
         while page := await self.store.children(batch_id, after=place, limit=CANCEL_PAGE):
@@ -137,13 +169,7 @@ class BatchLifecycle:
                                  retry_id(job_id), old.weight, old.tags)  # fmt: skip
                 [child] = self._children(batch_id, [spec], retry_of=job_id)
                 new.append(child)
-        if not new:
-            data = await self.store.get(batch_id)
-            if data is None:
-                raise BatchNotFound(batch_id)
-            return [], data
-        data = await self.store.create(batch_id, new, mode="retry", sealed=True, now=utcnow())
-        return [child.snapshot.job_id for child in new], data
+        return new
 
     async def delete(self, batch_id: str) -> None:
         """Delete an ended batch and its children; ``BatchConflict`` while it is active."""
@@ -185,3 +211,7 @@ def _status_of(data: bytes) -> str:
 
 class _BatchStatus(msgspec.Struct):
     status: str
+
+
+class _BatchCounts(msgspec.Struct):
+    counts: BatchCounts

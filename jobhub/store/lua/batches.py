@@ -127,12 +127,17 @@ end
 # when done, {0, job id, why} when a child is refused ('exists'; 'queued': the queue still
 # holds the id; 'retried': the child it retries is no longer one of the batch's, or has not
 # ended), {-1, why} when the batch exists ('new': its status) or cannot take children
-# ('add': '' when missing, 'sealed', or its status once ended).
+# ('add': '' when missing, 'sealed', or its status once ended; 'retry': '' when missing,
+# 'canceling' while a cancel of it is under way, 'changed' when its counts of failed and
+# canceled children are not those named in the mode, 'retry <failed> <canceled>').
 BATCH_CREATE = (
     """
 local bkey, children, changes, batches = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local jobs, active, counts, tags_active, queue = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local mode, channel = ARGV[2], ARGV[8]
+-- A retry names the counts of failed and canceled children it chose from: 'retry <f> <c>'.
+local expected = string.match(mode, '^retry (%d+ %d+)$')
+if expected then mode = 'retry' end
 local terminal = """
     + _TERMINAL
     + """
@@ -141,6 +146,15 @@ if mode == 'new' then
   if status then return {-1, status} end
 elseif not status then
   return {-1, ''}
+elseif mode == 'retry' and status == 'active' and redis.call('HGET', bkey, 'cancel') == '1' then
+  -- A cancel under way goes through the children a page at a time: a retry now would put
+  -- new children behind it, left running in a canceled batch. It waits for the batch's end.
+  return {-1, 'canceling'}
+elseif expected and expected ~= (redis.call('HGET', bkey, '"failed"') or '0') .. ' '
+    .. (redis.call('HGET', bkey, '"canceled"') or '0') then
+  -- A child failed or was canceled after the retry read the children: it would be left
+  -- out, and the retry would take a part of them. The caller reads them again.
+  return {-1, 'changed'}
 elseif mode == 'add' and status ~= 'active' then
   return {-1, status}
 elseif mode == 'add' and redis.call('HGET', bkey, 'sealed') == '1' then
