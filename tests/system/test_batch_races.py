@@ -77,3 +77,30 @@ async def test_a_retry_racing_a_cancel_is_answered_as_if_one_came_first(
     final = await ended(client, batch_id)
     assert final["status"] == "canceled"
     assert_exact(final, await children(client, batch_id))
+
+
+async def test_children_added_racing_a_cancel_are_canceled_or_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    batch_id = (await submit(client, [count(200, 0.05)] * 1500, open=True))["batch_id"]
+
+    async def after(delay: float, path: str, body: Any = None) -> httpx.Response:
+        await asyncio.sleep(delay)
+        return await client.post(f"/batches/{batch_id}/{path}", json=body)
+
+    # Adds spread out in time around the cancel: some land before its seal, some after.
+    adds = [after(0.01 * i, "jobs", {"jobs": [count(200, 0.05)] * 20}) for i in range(8)]
+    canceled, *added = await asyncio.gather(after(0.03, "cancel"), *adds)
+    assert canceled.status_code == 200
+    statuses = {s["job_id"]: s["status"] for s in await children(client, batch_id)}
+    for answer in added:
+        # Before the cancel sealed the batch, and so canceled with the rest; or refused.
+        assert answer.status_code in (202, 409), answer.text
+        if answer.status_code == 202:
+            assert {statuses[j] for j in answer.json()["job_ids"]} == {"canceled"}
+        else:
+            assert "sealed" in answer.json()["error"]["detail"]
+    final = await ended(client, batch_id)
+    assert final["status"] == "canceled" and final["sealed"] is True
+    assert final["total"] == 1500 + 20 * sum(a.status_code == 202 for a in added)
+    assert_exact(final, await children(client, batch_id))
