@@ -50,8 +50,11 @@ async def served(
         await client.aclose()
 
 
-async def collect(http: httpx.AsyncClient, batch_id: str, into: list[tuple[str, str, Any]]) -> None:
-    async with aconnect_sse(http, "GET", f"/batches/{batch_id}/events") as source:
+async def collect(
+    http: httpx.AsyncClient, batch_id: str, into: list[tuple[str, str, Any]], jobs: str = "true"
+) -> None:
+    path = f"/batches/{batch_id}/events?jobs={jobs}"
+    async with aconnect_sse(http, "GET", path) as source:
         assert source.response.status_code == 200
         async for sse in source.aiter_sse():
             into.append((sse.id, sse.event, json.loads(sse.data)))
@@ -80,6 +83,11 @@ async def test_killed_connections_lose_no_child_change_and_repeat_none() -> None
             batch_id, job_ids, _ = await batches.submit([ChildSpec("demo.count")] * 20)
             for job_id in job_ids:
                 await write(store, job_id, "start", Party.WORKER)
+            # A bar alone opens the batch's channel first; the stream of every child shares
+            # it, and after a reconnect needs the children it missed all the same.
+            bar: list[tuple[str, str, Any]] = []
+            bar_stream = asyncio.create_task(collect(http, batch_id, bar, jobs="false"))
+            await wait_until(lambda: bar)
             events: list[tuple[str, str, Any]] = []
             stream = asyncio.create_task(collect(http, batch_id, events))
             await wait_until(lambda: any(name == "message" for _, name, _ in events))
@@ -95,6 +103,7 @@ async def test_killed_connections_lose_no_child_change_and_repeat_none() -> None
                 await write(store, job_id, "fail", Party.RUN)
             async with asyncio.timeout(15):
                 await stream
+                await bar_stream
             final = (await http.get(f"/batches/{batch_id}")).json()
 
     ids = [int(event_id) for event_id, _, _ in events]
@@ -103,6 +112,7 @@ async def test_killed_connections_lose_no_child_change_and_repeat_none() -> None
     assert ends == {j: "finished" for j in job_ids[:15]} | {j: "failed" for j in job_ids[15:]}
     assert events[-1][1:] == ("message", final)
     assert final["status"] == "failed" and final["counts"]["finished"] == 15
+    assert {name for _, name, _ in bar} == {"message"} and bar[-1][2] == final
 
 
 async def test_redis_restarted_empty_ends_an_open_stream_with_an_error() -> None:

@@ -108,7 +108,11 @@ async def batch_stream(
     first: list[_Head | None] = []
 
     async def read(position: int | None) -> list[Change]:
-        changes, head = await _changes(store, batch_id, position, jobs)
+        # Only a stream's first read is its own. The hub re-reads a channel after a
+        # reconnect with the read of the stream that opened it, for every stream of the
+        # batch: the children too, then, whatever the first one wanted (a bar's watch
+        # drops them), or a stream of every child opened later would miss their changes.
+        changes, head = await _changes(store, batch_id, position, jobs or bool(first))
         if not first:
             first.append(head)
         elif head is None:
