@@ -20,9 +20,8 @@ from typing import Any
 
 import msgspec
 
-from jobhub.core.batch import BatchCounts
 from jobhub.core.exceptions import BatchConflict, BatchNotFound, InvalidRequest
-from jobhub.core.snapshot import Snapshot, Status, decode_head, utcnow
+from jobhub.core.snapshot import Snapshot, Status, decode, decode_head, utcnow
 from jobhub.lifecycle.lifecycle import Lifecycle, _arguments, retry_id
 from jobhub.lifecycle.table import Party
 from jobhub.lifecycle.transitions import move
@@ -112,17 +111,17 @@ class BatchLifecycle:
         child already retried on its own is left out. Returns the new job ids and the
         batch's snapshot.
 
-        The children are read a page at a time, and a child may fail or be canceled
-        meanwhile (a cancel going through them): the script takes the retry only if the
-        batch's counts of failed and canceled children are still the ones read first, so
-        that what is retried is every such child at one moment, never a part of them. A
-        retry that met changes is read again, up to three times."""
+        The children are read a page at a time, and a cancel of the batch may go through
+        them meanwhile: the script refuses a retry while a cancel is under way, and one
+        that began to read before the batch's last cancel, so that a retry never runs
+        again a part of the children a cancel ended. Such a retry is read again, up to
+        three times."""
         refused = BatchConflict(f"batch {batch_id!r} keeps changing; try again")
         for _ in range(3):
             before = await self.store.get(batch_id)
             if before is None:
                 raise BatchNotFound(batch_id)
-            counts = msgspec.json.decode(before, type=_BatchCounts).counts
+            read_at = msgspec.json.decode(before, type=_BatchSeq).seq
             new = await self._retries(batch_id)
             if not new:
                 data = await self.store.get(batch_id)
@@ -132,7 +131,7 @@ class BatchLifecycle:
             try:
                 data = await self.store.create(
                     batch_id, new, mode="retry", sealed=True, now=utcnow(),
-                    ended=(counts.failed, counts.canceled),
+                    read_at=read_at,
                 )  # fmt: skip
             except BatchConflict as exc:
                 refused = exc  # read again: the batch has changed, or is changing
@@ -148,20 +147,22 @@ class BatchLifecycle:
             place = page[-1][0]
             datas = await store.get_many([job_id for _, job_id in page])
             ended = [
-                job_id for (_, job_id), data in zip(page, datas, strict=True)
+                decode(data) for data in datas
                 if data is not None and decode_head(data).status in step.sources
                 and decode_head(data).status != Status.FINISHED
             ]  # fmt: skip
             # A child retried on its own (``POST /jobs/{id}/retry``) has its one retry
             # already, outside the batch, under the id a retry here would take: it is left
             # as it is, rather than refusing the retry of every other child with a 409.
-            retries = await store.get_many([retry_id(job_id) for job_id in ended])
-            ended = [job_id for job_id, r in zip(ended, retries, strict=True) if r is None]
-            for job_id in ended:
-                old = await store.read(job_id)
-                [stored] = await store.hidden(job_id, "arguments")
+            retries = await store.exist_many([retry_id(old.job_id) for old in ended])
+            ended = [old for old, retried in zip(ended, retries, strict=True) if not retried]
+            # A few round trips per page, not per child: the fewer the script's guard has
+            # to cover, the less likely a busy batch changes under the read.
+            kept = await store.hidden_many([old.job_id for old in ended], "arguments")
+            for old, stored in zip(ended, kept, strict=True):
+                job_id = old.job_id
                 arguments = msgspec.json.decode(stored) if stored is not None else {}
-                if old is None or "args" not in arguments:
+                if "args" not in arguments:
                     raise InvalidRequest(
                         f"job {job_id!r} cannot be retried: its arguments were not kept"
                     )
@@ -213,5 +214,5 @@ class _BatchStatus(msgspec.Struct):
     status: str
 
 
-class _BatchCounts(msgspec.Struct):
-    counts: BatchCounts
+class _BatchSeq(msgspec.Struct):
+    seq: int

@@ -58,15 +58,15 @@ class BatchStore:
         sealed: bool,
         now: str,
         callback_url: str | None = None,
-        ended: tuple[int, int] | None = None,
+        read_at: int | None = None,
     ) -> bytes:
         """Create the children (all or none), the batch too with ``mode`` ``new``, add them
         to an open batch (``add``) or put them in the place of the children they retry
         (``retry``); every child goes into its queue in the same step. Returns the batch's
         snapshot JSON. Raises ``BatchConflict`` (the batch id is used, the batch is sealed
-        or gone, a child id is used), ``QueueHoldsId`` or ``BatchNotFound``. ``ended``, for
-        a retry: the batch's counts of failed and canceled children its caller read before
-        choosing the children to retry; if they differ now, ``BatchConflict``."""
+        or gone, a child id is used), ``QueueHoldsId`` or ``BatchNotFound``. ``read_at``,
+        for a retry: the batch's seq when its caller began to read the children to retry;
+        ``BatchConflict`` if the batch was canceled since."""
         queue = children[0].enqueue.queue if children else "-"
         batch_keys = [
             keys.batch(batch_id), keys.batch_children(batch_id), keys.batch_changes(batch_id),
@@ -74,8 +74,8 @@ class BatchStore:
         ]  # fmt: skip
         callback = b"" if callback_url is None else _encode(callback_url)
         sealed_flag = "1" if sealed else "0"
-        if ended is not None:
-            mode = f"{mode} {ended[0]} {ended[1]}"
+        if read_at is not None:
+            mode = f"{mode} {read_at}"
         args: list[bytes | str | int] = [
             batch_id, mode, sealed_flag, self._history, now, callback, self._ttl,
             keys.batch_channel(batch_id),
