@@ -203,3 +203,47 @@ async def test_a_slow_watcher_of_2000_children_gets_each_ones_end_once_in_order(
     seen = [data for _, name, data in events if name == "message"]
     assert [b["seq"] for b in seen] == sorted({b["seq"] for b in seen})
     assert seen[-1] == final
+
+
+async def test_a_resume_from_before_20000_changes_sends_each_child_once() -> None:
+    with RedisServer() as server:
+        async with (
+            served(server) as (web, _, store, batches),
+            httpx.AsyncClient(base_url=web.base_url, timeout=30) as http,
+        ):
+            batch_id, job_ids, _ = await batches.submit([ChildSpec("demo.count")] * 2000)
+            path = f"/batches/{batch_id}/events"
+            async with aconnect_sse(http, "GET", path) as source:
+                async for first in source.aiter_sse():
+                    if first.event == "message":
+                        break  # the client holds the batch at creation, and goes away
+            steps = [("start", Party.WORKER, {})]
+            steps += [("report", Party.RUN, {"percent": 10.0 * i}) for i in range(1, 9)]
+            for step, by, patch in [*steps, ("finish", Party.RUN, {})]:
+                planned = move(step, by, patch)
+                for at in range(0, len(job_ids), 500):
+                    await store.write_many(
+                        [
+                            store.prepare(job_id, planned.patch, only_from=planned.sources)
+                            for job_id in job_ids[at : at + 500]
+                        ]
+                    )
+            events: list[tuple[str, str, Any]] = []
+            headers = {"Last-Event-ID": first.id}
+            async with (
+                asyncio.timeout(10),
+                aconnect_sse(http, "GET", path, headers=headers) as source,
+            ):
+                async for sse in source.aiter_sse():
+                    events.append((sse.id, sse.event, json.loads(sse.data)))
+            final = (await http.get(f"/batches/{batch_id}")).json()
+
+    # Every child changed ten times since: its snapshot now, once; then the batch's end.
+    *jobs, (_, name, batch) = events
+    assert (name, batch) == ("message", final) and final["status"] == "finished"
+    assert sorted(data["job_id"] for _, _, data in jobs) == sorted(job_ids)
+    assert {(name, data["status"], data["seq"]) for _, name, data in jobs} == {
+        ("job", "finished", 11)
+    }
+    ids = [int(event_id) for event_id, _, _ in events]
+    assert ids == sorted(set(ids)) and ids[0] > int(first.id)
