@@ -218,6 +218,8 @@ async def _stream(
         async for sse in source.aiter_sse():
             if not sse.data:
                 continue
+            if sse.event == "error":  # the batch is gone: the API's 404 body
+                raise_error(httpx.Response(404, content=sse.data.encode()))
             event: BatchEvent = decode(sse.data) if sse.event == "job" else decode_batch(sse.data)
             if sse.id:
                 place[:] = [sse.id]

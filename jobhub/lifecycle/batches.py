@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from jobhub.core.exceptions import BatchConflict, BatchNotFound, InvalidRequest
-from jobhub.core.snapshot import Snapshot, Status, decode_head, utcnow
+from jobhub.core.snapshot import Snapshot, Status, decode, decode_head, utcnow
 from jobhub.lifecycle.lifecycle import Lifecycle, _arguments, retry_id
 from jobhub.lifecycle.table import Party
 from jobhub.lifecycle.transitions import move
@@ -110,23 +110,62 @@ class BatchLifecycle:
 
     async def retry(self, batch_id: str) -> tuple[list[str], bytes]:
         """Run the failed and canceled children again, each as a new job (``retry_of`` set)
-        that takes its place in the batch; the batch is active again until they end.
-        Returns the new job ids and the batch's snapshot."""
+        that takes its place in the batch; the batch is active again until they end. A
+        child already retried on its own is left out. Returns the new job ids and the
+        batch's snapshot.
+
+        The children are read a page at a time, and a cancel of the batch may go through
+        them meanwhile: the script refuses a retry while a cancel is under way, and one
+        that began to read before the batch's last cancel, so that a retry never runs
+        again a part of the children a cancel ended. Such a retry is read again, up to
+        three times."""
+        refused = BatchConflict(f"batch {batch_id!r} keeps changing; try again")
+        for _ in range(3):
+            before = await self.store.get(batch_id)
+            if before is None:
+                raise BatchNotFound(batch_id)
+            read_at = msgspec.json.decode(before, type=_BatchSeq).seq
+            new = await self._retries(batch_id)
+            if not new:
+                data = await self.store.get(batch_id)
+                if data is None:
+                    raise BatchNotFound(batch_id)
+                return [], data
+            try:
+                data = await self.store.create(
+                    batch_id, new, mode="retry", sealed=True, now=utcnow(),
+                    read_at=read_at,
+                )  # fmt: skip
+            except BatchConflict as exc:
+                refused = exc  # read again: the batch has changed, or is changing
+                continue
+            return [child.snapshot.job_id for child in new], data
+        raise refused
+
+    async def _retries(self, batch_id: str) -> list[NewChild]:
+        """A new child for each failed or canceled child, in the batch's order."""
         step = move("retry", Party.OPERATOR)
         store, place, new = self.lifecycle.store, 0, []
         while page := await self.store.children(batch_id, after=place, limit=CANCEL_PAGE):
             place = page[-1][0]
             datas = await self.store.snapshots(batch_id, [job_id for _, job_id in page])
             ended = [
-                job_id for (_, job_id), data in zip(page, datas, strict=True)
+                decode(data) for data in datas
                 if data is not None and decode_head(data).status in step.sources
                 and decode_head(data).status != Status.FINISHED
             ]  # fmt: skip
-            for job_id in ended:
-                old = await store.read(job_id)
-                [stored] = await store.hidden(job_id, "arguments")
+            # A child retried on its own (``POST /jobs/{id}/retry``) has its one retry
+            # already, outside the batch, under the id a retry here would take: it is left
+            # as it is, rather than refusing the retry of every other child with a 409.
+            retries = await store.exist_many([retry_id(old.job_id) for old in ended])
+            ended = [old for old, retried in zip(ended, retries, strict=True) if not retried]
+            # A few round trips per page, not per child: the fewer the script's guard has
+            # to cover, the less likely a busy batch changes under the read.
+            kept = await store.hidden_many([old.job_id for old in ended], "arguments")
+            for old, stored in zip(ended, kept, strict=True):
+                job_id = old.job_id
                 arguments = msgspec.json.decode(stored) if stored is not None else {}
-                if old is None or "args" not in arguments:
+                if "args" not in arguments:
                     raise InvalidRequest(
                         f"job {job_id!r} cannot be retried: its arguments were not kept"
                     )
@@ -134,13 +173,7 @@ class BatchLifecycle:
                                  retry_id(job_id), old.weight, old.tags)  # fmt: skip
                 [child] = self._children(batch_id, [spec], retry_of=job_id)
                 new.append(child)
-        if not new:
-            data = await self.store.get(batch_id)
-            if data is None:
-                raise BatchNotFound(batch_id)
-            return [], data
-        data = await self.store.create(batch_id, new, mode="retry", sealed=True, now=utcnow())
-        return [child.snapshot.job_id for child in new], data
+        return new
 
     async def delete(self, batch_id: str) -> None:
         """Delete an ended batch and its children; ``BatchConflict`` while it is active."""
@@ -182,3 +215,7 @@ def _status_of(data: bytes) -> str:
 
 class _BatchStatus(msgspec.Struct):
     status: str
+
+
+class _BatchSeq(msgspec.Struct):
+    seq: int

@@ -70,12 +70,15 @@ class BatchStore:
         sealed: bool,
         now: str,
         callback_url: str | None = None,
+        read_at: int | None = None,
     ) -> bytes:
         """Create the children (all or none), the batch too with ``mode`` ``new``, add them
         to an open batch (``add``) or put them in the place of the children they retry
         (``retry``); every child goes into its queue in the same step. Returns the batch's
         snapshot JSON. Raises ``BatchConflict`` (the batch id is used, the batch is sealed
-        or gone, a child id is used), ``QueueHoldsId`` or ``BatchNotFound``."""
+        or gone, a child id is used), ``QueueHoldsId`` or ``BatchNotFound``. ``read_at``,
+        for a retry: the batch's seq when its caller began to read the children to retry;
+        ``BatchConflict`` if the batch was canceled since."""
         queue = children[0].enqueue.queue if children else "-"
         batch_keys = [
             keys.batch(batch_id), keys.batch_children(batch_id), keys.batch_changes(batch_id),
@@ -83,6 +86,8 @@ class BatchStore:
         ]  # fmt: skip
         callback = b"" if callback_url is None else _encode(callback_url)
         sealed_flag = "1" if sealed else "0"
+        if read_at is not None:
+            mode = f"{mode} {read_at}"
         args: list[bytes | str | int] = [
             batch_id, mode, sealed_flag, self._history, now, callback, self._ttl,
             keys.batch_channel(batch_id),
@@ -118,10 +123,14 @@ class BatchStore:
                 raise BatchConflict(f"job {job!r} was retried already, or is no longer here")
             raise BatchConflict(f"job id {job!r} is already used")
         why = reply[1].decode()
+        if why == "changed":
+            raise BatchConflict(f"batch {batch_id!r} changed while it was read: try again")
         if mode == "new":
             raise BatchConflict(f"batch id {batch_id!r} is already used (the batch is {why})")
         if why == "":
             raise BatchNotFound(batch_id)
+        if why == "canceling":
+            raise BatchConflict(f"batch {batch_id!r} is being canceled: retry it once it has ended")
         if why == "sealed":
             raise BatchConflict(f"batch {batch_id!r} is sealed: it takes no more jobs")
         raise BatchConflict(f"batch {batch_id!r} has ended ({why}): it takes no more jobs")

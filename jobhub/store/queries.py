@@ -83,6 +83,15 @@ class Queries:
         values = await self._redis.hmget(keys.job_snapshot(job_id), list(names))  # type: ignore[misc]
         return [None if v is None else v.decode() for v in values]
 
+    async def hidden_many(self, job_ids: Sequence[str], name: str) -> list[str | None]:
+        """The field ``name`` kept beside each job's snapshot (see ``hidden``), in one
+        round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(keys.job_snapshot(job_id), name)
+            values = await pipe.execute()
+        return [None if v is None else v.decode() for v in values]
+
     async def history(self, job_id: str) -> list[bytes]:
         """Every snapshot of the job still in its capped history, in seq order."""
         return await self._redis.lrange(keys.job_history(job_id), 0, -1)  # type: ignore[no-any-return,misc]

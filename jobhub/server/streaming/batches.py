@@ -13,7 +13,10 @@ whatever the number of its changes, and the batch's if it is newer than the clie
 nothing is lost or repeated, and the batch never goes backwards. A slow reader gets the
 newest snapshot of each child that changed, and the batch's newest, not a queue of steps
 (the watch keeps one per job: ``TagWatch``). The stream ends after the batch's final
-snapshot; a client resuming past it is answered 204, which stops EventSource.
+snapshot; a client resuming past it is answered 204, which stops EventSource. A batch that
+is gone when the stream re-reads it (Redis came back without its data) ends the stream with
+an ``error`` event, the body of the API's 404, as a job's stream ends (``frames.job_gone``):
+waiting for news of a batch that no longer exists would hold the stream open for ever.
 
 ``?jobs=false`` leaves the children's events out: a page that draws only the batch's bar
 is sent the batch's snapshots alone, at a fraction of the cost (bench/batch.py).
@@ -22,9 +25,11 @@ is sent the batch's snapshots alone, at a fraction of the cost (bench/batch.py).
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import AsyncIterator
 
 import msgspec
+from sse_starlette import ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -60,6 +65,27 @@ class _Head(msgspec.Struct):
     seq: int
 
 
+class _BatchGone(BatchChange):
+    """The end of a stream whose batch is gone: an ``error`` event with the API's 404 body
+    and no id, so that a client reconnecting from its last place meets the same 404. It
+    stands as the batch at a ``seq`` no snapshot reaches, so no watch drops it; its version
+    (0) leaves the hub's place in the batch's changes where it was."""
+
+    __slots__ = ()
+
+    def __init__(self, batch_id: str) -> None:  # not super's: there is no snapshot to decode
+        self.job_id = ""
+        self.seq = sys.maxsize
+        self.version = 0
+        self.terminal = True
+        body = msgspec.json.encode(BatchNotFound(batch_id).to_body()).decode()
+        self.event = ServerSentEvent(data=body, event="error").encode()
+
+    @property
+    def tagged_event(self) -> bytes:
+        return self.event
+
+
 class BarWatch(TagWatch):
     """A watch of a batch's snapshots alone (``?jobs=false``): its children's are dropped
     as they are offered, so that none is held or sent."""
@@ -89,9 +115,16 @@ async def batch_stream(
     first: list[_Head | None] = []
 
     async def read(position: int | None) -> list[Change]:
-        changes, head = await _changes(store, batch_id, position, jobs)
+        # Only a stream's first read is its own. The hub re-reads a channel after a
+        # reconnect with the read of the stream that opened it, for every stream of the
+        # batch: the children too, then, whatever the first one wanted (a bar's watch
+        # drops them), or a stream of every child opened later would miss their changes.
+        changes, head = await _changes(store, batch_id, position, jobs or bool(first))
         if not first:
             first.append(head)
+        elif head is None:
+            # A re-read after the hub's reconnect: the batch the stream had is gone.
+            return [_BatchGone(batch_id)]
         return changes
 
     kind = TagWatch if jobs else BarWatch
@@ -140,4 +173,4 @@ async def _stream(watch: Watch, retry_ms: int) -> AsyncIterator[bytes]:
 
 
 def _position(change: Change) -> int:
-    return change.version
+    return sys.maxsize if isinstance(change, _BatchGone) else change.version

@@ -127,12 +127,17 @@ end
 # when done, {0, job id, why} when a child is refused ('exists'; 'queued': the queue still
 # holds the id; 'retried': the child it retries is no longer one of the batch's, or has not
 # ended), {-1, why} when the batch exists ('new': its status) or cannot take children
-# ('add': '' when missing, 'sealed', or its status once ended).
+# ('add': '' when missing, 'sealed', or its status once ended; 'retry': '' when missing,
+# 'canceling' while a cancel of it is under way, 'changed' when it was canceled after the
+# seq named in the mode, 'retry <seq>').
 BATCH_CREATE = (
     """
 local bkey, children, changes, batches = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local jobs, active, counts, tags_active, queue = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local mode, channel = ARGV[2], ARGV[8]
+-- A retry names the batch's seq at which it began to read the children: 'retry <seq>'.
+local read_at = string.match(mode, '^retry (%d+)$')
+if read_at then mode = 'retry' end
 local terminal = """
     + _TERMINAL
     + """
@@ -141,6 +146,14 @@ if mode == 'new' then
   if status then return {-1, status} end
 elseif not status then
   return {-1, ''}
+elseif mode == 'retry' and status == 'active' and redis.call('HGET', bkey, 'cancel') == '1' then
+  -- A cancel under way goes through the children a page at a time: a retry now would put
+  -- new children behind it, left running in a canceled batch. It waits for the batch's end.
+  return {-1, 'canceling'}
+elseif read_at and tonumber(redis.call('HGET', bkey, 'canceled_at') or '0') > tonumber(read_at) then
+  -- The batch was canceled while the retry read its children: the retry saw a part of the
+  -- children that cancel ended, and would run those alone again. The caller reads again.
+  return {-1, 'changed'}
 elseif mode == 'add' and status ~= 'active' then
   return {-1, status}
 elseif mode == 'add' and redis.call('HGET', bkey, 'sealed') == '1' then
@@ -257,8 +270,8 @@ if f[1] ~= 'active' or f[2] == '1' and (ARGV[1] == 'seal' or f[3] == '1') then
   return {2, f[4]}
 end
 redis.call('HSET', bkey, 'sealed', '1')
-if ARGV[1] == 'cancel' then redis.call('HSET', bkey, 'cancel', '1') end
 local bseq = redis.call('HINCRBY', bkey, 'seq', 1)
+if ARGV[1] == 'cancel' then redis.call('HSET', bkey, 'cancel', '1', 'canceled_at', bseq) end
 local data = batch_snapshot(bkey, KEYS[2], KEYS[3], ARGV[2], ARGV[3])
 redis.call('PUBLISH', ARGV[4], 'B' .. bseq .. ' ' .. data)
 return {1, data}
