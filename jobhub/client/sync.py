@@ -10,10 +10,11 @@ thread, so the two behave alike, reconnects and the fallback to polling included
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import weakref
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, overload
 
@@ -141,7 +142,14 @@ class Client(SyncMinting, SyncBatching, SyncHistory):
             # Left early (the caller broke off or raised): its stream is closed here, on the
             # loop, and not by the garbage collector once the loop is gone.
             if self._stop_loop.alive:
-                self._call(iterator.aclose())
+                self._call(_aclose(iterator))
+
+
+async def _aclose(iterator: AsyncGenerator[Any, None]) -> None:
+    """Closes ``iterator`` on the loop. One whose step a Ctrl-C is cancelling is still running
+    (aclose would raise): the cancellation ends it, and closes what it holds, by itself."""
+    with contextlib.suppress(RuntimeError):
+        await iterator.aclose()
 
 
 async def _make_client(base_url: str, options: dict[str, Any]) -> AsyncClient:
