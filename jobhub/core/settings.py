@@ -9,6 +9,7 @@ Nothing else in jobhub reads ``os.environ``.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -197,6 +198,15 @@ class Settings:
                 f"JOBHUB_ARCHIVE_URL must start with {' or '.join(_ARCHIVE_SCHEMES)}, "
                 f"got {self.archive_url!r}"
             )
+        if self.archive_url is not None:
+            driver = self.archive_url.split("+", 1)[1].split(":", 1)[0]
+            if importlib.util.find_spec(driver) is None:
+                # Said here, by every process at its start, rather than as a bare
+                # ModuleNotFoundError from the first connection.
+                raise ConfigError(
+                    f"JOBHUB_ARCHIVE_URL needs the {driver} driver, which is not installed: "
+                    "pip install 'jobhub[archive]'"
+                )
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(
                 f"REDIS_URL must be a redis://, rediss:// or unix:// URL, got {self.redis_url!r}"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -47,3 +50,39 @@ def test_retention_per_status_falls_back_to_the_general_days() -> None:
     }  # fmt: skip
     only_failed = Settings.from_env({"JOBHUB_ARCHIVE_KEEP_DAYS_FAILED": "30"})
     assert Retention.from_settings(only_failed).keep_days == {Status.FAILED: 30}
+
+
+# A child interpreter in which the asyncpg driver cannot be found, as in an install without
+# the `archive` extra; it runs the archive's migrate command.
+_WITHOUT_ASYNCPG = """
+import sys
+
+class Without:
+    def __init__(self, finders):
+        self.finders = finders
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "asyncpg":
+            return None
+        for finder in self.finders:
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                return spec
+        return None
+
+sys.meta_path[:] = [Without(list(sys.meta_path))]
+from jobhub.client.cli import main
+main(["archive", "migrate"])
+"""
+
+
+def test_an_archive_whose_driver_is_not_installed_names_the_extra() -> None:
+    env = {**os.environ, "JOBHUB_ARCHIVE_URL": "postgresql+asyncpg://jobhub@127.0.0.1:1/jobhub"}
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_ASYNCPG], capture_output=True, text=True, env=env,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "needs the asyncpg driver" in done.stderr
+    assert "pip install 'jobhub[archive]'" in done.stderr
+    assert "Traceback" not in done.stderr
