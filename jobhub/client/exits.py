@@ -78,12 +78,24 @@ def _refusal(exc: ApiError, url: str, api_key: str | None) -> str:
     or did not."""
     if exc.status_code == 401 and api_key is None:
         return f"the app at {url} needs an API key: pass --api-key KEY or set JOBHUB_API_KEY"
-    if exc.status_code in (401, 403) and api_key is not None:
+    if api_key is None or exc.status_code not in (401, 403):
+        return str(exc)
+    if exc.status_code == 401 or exc.detail.startswith(_UNKNOWN_CREDENTIAL):
         return (
             f"the app at {url} refused the API key given by --api-key or JOBHUB_API_KEY: "
             "it is not one of the app's JOBHUB_API_KEYS"
         )
-    return str(exc)
+    # A key or token the app knows, which does not reach this job or action (a scoped
+    # token): the server's words say which.
+    return (
+        f"the app at {url} does not let the key or token given by --api-key or "
+        f"JOBHUB_API_KEY do this: {exc}"
+    )
+
+
+_UNKNOWN_CREDENTIAL = ("malformed ", "invalid ")
+"""How the server's refusal of a credential it cannot read begins: a key it does not know is
+tried as a token, and met as a malformed or invalid one."""
 
 
 def _reason(exc: BaseException) -> str:

@@ -226,6 +226,7 @@ class ApiError(JobhubError):
         super().__init__(f"{error_type}: {detail}")
         self.status_code = status_code
         self.error_type = error_type
+        self.detail = detail
 
 
 class JobEnded(JobhubError):

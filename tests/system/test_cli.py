@@ -20,6 +20,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from jobhub import Client
 from jobhub.client.exits import EXIT_CODES
 from jobhub.client.screen import Screen
 from jobhub.core.snapshot import Snapshot
@@ -453,6 +454,20 @@ def test_the_right_api_key_gets_the_apis_own_answer(keyed_url: str) -> None:
     result = run("--api-key", "right-key", "status", "job1", "--url", keyed_url)
     assert result.returncode == 6
     assert "JobNotFound" in result.stderr
+
+
+def test_a_scoped_token_refused_a_job_outside_its_scope_gets_the_servers_reason(
+    keyed_url: str,
+) -> None:
+    # The token is known to the app: "not one of the app's JOBHUB_API_KEYS" would be false.
+    with Client(keyed_url, api_key="right-key") as hub:
+        scoped = hub.token(scope={"tags": ["user:1"]}, actions=["read"])
+    result = run("status", "job1", "--url", keyed_url, env={"JOBHUB_API_KEY": scoped.token})
+    assert result.returncode == 6, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "does not let the key or token" in result.stderr
+    assert "Forbidden" in result.stderr
+    assert "JOBHUB_API_KEYS" not in result.stderr
 
 
 def test_output_implies_follow_only_where_there_is_a_follow() -> None:
