@@ -44,6 +44,7 @@ from jobhub.client.history_cli import history
 from jobhub.client.options import (
     JOB_ID_ARGUMENT,
     OUTPUT_HELP,
+    SECONDS,
     Remote,
     json_option,
     output_option,
@@ -96,8 +97,7 @@ def _epilog() -> str:
 )  # fmt: skip
 @click.option("--api-key", envvar="JOBHUB_API_KEY", help="API key (JOBHUB_API_KEY).")
 @click.option(
-    "--request-timeout", default=10.0, show_default=True, metavar="SECONDS",
-    type=click.FloatRange(min=0, min_open=True),
+    "--request-timeout", default=10.0, show_default=True, metavar="SECONDS", type=SECONDS,
     help="Longest wait for the app to answer one request.",
 )  # fmt: skip
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")

@@ -6,6 +6,7 @@ options its subcommands take. Kept apart from ``cli`` so that each command group
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from jobhub.client.sync import Client
 __all__ = [
     "JOB_ID_ARGUMENT",
     "OUTPUT_HELP",
+    "SECONDS",
     "Remote",
     "json_option",
     "key_option",
@@ -30,6 +32,25 @@ __all__ = [
 # Job ids may start with "-" ([A-Za-z0-9_-]): taken for unknown options, click would refuse
 # `jobhub status -x1`. The commands that take one have no short options to confuse it with.
 JOB_ID_ARGUMENT = {"ignore_unknown_options": True}
+
+
+class _Seconds(click.FloatRange):
+    """A time limit: a finite number of seconds above 0. (A range alone lets NaN through,
+    as no comparison with it is true.)"""
+
+    name = "seconds"
+
+    def __init__(self) -> None:
+        super().__init__(min=0, min_open=True)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a finite number of seconds.", param, ctx)
+        return seconds
+
+
+SECONDS = _Seconds()
 
 
 @dataclass
@@ -59,7 +80,7 @@ key_option = click.option(
     "--api-key", callback=_override, expose_value=False, help="API key (JOBHUB_API_KEY)."
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
-timeout_option = click.option("--timeout", type=float, help="Stop waiting after this many s.")
+timeout_option = click.option("--timeout", type=SECONDS, help="Stop waiting after this many s.")
 OUTPUT_HELP = (
     "Write the job's output to stdout as it comes: text as it is, other values as JSON "
     "lines (with --json: every event, one JSON line each)."

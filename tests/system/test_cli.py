@@ -470,6 +470,21 @@ def test_a_scoped_token_refused_a_job_outside_its_scope_gets_the_servers_reason(
     assert "JOBHUB_API_KEYS" not in result.stderr
 
 
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf"])
+def test_a_time_limit_that_is_no_number_of_seconds_is_a_usage_error(value: str) -> None:
+    # Refused before anything is submitted: nothing listens at this address, and the
+    # command never gets as far as finding out (that would be exit 7).
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    for argv in (
+        ["submit", "demo.noop", "--follow", "--timeout", value],
+        ["watch", "job1", "--timeout", value],
+        ["--request-timeout", value, "status", "job1"],
+    ):
+        result = run("--url", nowhere, *argv)
+        assert result.returncode == 2, (argv, result.stderr)
+        assert value in result.stderr
+
+
 def test_output_implies_follow_only_where_there_is_a_follow() -> None:
     watch = run("watch", "--help")
     assert watch.returncode == 0
