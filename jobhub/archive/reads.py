@@ -17,12 +17,15 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 import msgspec
 from sqlalchemy import Row, Table, func, literal, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from jobhub.archive.filters import Filter, conditions, parse_time
 from jobhub.archive.schema import JOBS, PROGRESS
@@ -56,8 +59,20 @@ class ArchiveReads:
         self.dialect = engine.dialect.name
         self.jobs = table
 
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for the web app's reads. A database that cannot be reached (refused,
+        reset, timed out) raises ``OSError``, which SQLAlchemy lets through as it is: here it
+        becomes a SQLAlchemy error like any other the database raises, so that the web app
+        answers it as one (503), not as a fault of its own (500)."""
+        try:
+            async with self.engine.connect() as connection:
+                yield connection
+        except OSError as exc:
+            raise DisconnectionError(f"the archive's database cannot be reached: {exc}") from exc
+
     async def job(self, job_id: str) -> Row[Any] | None:
-        async with self.engine.connect() as connection:
+        async with self.connect() as connection:
             found = await connection.execute(select(self.jobs).where(self.jobs.c.id == job_id))
             return found.first()
 
@@ -67,7 +82,7 @@ class ArchiveReads:
         statement = (
             select(events).where(events.c.job_id == job_id).order_by(events.c.seq).limit(MAX_EVENTS)
         )
-        async with self.engine.connect() as connection:
+        async with self.connect() as connection:
             return list((await connection.execute(statement)).all())
 
     async def page(self, found: Filter, *, cursor: str | None, limit: int) -> ArchivePage:
@@ -87,7 +102,7 @@ class ArchiveReads:
             .order_by(c.ended_at.desc(), c.id.desc())
             .limit(limit + 1)  # one more: whether there is a next page, without a count
         )
-        async with self.engine.connect() as connection:
+        async with self.connect() as connection:
             rows = list((await connection.execute(statement)).all())
         after = None
         if len(rows) > limit:
@@ -98,7 +113,7 @@ class ArchiveReads:
     async def count(self, found: Filter) -> int:
         statement = select(func.count()).select_from(self.jobs)
         statement = statement.where(*conditions(found, self.jobs, dialect=self.dialect))
-        async with self.engine.connect() as connection:
+        async with self.connect() as connection:
             return int((await connection.execute(statement)).scalar_one())
 
     async def failed(self, found: Filter, *, limit: int) -> list[Row[Any, Any, Any, Any, Any]]:
@@ -111,7 +126,7 @@ class ArchiveReads:
             .order_by(c.ended_at.desc(), c.id.desc())
             .limit(limit)
         )
-        async with self.engine.connect() as connection:
+        async with self.connect() as connection:
             return list((await connection.execute(statement)).all())
 
 
