@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 import redis.asyncio
 from sqlalchemy import func, select
@@ -18,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobhub.archive import JOBS, OUTPUT, PROGRESS, migrate, open_engine
 from jobhub.archive.archiver import Archiver, ArchiverOptions
+from jobhub.archive.filters import parse_filter
+from jobhub.archive.reads import ArchiveReads
 from jobhub.archive.records import JobRows
 from jobhub.archive.retention import Retention
 from jobhub.archive.writer import write_batch
@@ -215,3 +218,33 @@ async def test_an_entry_trimmed_while_pending_is_let_go_not_claimed_forever(
     pending = await redis_client.xpending(keys.ARCHIVE_FEED, "archivers")
     assert pending["pending"] == 0
     assert await feed.forget_idle_consumers(idle_ms=0) == 2  # "dead" and "alive" hold nothing
+
+
+async def test_a_nul_in_a_jobs_values_is_kept_as_u_fffd_and_the_filters_still_work(
+    redis_client: redis.asyncio.Redis, fed_store: Store, engine: AsyncEngine
+) -> None:
+    # PostgreSQL's jsonb, which the arg. filters cast to, refuses NUL: kept as it was, one
+    # such job made every arg. filter fail there.
+    job_id = "arc-" + secrets.token_hex(6)
+    arguments = {"args": ["a\x00"], "kwargs": {"user": "a\x00b", "nested": {"k\x00": ["\x00"]}}}
+    await fed_store.create(
+        Snapshot.queued(job_id, "demo.count"), hidden={"arguments": msgspec.json.encode(arguments)}
+    )
+    await fed_store.write(job_id, {"status": Status.FINISHED, "message": "m\x00",
+                                   "result": {"out\x00": "x\x00y"}})  # fmt: skip
+    ok = await end_jobs(fed_store, 1)
+    archiver = Archiver(Feed(redis_client, block_ms=50), engine, ArchiverOptions())
+    await archiver.feed.join()
+    await drain(archiver)
+    assert await rows(engine) == {job_id: "finished", ok[0]: "finished"}
+    reads = ArchiveReads(engine)
+    for query in ({"arg.user": "a\ufffdb"}, {"arg.0": "a\ufffd"}):
+        page = await reads.page(parse_filter(query), cursor=None, limit=10)
+        assert [row.id for row in page.rows] == [job_id], query
+    row = await reads.job(job_id)
+    assert row is not None
+    assert row.args == ["a\ufffd"]
+    assert row.kwargs == {"user": "a\ufffdb", "nested": {"k\ufffd": ["\ufffd"]}}
+    assert row.result == {"out\ufffd": "x\ufffdy"}
+    assert row.message == "m\ufffd"
+    assert [event.snapshot["message"] for event in await reads.events(job_id)][-1] == "m\ufffd"
