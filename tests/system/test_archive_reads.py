@@ -367,6 +367,8 @@ HOSTILE = [
     "arg.a=%7B%7D",
     "arg.a=1e999999",
     "arg.a=99999999999999999999",
+    "arg.a=a%00b",
+    "arg.a=%22%5Cu0000%22",
     "cursor=garbage!",
     "cursor=" + base64.urlsafe_b64encode(b'["2026-11-01T00:00:00","../x"]').decode(),
     "cursor=" + base64.urlsafe_b64encode(b'["never","job-1"]').decode(),
@@ -393,7 +395,8 @@ async def test_a_hostile_stats_query_is_a_400(http: httpx.AsyncClient, query: st
 @pytest.mark.parametrize(
     "body",
     [b"{", b"[]", b'{"filter": {"status": "finished"}}', b'{"filter": {}, "count": 1001}',
-     b'{"filter": {"nope": "1"}}', b'{"count": -1}', b'{"filter": {}, "extra": 1}'],
+     b'{"filter": {"nope": "1"}}', b'{"count": -1}', b'{"filter": {}, "extra": 1}',
+     b'{"filter": {"arg.user": "\\u0000"}}'],
 )  # fmt: skip
 async def test_a_hostile_retry_body_is_a_400(http: httpx.AsyncClient, body: bytes) -> None:
     response = await http.post(
