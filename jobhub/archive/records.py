@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from jobhub.core.snapshot import TERMINAL
 from jobhub.store.feed import FedJob
 
 __all__ = ["JobRows", "job_rows", "parse_time"]
@@ -65,10 +66,14 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
 
 
 def job_rows(job: FedJob, *, archived_at: datetime) -> JobRows | None:
-    """The rows for ``job``, or None when Redis no longer held its snapshot."""
+    """The rows for ``job``, or None when Redis no longer held the job that was fed: its
+    snapshot is gone, or is of a job that has not ended, started under the same id since
+    (after a DELETE, or the TTL) and fed in its turn when it ends."""
     if job.data is None:
         return None
     snapshot = _decode(job.data)
+    if snapshot["status"] not in TERMINAL:
+        return None
     arguments = _decode(job.arguments) if job.arguments else {}
     created = parse_time(snapshot["created_at"])
     ended = parse_time(snapshot["updated_at"])  # the terminal snapshot's time: when it ended

@@ -248,3 +248,41 @@ async def test_a_nul_in_a_jobs_values_is_kept_as_u_fffd_and_the_filters_still_wo
     assert row.result == {"out\ufffd": "x\ufffdy"}
     assert row.message == "m\ufffd"
     assert [event.snapshot["message"] for event in await reads.events(job_id)][-1] == "m\ufffd"
+
+
+async def history_of(engine: AsyncEngine, job_id: str) -> list[tuple[int, str]]:
+    async with engine.connect() as connection:
+        found = await connection.execute(
+            select(PROGRESS.c.seq, PROGRESS.c.status)
+            .where(PROGRESS.c.job_id == job_id)
+            .order_by(PROGRESS.c.seq)
+        )
+        return [(seq, status) for seq, status in found]
+
+
+async def test_an_id_used_again_keeps_its_last_run_and_never_a_run_not_ended(
+    redis_client: redis.asyncio.Redis, fed_store: Store, engine: AsyncEngine
+) -> None:
+    archiver = Archiver(Feed(redis_client, block_ms=50), engine, ArchiverOptions())
+    await archiver.feed.join()
+    # Deleted before it was archived, and its id started again: the feed's entry of the first
+    # run finds the second queued, which is not archived (it is fed when it ends).
+    (job_id,) = await end_jobs(fed_store, 1)
+    assert await fed_store.delete(job_id) == Status.FINISHED
+    await fed_store.create(Snapshot.queued(job_id, "demo.count"))
+    await drain(archiver)
+    assert await rows(engine) == {}
+    assert archiver.metrics.missed._value.get() == 1
+    await fed_store.write(job_id, {"status": Status.RUNNING, "percent": 50.0})
+    await fed_store.write(job_id, {"status": Status.FINISHED, "result": {"n": 1}})
+    await drain(archiver)
+    assert await rows(engine) == {job_id: "finished"}
+    assert await history_of(engine, job_id) == [(1, "queued"), (2, "running"), (3, "finished")]
+    # Archived, deleted, used again: the archive keeps the last run under the id, its history
+    # only (none of the first run's rows past the second's last seq).
+    assert await fed_store.delete(job_id) == Status.FINISHED
+    await fed_store.create(Snapshot.queued(job_id, "demo.count"))
+    await fed_store.write(job_id, {"status": Status.CANCELED})
+    await drain(archiver)
+    assert await rows(engine) == {job_id: "canceled"}
+    assert await history_of(engine, job_id) == [(1, "queued"), (2, "canceled")]
