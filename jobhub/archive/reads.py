@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -36,6 +36,9 @@ __all__ = ["MAX_LIMIT", "ArchivePage", "ArchiveReads", "decode_cursor", "encode_
 
 MAX_LIMIT = 200
 """The most rows a page of ``GET /archive/jobs`` holds."""
+
+_CHUNK = 500
+"""Job ids per ``IN (...)``: well under SQLite's and asyncpg's limits on parameters."""
 
 MAX_EVENTS = 10_000
 """The most history rows one job's archived history answers (Redis keeps fewer)."""
@@ -128,6 +131,17 @@ class ArchiveReads:
         )
         async with self.connect() as connection:
             return list((await connection.execute(statement)).all())
+
+    async def retries_of(self, job_ids: Sequence[str]) -> dict[str, str | None]:
+        """Of ``job_ids``, those the archive holds, each with its ``retry_of``."""
+        found: dict[str, str | None] = {}
+        c = self.jobs.c
+        async with self.connect() as connection:
+            for start in range(0, len(job_ids), _CHUNK):
+                chunk = job_ids[start : start + _CHUNK]
+                rows = await connection.execute(select(c.id, c.retry_of).where(c.id.in_(chunk)))
+                found.update({job_id: retry_of for job_id, retry_of in rows})
+        return found
 
 
 def encode_cursor(ended_at: datetime, job_id: str) -> str:
