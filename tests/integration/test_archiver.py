@@ -30,6 +30,7 @@ from jobhub.core.snapshot import Snapshot, Status
 from jobhub.store.feed import Feed
 from jobhub.store.store import Store
 from tests.support.archive import new_database
+from tests.support.postgres import PostgresServer
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -286,3 +287,27 @@ async def test_an_id_used_again_keeps_its_last_run_and_never_a_run_not_ended(
     await drain(archiver)
     assert await rows(engine) == {job_id: "canceled"}
     assert await history_of(engine, job_id) == [(1, "queued"), (2, "canceled")]
+
+
+async def test_a_batch_acknowledged_survives_postgresql_dying_at_once(
+    redis_client: redis.asyncio.Redis, fed_store: Store, tmp_path: Path
+) -> None:
+    # The feed's entries are acknowledged and deleted once the batch's commit returns. With
+    # synchronous_commit off (the test server's, and a common tuning) PostgreSQL returns
+    # before the commit is on disk, and its WAL writer (every 10 s here) flushes it later.
+    with PostgresServer("wal_writer_delay=10000") as postgres:
+        url = await asyncio.to_thread(new_database, "postgresql", tmp_path, postgres)
+        engine = open_engine(url)
+        await migrate(engine)
+        archiver = Archiver(Feed(redis_client, block_ms=50), engine, ArchiverOptions())
+        await archiver.feed.join()
+        ids = await end_jobs(fed_store, 3)
+        await drain(archiver)
+        await engine.dispose()
+        postgres.crash()
+        postgres.start()
+        engine = open_engine(url)
+        try:
+            assert await rows(engine) == dict.fromkeys(ids, "finished")
+        finally:
+            await engine.dispose()
