@@ -169,7 +169,8 @@ class Archiver:
         for job in jobs:
             rows = job_rows(job, archived_at=archived_at)
             if rows is None:
-                # Deleted, or expired before any archiver came to it (JOBHUB_RESULT_TTL).
+                # Deleted, or expired before any archiver came to it (JOBHUB_RESULT_TTL);
+                # perhaps its id started another job since.
                 self.metrics.missed.inc()
                 logger.warning("job %s was gone from Redis before it was archived", job.job_id,
                                extra=log_job(job.job_id))  # fmt: skip

@@ -183,6 +183,10 @@ def _arg_filter(name: str, raw: str) -> ArgFilter:
         raise InvalidRequest(
             f"{name[:100]!r}: the value must be a string, number, true, false or null"
         )
+    if isinstance(value, str) and "\x00" in value:
+        # PostgreSQL's jsonb refuses it (a 503 there, as if the database were down); the
+        # archive keeps a job's NUL as U+FFFD, which a filter may ask for.
+        raise InvalidRequest(f"{name[:100]!r}: a value without NUL (the archive keeps U+FFFD)")
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidRequest(f"{name[:100]!r}: a finite number")
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:

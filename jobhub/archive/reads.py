@@ -17,12 +17,15 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 import msgspec
 from sqlalchemy import Row, Table, func, literal, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from jobhub.archive.filters import Filter, conditions, parse_time
 from jobhub.archive.schema import JOBS, PROGRESS
@@ -33,6 +36,9 @@ __all__ = ["MAX_LIMIT", "ArchivePage", "ArchiveReads", "decode_cursor", "encode_
 
 MAX_LIMIT = 200
 """The most rows a page of ``GET /archive/jobs`` holds."""
+
+_CHUNK = 500
+"""Job ids per ``IN (...)``: well under SQLite's and asyncpg's limits on parameters."""
 
 MAX_EVENTS = 10_000
 """The most history rows one job's archived history answers (Redis keeps fewer)."""
@@ -56,8 +62,20 @@ class ArchiveReads:
         self.dialect = engine.dialect.name
         self.jobs = table
 
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for the web app's reads. A database that cannot be reached (refused,
+        reset, timed out) raises ``OSError``, which SQLAlchemy lets through as it is: here it
+        becomes a SQLAlchemy error like any other the database raises, so that the web app
+        answers it as one (503), not as a fault of its own (500)."""
+        try:
+            async with self.engine.connect() as connection:
+                yield connection
+        except OSError as exc:
+            raise DisconnectionError(f"the archive's database cannot be reached: {exc}") from exc
+
     async def job(self, job_id: str) -> Row[Any] | None:
-        async with self.engine.connect() as connection:
+        async with self.connect() as connection:
             found = await connection.execute(select(self.jobs).where(self.jobs.c.id == job_id))
             return found.first()
 
@@ -67,7 +85,7 @@ class ArchiveReads:
         statement = (
             select(events).where(events.c.job_id == job_id).order_by(events.c.seq).limit(MAX_EVENTS)
         )
-        async with self.engine.connect() as connection:
+        async with self.connect() as connection:
             return list((await connection.execute(statement)).all())
 
     async def page(self, found: Filter, *, cursor: str | None, limit: int) -> ArchivePage:
@@ -87,7 +105,7 @@ class ArchiveReads:
             .order_by(c.ended_at.desc(), c.id.desc())
             .limit(limit + 1)  # one more: whether there is a next page, without a count
         )
-        async with self.engine.connect() as connection:
+        async with self.connect() as connection:
             rows = list((await connection.execute(statement)).all())
         after = None
         if len(rows) > limit:
@@ -98,7 +116,7 @@ class ArchiveReads:
     async def count(self, found: Filter) -> int:
         statement = select(func.count()).select_from(self.jobs)
         statement = statement.where(*conditions(found, self.jobs, dialect=self.dialect))
-        async with self.engine.connect() as connection:
+        async with self.connect() as connection:
             return int((await connection.execute(statement)).scalar_one())
 
     async def failed(self, found: Filter, *, limit: int) -> list[Row[Any, Any, Any, Any, Any]]:
@@ -111,8 +129,19 @@ class ArchiveReads:
             .order_by(c.ended_at.desc(), c.id.desc())
             .limit(limit)
         )
-        async with self.engine.connect() as connection:
+        async with self.connect() as connection:
             return list((await connection.execute(statement)).all())
+
+    async def retries_of(self, job_ids: Sequence[str]) -> dict[str, str | None]:
+        """Of ``job_ids``, those the archive holds, each with its ``retry_of``."""
+        found: dict[str, str | None] = {}
+        c = self.jobs.c
+        async with self.connect() as connection:
+            for start in range(0, len(job_ids), _CHUNK):
+                chunk = job_ids[start : start + _CHUNK]
+                rows = await connection.execute(select(c.id, c.retry_of).where(c.id.in_(chunk)))
+                found.update({job_id: retry_of for job_id, retry_of in rows})
+        return found
 
 
 def encode_cursor(ended_at: datetime, job_id: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from jobhub.core.snapshot import TERMINAL
 from jobhub.store.feed import FedJob
 
 __all__ = ["JobRows", "job_rows", "parse_time"]
@@ -32,10 +33,30 @@ def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value).astimezone(UTC)
 
 
+_NUL = b"\\u0000"
+"""NUL as JSON writes it in a string (msgspec escapes it so)."""
+
+
+def _decode(raw: bytes) -> Any:
+    """JSON from Redis, each NUL in its strings (and keys) made U+FFFD. PostgreSQL's text
+    cannot hold NUL, nor its jsonb, to which the archive's filters cast args and kwargs: one
+    archived job with a NUL there made every ``arg.`` filter fail on PostgreSQL."""
+    value = msgspec.json.decode(raw)
+    return _without_nul(value) if _NUL in raw else value
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    return value
+
+
 def _text(value: Any) -> str:
-    # PostgreSQL's text cannot hold NUL; a job's message could (JSON carries it escaped).
-    # One such job must not stop every batch after it.
-    return str(value or "").replace("\x00", "\ufffd")
+    return str(value or "")
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -45,11 +66,15 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
 
 
 def job_rows(job: FedJob, *, archived_at: datetime) -> JobRows | None:
-    """The rows for ``job``, or None when Redis no longer held its snapshot."""
+    """The rows for ``job``, or None when Redis no longer held the job that was fed: its
+    snapshot is gone, or is of a job that has not ended, started under the same id since
+    (after a DELETE, or the TTL) and fed in its turn when it ends."""
     if job.data is None:
         return None
-    snapshot = msgspec.json.decode(job.data)
-    arguments = msgspec.json.decode(job.arguments) if job.arguments else {}
+    snapshot = _decode(job.data)
+    if snapshot["status"] not in TERMINAL:
+        return None
+    arguments = _decode(job.arguments) if job.arguments else {}
     created = parse_time(snapshot["created_at"])
     ended = parse_time(snapshot["updated_at"])  # the terminal snapshot's time: when it ended
     started = parse_time(job.started_at) if job.started_at else None
@@ -79,7 +104,7 @@ def job_rows(job: FedJob, *, archived_at: datetime) -> JobRows | None:
         }
     )
     for raw in job.history:
-        past = msgspec.json.decode(raw)
+        past = _decode(raw)
         rows.progress.append(
             {
                 "job_id": job.job_id,
@@ -100,7 +125,7 @@ def job_rows(job: FedJob, *, archived_at: datetime) -> JobRows | None:
                 "job_id": job.job_id,
                 "entry_id": entry_id,
                 "ordinal": int(place) if place.isdigit() else ordinal,
-                "entry": msgspec.json.decode(entry),
+                "entry": _decode(entry),
             }
         )
     return rows

@@ -107,7 +107,7 @@ async def archive_stats(
     start = _bucket_of(reads, bucket)
     c = reads.jobs.c
     counting = select(start, c.status, func.count()).where(*where).group_by(start, c.status)
-    async with reads.engine.connect() as connection:
+    async with reads.connect() as connection:
         counted = (await connection.execute(counting.order_by(start))).all()
         if reads.dialect == "postgresql":
             functions = await _exact(connection, reads, where, None)

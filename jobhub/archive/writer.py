@@ -2,7 +2,8 @@
 
 A batch may hold a job the archive has already (a feed entry delivered again after an
 archiver died between its commit and its acknowledgement): its row is replaced, never added
-twice, and its history and output rows are written anew.
+twice, and its history and output rows are written anew. On PostgreSQL the commit is
+durable when it returns, whatever the server's ``synchronous_commit``.
 
     async with engine.begin() as connection:
         await write_batch(connection, rows)
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, delete
+from sqlalchemy import Table, delete, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -24,6 +25,11 @@ __all__ = ["write_batch"]
 
 _CHUNK = 500
 """Job ids per ``IN (...)``: well under SQLite's and asyncpg's limits on parameters."""
+
+_DURABLE = text(
+    "SELECT set_config('synchronous_commit', 'on', true)"
+    " WHERE current_setting('synchronous_commit') = 'off'"
+)
 
 
 def _insert(connection: AsyncConnection, table: Table) -> Any:
@@ -38,6 +44,12 @@ async def write_batch(connection: AsyncConnection, batch: Sequence[JobRows]) -> 
     transaction (so the batch is written whole or not at all)."""
     if not batch:
         return
+    if connection.dialect.name == "postgresql":
+        # The archiver acknowledges and deletes the batch's feed entries once the commit
+        # returns, so it must be on disk by then. synchronous_commit off (a common tuning)
+        # returns first and a crash loses the last commits: off becomes on for this
+        # transaction; a stricter setting (remote_apply) is left as it is.
+        await connection.execute(_DURABLE)
     # The last of a job's rows wins, as its last feed entry would.
     jobs = list({rows.job["id"]: rows for rows in batch}.values())
     ids = [rows.job["id"] for rows in jobs]

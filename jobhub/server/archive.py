@@ -160,7 +160,20 @@ async def bulk_retry(request: Request) -> Response:
     retried: list[Retried] = []
     skipped: list[Skipped] = []
     offered: dict[str, bool] = {}
-    for row in await archive.failed(found, limit=count):
+    rows = await archive.failed(found, limit=count)
+    # A retry that ended and that Redis has forgotten since (JOBHUB_RESULT_TTL) is in the
+    # archive only: create would start it again, under the same id, and its end would
+    # replace the archived retry. It is answered as a retry Redis still holds is.
+    archived = await archive.retries_of([retry_id(row.id) for row in rows])
+    for row in rows:
+        new_id = retry_id(row.id)
+        if new_id in archived:
+            if archived[new_id] == row.id:
+                retried.append(Retried(new_id, row.id, False))
+            else:
+                taken = f"the id of {row.id!r}'s retry, {new_id!r}, names another job"
+                skipped.append(Skipped(row.id, taken))
+            continue
         if row.function not in offered:
             offered[row.function] = await services.registry.is_offered(row.function)
         if not offered[row.function]:
@@ -171,7 +184,7 @@ async def bulk_retry(request: Request) -> Response:
                 row.function,
                 row.args or [],
                 row.kwargs or {},
-                job_id=retry_id(row.id),
+                job_id=new_id,
                 retry_of=row.id,
                 tags=list(row.tags or []),
             )

@@ -39,7 +39,7 @@ def reading_archive(read: ReadSnapshots, archive: ArchiveReads | None) -> ReadSn
         if not missing:
             return found
         jobs = archive.jobs
-        async with archive.engine.connect() as connection:
+        async with archive.connect() as connection:
             statement = select(jobs).where(jobs.c.id.in_(missing))
             rows = {row.id: row for row in (await connection.execute(statement)).all()}
         for i, job_id in enumerate(job_ids):

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 import redis.asyncio
 from sqlalchemy import func, select
@@ -18,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobhub.archive import JOBS, OUTPUT, PROGRESS, migrate, open_engine
 from jobhub.archive.archiver import Archiver, ArchiverOptions
+from jobhub.archive.filters import parse_filter
+from jobhub.archive.reads import ArchiveReads
 from jobhub.archive.records import JobRows
 from jobhub.archive.retention import Retention
 from jobhub.archive.writer import write_batch
@@ -27,6 +30,7 @@ from jobhub.core.snapshot import Snapshot, Status
 from jobhub.store.feed import Feed
 from jobhub.store.store import Store
 from tests.support.archive import new_database
+from tests.support.postgres import PostgresServer
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -215,3 +219,95 @@ async def test_an_entry_trimmed_while_pending_is_let_go_not_claimed_forever(
     pending = await redis_client.xpending(keys.ARCHIVE_FEED, "archivers")
     assert pending["pending"] == 0
     assert await feed.forget_idle_consumers(idle_ms=0) == 2  # "dead" and "alive" hold nothing
+
+
+async def test_a_nul_in_a_jobs_values_is_kept_as_u_fffd_and_the_filters_still_work(
+    redis_client: redis.asyncio.Redis, fed_store: Store, engine: AsyncEngine
+) -> None:
+    # PostgreSQL's jsonb, which the arg. filters cast to, refuses NUL: kept as it was, one
+    # such job made every arg. filter fail there.
+    job_id = "arc-" + secrets.token_hex(6)
+    arguments = {"args": ["a\x00"], "kwargs": {"user": "a\x00b", "nested": {"k\x00": ["\x00"]}}}
+    await fed_store.create(
+        Snapshot.queued(job_id, "demo.count"), hidden={"arguments": msgspec.json.encode(arguments)}
+    )
+    await fed_store.write(job_id, {"status": Status.FINISHED, "message": "m\x00",
+                                   "result": {"out\x00": "x\x00y"}})  # fmt: skip
+    ok = await end_jobs(fed_store, 1)
+    archiver = Archiver(Feed(redis_client, block_ms=50), engine, ArchiverOptions())
+    await archiver.feed.join()
+    await drain(archiver)
+    assert await rows(engine) == {job_id: "finished", ok[0]: "finished"}
+    reads = ArchiveReads(engine)
+    for query in ({"arg.user": "a\ufffdb"}, {"arg.0": "a\ufffd"}):
+        page = await reads.page(parse_filter(query), cursor=None, limit=10)
+        assert [row.id for row in page.rows] == [job_id], query
+    row = await reads.job(job_id)
+    assert row is not None
+    assert row.args == ["a\ufffd"]
+    assert row.kwargs == {"user": "a\ufffdb", "nested": {"k\ufffd": ["\ufffd"]}}
+    assert row.result == {"out\ufffd": "x\ufffdy"}
+    assert row.message == "m\ufffd"
+    assert [event.snapshot["message"] for event in await reads.events(job_id)][-1] == "m\ufffd"
+
+
+async def history_of(engine: AsyncEngine, job_id: str) -> list[tuple[int, str]]:
+    async with engine.connect() as connection:
+        found = await connection.execute(
+            select(PROGRESS.c.seq, PROGRESS.c.status)
+            .where(PROGRESS.c.job_id == job_id)
+            .order_by(PROGRESS.c.seq)
+        )
+        return [(seq, status) for seq, status in found]
+
+
+async def test_an_id_used_again_keeps_its_last_run_and_never_a_run_not_ended(
+    redis_client: redis.asyncio.Redis, fed_store: Store, engine: AsyncEngine
+) -> None:
+    archiver = Archiver(Feed(redis_client, block_ms=50), engine, ArchiverOptions())
+    await archiver.feed.join()
+    # Deleted before it was archived, and its id started again: the feed's entry of the first
+    # run finds the second queued, which is not archived (it is fed when it ends).
+    (job_id,) = await end_jobs(fed_store, 1)
+    assert await fed_store.delete(job_id) == Status.FINISHED
+    await fed_store.create(Snapshot.queued(job_id, "demo.count"))
+    await drain(archiver)
+    assert await rows(engine) == {}
+    assert archiver.metrics.missed._value.get() == 1
+    await fed_store.write(job_id, {"status": Status.RUNNING, "percent": 50.0})
+    await fed_store.write(job_id, {"status": Status.FINISHED, "result": {"n": 1}})
+    await drain(archiver)
+    assert await rows(engine) == {job_id: "finished"}
+    assert await history_of(engine, job_id) == [(1, "queued"), (2, "running"), (3, "finished")]
+    # Archived, deleted, used again: the archive keeps the last run under the id, its history
+    # only (none of the first run's rows past the second's last seq).
+    assert await fed_store.delete(job_id) == Status.FINISHED
+    await fed_store.create(Snapshot.queued(job_id, "demo.count"))
+    await fed_store.write(job_id, {"status": Status.CANCELED})
+    await drain(archiver)
+    assert await rows(engine) == {job_id: "canceled"}
+    assert await history_of(engine, job_id) == [(1, "queued"), (2, "canceled")]
+
+
+async def test_a_batch_acknowledged_survives_postgresql_dying_at_once(
+    redis_client: redis.asyncio.Redis, fed_store: Store, tmp_path: Path
+) -> None:
+    # The feed's entries are acknowledged and deleted once the batch's commit returns. With
+    # synchronous_commit off (the test server's, and a common tuning) PostgreSQL returns
+    # before the commit is on disk, and its WAL writer (every 10 s here) flushes it later.
+    with PostgresServer("wal_writer_delay=10000") as postgres:
+        url = await asyncio.to_thread(new_database, "postgresql", tmp_path, postgres)
+        engine = open_engine(url)
+        await migrate(engine)
+        archiver = Archiver(Feed(redis_client, block_ms=50), engine, ArchiverOptions())
+        await archiver.feed.join()
+        ids = await end_jobs(fed_store, 3)
+        await drain(archiver)
+        await engine.dispose()
+        postgres.crash()
+        postgres.start()
+        engine = open_engine(url)
+        try:
+            assert await rows(engine) == dict.fromkeys(ids, "finished")
+        finally:
+            await engine.dispose()

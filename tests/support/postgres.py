@@ -7,6 +7,7 @@ server runs as ``nobody``, which owns its folder. Trust authentication on loopba
     with PostgresServer() as pg:
         url = pg.url            # postgresql+asyncpg://postgres@127.0.0.1:<port>/postgres
         pg.stop(); pg.start()   # a database that goes away and comes back
+        pg.crash(); pg.start()  # one that dies, losing what it had not flushed
 """
 
 from __future__ import annotations
@@ -42,13 +43,15 @@ def _version(path: str) -> int:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    def __init__(self, *settings: str) -> None:
+        """``settings`` (``name=value``) go to the server over the defaults below."""
         folder = postgres_bin()
         if folder is None:
             raise RuntimeError(
                 "no PostgreSQL binaries: apt-get install postgresql (scripts/test does)"
             )
         self.bin = folder
+        self.settings = settings
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="jobhub-pg-"))
         self.data = self.root / "data"
@@ -76,6 +79,7 @@ class PostgresServer:
         # fsync off: a test database need not survive a power cut, and it is much faster.
         options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")  # fmt: skip
+        options += "".join(f" -c {setting}" for setting in self.settings)
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-o", options,
                   "-w", "-t", str(int(timeout)), "start")  # fmt: skip
         deadline = time.monotonic() + timeout
@@ -87,6 +91,10 @@ class PostgresServer:
     def stop(self) -> None:
         """A fast shutdown: sessions are cut, as when the database host goes away."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def crash(self) -> None:
+        """An immediate shutdown, as when the server dies: what was not flushed is lost."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
     def _accepts(self) -> bool:
         try:

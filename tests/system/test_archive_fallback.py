@@ -4,6 +4,7 @@ archive, with the same auth, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ from jobhub import Settings, create_app
 from jobhub.archive import JOBS, migrate, open_engine
 from jobhub.dev.server import Stack
 from tests.support.archive import ArchiverProcess, new_database
+from tests.support.archive_rows import insert, job_row, migrated
 from tests.support.helpers import TERMINAL
+from tests.support.postgres import PostgresServer
 from tests.support.servers import ThreadedServer
 from tests.support.waiting import wait_until
 
@@ -127,3 +130,36 @@ async def test_an_archive_not_migrated_yet_is_a_503_and_the_live_api_serves(
         await engine.dispose()
         async with httpx.AsyncClient(base_url=web.base_url, timeout=20) as http:
             assert (await http.get("/archive/jobs")).json() == {"jobs": [], "next_cursor": None}
+
+
+async def test_archive_reads_while_postgresql_is_down_are_a_503_and_the_live_api_serves(
+    redis_url: str, postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    url = await asyncio.to_thread(new_database, "postgresql", tmp_path, postgres_server)
+    engine = await migrated(url)
+    await insert(engine, [job_row("gone-from-redis", status="failed")])
+    await engine.dispose()
+    settings = Settings(redis_url=redis_url, archive_url=url)
+    reads = [
+        ("GET", "/archive/jobs", None),
+        ("GET", "/archive/stats", None),
+        ("POST", "/archive/retry", {"filter": {}}),
+        ("GET", "/jobs/gone-from-redis", None),
+        ("GET", "/jobs/gone-from-redis/history", None),
+        ("GET", "/jobs/never-was", None),  # Redis has none: the archive is asked
+    ]
+    with ThreadedServer(create_app(settings)) as web:
+        async with httpx.AsyncClient(base_url=web.base_url, timeout=20) as http:
+            assert (await http.get("/jobs/gone-from-redis")).json()["archived"] is True
+            postgres_server.stop()  # its connections are cut, new ones refused
+            try:
+                for method, path, body in reads:
+                    down = await http.request(method, path, json=body)
+                    assert down.status_code == 503, (path, down.text)
+                    assert down.json()["error"]["type"] == "ServiceUnavailable"
+                assert (await http.get("/healthz")).status_code == 200
+            finally:
+                postgres_server.start()
+            back = await http.get("/jobs/gone-from-redis")
+            assert back.status_code == 200, back.text
+            assert (await http.get("/jobs/never-was")).status_code == 404

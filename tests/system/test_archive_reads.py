@@ -21,9 +21,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import delete
 
 from jobhub import Settings, create_app
+from jobhub.archive.schema import JOBS as JOBS_TABLE
+from jobhub.archive.schema import PROGRESS
 from jobhub.archive.stats import percentile
+from jobhub.lifecycle.lifecycle import retry_id
 from jobhub.server.auth import Tokens
 from tests.support.archive import new_database
 from tests.support.archive_rows import BASE, insert, job_row, migrated
@@ -277,6 +281,45 @@ async def test_bulk_retry_counts_then_retries_what_it_counted(http: httpx.AsyncC
     assert "no live worker" in skipped["skipped"][0]["reason"]
 
 
+async def test_a_retry_only_the_archive_holds_is_answered_not_started_again(
+    http: httpx.AsyncClient, archive_url: str
+) -> None:
+    # A failed job retried before; the retry ended and Redis forgot it (JOBHUB_RESULT_TTL).
+    error = {"type": "RuntimeError", "detail": "retried past its TTL"}
+    long_ago = BASE - timedelta(days=30)
+    failed = job_row("ttl-failed", function="demo.noop", status="failed", ended_at=long_ago,
+                     error=error)  # fmt: skip
+    retry = job_row(retry_id(failed["id"]), function="demo.noop", ended_at=long_ago)
+    retry["retry_of"] = failed["id"]
+    # Another, whose retry's id names an archived job that is not its retry.
+    taken = job_row("ttl-taken", function="demo.noop", status="failed", ended_at=long_ago,
+                    error=error)  # fmt: skip
+    other = job_row(retry_id(taken["id"]), function="demo.noop", ended_at=long_ago)
+    added = [failed, retry, taken, other]
+    engine = await migrated(archive_url)
+    try:
+        await insert(engine, added)
+        chosen = {"function": "demo.noop", "error": error["detail"]}
+        assert (await http.post("/archive/retry", json={"filter": chosen})).json()["count"] == 2
+        done = await http.post("/archive/retry", json={"filter": chosen, "count": 2})
+        assert done.status_code == 202, done.text
+        assert done.json()["retried"] == [
+            {"job_id": retry["id"], "retry_of": failed["id"], "created": False}
+        ]
+        assert [s["job_id"] for s in done.json()["skipped"]] == [taken["id"]]
+        # Nothing started under either id: the archive still answers for both.
+        for job_id in (retry["id"], other["id"]):
+            assert (await http.get(f"/jobs/{job_id}")).json()["archived"] is True
+    finally:
+        async with engine.begin() as connection:
+            for table in (PROGRESS, JOBS_TABLE):
+                column = table.c.job_id if table is PROGRESS else table.c.id
+                await connection.execute(
+                    delete(table).where(column.in_([row["id"] for row in added]))
+                )
+        await engine.dispose()
+
+
 async def _terminal(http: httpx.AsyncClient, job_id: str) -> dict[str, Any] | None:
     snapshot: dict[str, Any] = (await http.get(f"/jobs/{job_id}")).json()
     return snapshot if snapshot.get("status") in TERMINAL else None
@@ -367,6 +410,8 @@ HOSTILE = [
     "arg.a=%7B%7D",
     "arg.a=1e999999",
     "arg.a=99999999999999999999",
+    "arg.a=a%00b",
+    "arg.a=%22%5Cu0000%22",
     "cursor=garbage!",
     "cursor=" + base64.urlsafe_b64encode(b'["2026-11-01T00:00:00","../x"]').decode(),
     "cursor=" + base64.urlsafe_b64encode(b'["never","job-1"]').decode(),
@@ -393,7 +438,8 @@ async def test_a_hostile_stats_query_is_a_400(http: httpx.AsyncClient, query: st
 @pytest.mark.parametrize(
     "body",
     [b"{", b"[]", b'{"filter": {"status": "finished"}}', b'{"filter": {}, "count": 1001}',
-     b'{"filter": {"nope": "1"}}', b'{"count": -1}', b'{"filter": {}, "extra": 1}'],
+     b'{"filter": {"nope": "1"}}', b'{"count": -1}', b'{"filter": {}, "extra": 1}',
+     b'{"filter": {"arg.user": "\\u0000"}}'],
 )  # fmt: skip
 async def test_a_hostile_retry_body_is_a_400(http: httpx.AsyncClient, body: bytes) -> None:
     response = await http.post(
