@@ -53,7 +53,7 @@ from jobhub.client.options import (
 )
 from jobhub.client.screen import Screen
 from jobhub.client.sync import Client
-from jobhub.core.exceptions import ConfigError
+from jobhub.core.exceptions import ApiError, ConfigError
 from jobhub.core.settings import Settings
 from jobhub.core.snapshot import Snapshot, Status
 
@@ -359,11 +359,17 @@ def _newer(
     """The events after ``first``: every entry, and the snapshots newer than ``first`` (the
     stream starts with the current one again). Entries the job's capped output dropped
     before they were read are said on stderr, one line, where they were."""
-    for event in events:
-        if isinstance(event, Gap):
-            click.echo(f"jobhub: missed {event.missed} entries (trimmed)", err=True)
-        elif not isinstance(event, Snapshot) or event.seq > first.seq:
-            yield event
+    try:
+        for event in events:
+            if isinstance(event, Gap):
+                click.echo(f"jobhub: missed {event.missed} entries (trimmed)", err=True)
+            elif not isinstance(event, Snapshot) or event.seq > first.seq:
+                yield event
+    except ApiError as exc:
+        # An ended job past Redis's TTL is read from the archive, which has no stream of
+        # it to replay: ``first`` is all there is, and it is final.
+        if not (first.is_terminal and exc.status_code == 404):
+            raise
 
 
 main.add_command(archive)

@@ -5,6 +5,8 @@ archive, with the same auth, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ from sqlalchemy import func, select
 
 from jobhub import Settings, create_app
 from jobhub.archive import JOBS, migrate, open_engine
+from jobhub.client.exits import EXIT
+from jobhub.core.snapshot import Status
 from jobhub.dev.server import Stack
 from tests.support.archive import ArchiverProcess, new_database
 from tests.support.archive_rows import insert, job_row, migrated
@@ -111,6 +115,20 @@ async def test_a_job_redis_forgot_answers_from_the_archive(
             other = tokens[next(j for j in tokens if j != job_id)]
             assert (await http.get(f"/jobs/{job_id}", params={"token": other})).status_code == 403
         assert (await http.get("/jobs/never-was", headers=API)).status_code == 404
+    # The CLI follows an archived job to the end it had, as it follows a live one.
+    for job_id in tokens:
+        ended_as = live[job_id][""]["status"]
+        for mode in ((), ("--json",), ("--output",)):
+            cli = [sys.executable, "-m", "jobhub", "--url", stack.base_url, "--api-key", KEY]
+            shown = await asyncio.to_thread(
+                subprocess.run,
+                [*cli, "watch", job_id, *mode],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert shown.returncode == EXIT[Status(ended_as)], (mode, shown.stderr)
+            assert "JobNotFound" not in shown.stderr
     await engine.dispose()
 
 
