@@ -84,6 +84,11 @@ declare namespace jobhub {
     kwargs?: Record<string, unknown>;
     /** Your own id ([A-Za-z0-9_-]{1,64}): starting it again returns the same job. */
     jobId?: string;
+    /** Tags for the job (a scoped token adds its own). */
+    tags?: string[];
+    /** A scoped token with "start", minted by the page's backend: the job is started as
+     * its user, and opened with it afterwards. */
+    token?: string;
     /** Where the API needs one; only in trusted code (a page would give it away). */
     apiKey?: string;
     /** Where jobhub is, e.g. "https://jobs.example.com/hub"; default: jobhub.baseUrl. */
@@ -246,6 +251,8 @@ declare namespace jobhub {
     jobId?: string;
     /** Its share of the batch's percent (default 1). */
     weight?: number;
+    /** Tags for this job (a scoped token adds its own). */
+    tags?: string[];
   }
 
   interface StartBatchOptions {
@@ -255,6 +262,9 @@ declare namespace jobhub {
     open?: boolean;
     /** Where one signed webhook goes when the batch ends. */
     callbackUrl?: string;
+    /** A scoped token with "start", minted by the page's backend: the batch is started as
+     * its user, and opened with it afterwards. */
+    token?: string;
     /** Where the API needs one; only in trusted code (a page would give it away). */
     apiKey?: string;
     /** Where jobhub is; default: jobhub.baseUrl. */

@@ -209,20 +209,30 @@
     });
   }
 
-  /** POST /jobs; resolves with the job's first snapshot. options.apiKey, where the API
-   *  needs one, belongs only in trusted code (a browser page would give it away); a page of
-   *  jobhub's origin whose browser signed in to the console needs none. */
+  /** POST /jobs; resolves with the job's first snapshot. options.token, a scoped token with
+   *  "start" that the page's backend minted for its user, starts the job as that user (it
+   *  gets the scope's tag) and then opens it for watch and cancel. options.apiKey, where the
+   *  API needs one, belongs only in trusted code (a browser page would give it away); a page
+   *  of jobhub's origin whose browser signed in to the console needs neither. */
   function start(fn, options) {
     options = options || {};
     var baseUrl;
     try { baseUrl = apiBase(options); } catch (error) { return Promise.reject(error); }
     var body = { function: fn, args: options.args || [], kwargs: options.kwargs || {} };
     if (options.jobId) body.job_id = options.jobId;
-    return change(baseUrl, "/jobs", JSON.stringify(body), options.apiKey).then(function (answer) {
-      var token = answer[0].headers.get("Jobhub-Token");
-      if (token && answer[1].job_id) tokens[answer[1].job_id] = token;
+    if (options.tags) body.tags = options.tags;
+    var credential = options.token || options.apiKey;
+    return change(baseUrl, "/jobs", JSON.stringify(body), credential).then(function (answer) {
+      remember(tokens, answer[1].job_id, answer[0], options.token);
       return answer[1];
     });
+  }
+
+  // The token a started job or batch is opened with from now on: its own (the answer's
+  // Jobhub-Token header), else the scoped token that started it.
+  function remember(held, id, response, scoped) {
+    var token = response.headers.get("Jobhub-Token") || scoped;
+    if (token && id) held[id] = token;
   }
 
   // POST /jobs/{id}/cancel (pause, resume) with the job's token, an API key or the session.
@@ -677,7 +687,8 @@
   }
 
   /** POST /batches: every job created in one step (all or none); resolves with
-   *  {batch_id, job_ids, batch}. jobs: [{function, args?, kwargs?, jobId?, weight?}]. */
+   *  {batch_id, job_ids, batch}. jobs: [{function, args?, kwargs?, jobId?, weight?, tags?}];
+   *  options.token, a scoped token with "start", starts it as that token's user. */
   function startBatch(jobs, options) {
     options = options || {};
     var baseUrl;
@@ -687,15 +698,16 @@
         var child = { function: spec.function, args: spec.args || [], kwargs: spec.kwargs || {} };
         if (spec.jobId) child.job_id = spec.jobId;
         if (spec.weight != null) child.weight = spec.weight;
+        if (spec.tags) child.tags = spec.tags;
         return child;
       }),
     };
     if (options.batchId) body.batch_id = options.batchId;
     if (options.open) body.open = true;
     if (options.callbackUrl) body.callback_url = options.callbackUrl;
-    return change(baseUrl, "/batches", JSON.stringify(body), options.apiKey).then(function (answer) {
-      var token = answer[0].headers.get("Jobhub-Token");
-      if (token && answer[1].batch_id) batchTokens[answer[1].batch_id] = token;
+    var credential = options.token || options.apiKey;
+    return change(baseUrl, "/batches", JSON.stringify(body), credential).then(function (answer) {
+      remember(batchTokens, answer[1].batch_id, answer[0], options.token);
       return answer[1];
     });
   }

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, expect
 
-from jobhub import Settings, create_app
+from jobhub import Client, Settings, create_app
 from tests.browser.test_console import ended, open_console, start
 from tests.support.browser import needs_chromium, wait_for
 from tests.support.servers import ThreadedServer
@@ -130,6 +130,30 @@ def test_jobhub_js_starts_a_job_with_the_console_session_and_its_csrf_token(
             .then((job) => jobhub.watch(job.job_id))"""
     )
     assert final["status"] == "finished" and final["result"] == {"steps": 2}
+
+
+def test_jobhub_js_starts_jobs_and_batches_as_a_scoped_tokens_user(
+    secured_page: Page, secured: str
+) -> None:
+    # No session and no API key in the page: only the token its backend minted.
+    with Client(secured, api_key=KEY) as hub:
+        grant = hub.token(scope={"tags": ["user:7"]}, actions=["read", "start", "cancel"])
+    page = secured_page
+    page.goto("/static/jobhub.js")
+    page.add_script_tag(url="/static/jobhub.js")
+    final = page.evaluate(
+        """(token) => jobhub.start("demo.count", { kwargs: { steps: 2, delay: 0.05 }, token })
+            .then((job) => jobhub.watch(job.job_id))""",
+        grant.token,
+    )
+    assert final["status"] == "finished" and final["tags"] == ["user:7"]
+    batch = page.evaluate(
+        """(token) => jobhub.startBatch([{ function: "demo.noop" }, { function: "demo.noop" }],
+                                        { token })
+            .then((started) => jobhub.watchBatch(started.batch_id))""",
+        grant.token,
+    )
+    assert batch["status"] == "finished" and batch["counts"]["finished"] == 2
 
 
 def test_without_the_demo_functions_the_page_says_so_once(browser: Browser, bare: str) -> None:
