@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, func, literal_column, select
 from jobhub.archive.filters import Filter, conditions
 from jobhub.archive.reads import ArchiveReads
 from jobhub.core.exceptions import InvalidRequest
+from jobhub.core.snapshot import Status
 
 __all__ = [
     "MAX_BUCKETS",
@@ -49,11 +50,15 @@ _SQLITE_FORMAT = {
 _DEFAULT_SPAN = {"minute": timedelta(hours=2), "hour": timedelta(days=2), "day": timedelta(days=30)}
 
 
+_ENDED = (Status.FINISHED.value, Status.FAILED.value, Status.CANCELED.value)
+
+
 class Bucket(msgspec.Struct):
     start: str
     """Its start, ISO 8601 in UTC."""
     counts: dict[str, int]
-    """Jobs that ended in it, by status (``finished``, ``failed``, ``canceled``)."""
+    """Jobs that ended in it, by status: ``finished``, ``failed`` and ``canceled``, each
+    always there."""
 
 
 class RunTimes(msgspec.Struct):
@@ -116,7 +121,9 @@ async def archive_stats(
             functions, over_time = await _sampled(connection, reads, where, start)
     buckets: dict[str, dict[str, int]] = {}
     for at, status, count in counted:
-        buckets.setdefault(_iso(at), {})[status] = count
+        # Every final status in every bucket, 0 where none ended so: a chart's series and a
+        # script's lookups need no default.
+        buckets.setdefault(_iso(at), dict.fromkeys(_ENDED, 0))[status] = count
     return ArchiveStats(
         since=_iso(since),
         until=_iso(until),

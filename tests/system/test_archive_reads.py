@@ -236,6 +236,9 @@ async def test_stats_count_per_bucket_and_give_run_time_percentiles(
     noop = [r for r in DATA if r["function"] == "demo.noop"]
     assert len(minutes["buckets"]) == len(noop)  # one job a minute
     assert sum(sum(b["counts"].values()) for b in minutes["buckets"]) == len(noop)
+    # One job a minute: one status counts 1, and the other two are there, as 0.
+    for counted in minutes["buckets"]:
+        assert sorted(counted["counts"].values()) == [0, 0, 1], counted
     assert {r["function"] for r in minutes["over_time"]} == {"demo.noop"}
 
 
