@@ -157,6 +157,9 @@ def dev(host: str, port: int, workers: int, web_processes: int, worker_settings:
                 private = resources.enter_context(RedisServer())
                 redis_url = private.url
             click.echo(f"jobhub: {describe_redis(redis_url, settings, private)}")
+            # Migrated before the web app starts, which would otherwise warn that the
+            # archive is not ready and name the command this runs anyway.
+            archiver = resources.enter_context(DevArchiver(settings, redis_url))
             stack = Stack(
                 redis_url,
                 host=host,
@@ -166,7 +169,6 @@ def dev(host: str, port: int, workers: int, web_processes: int, worker_settings:
                 web_processes=web_processes,
             )
             resources.enter_context(stack)
-            archiver = resources.enter_context(DevArchiver(settings, redis_url))
         except ConfigError as exc:
             click.echo(f"jobhub: {exc}", err=True)
             sys.exit(1)
