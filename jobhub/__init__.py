@@ -1,6 +1,6 @@
 """jobhub: live progress for background jobs, on Starlette, ARQ and Redis.
 
-Write a job (see ``jobhub.demo``), list it in ``worker_settings.py``, run
+Write a job (see ``jobhub.dev.demo``), list it in ``worker_settings.py``, run
 ``arq worker_settings.WorkerSettings`` and ``uvicorn --factory jobhub.server.app:create_app``.
 
 Each name below is imported from its module when it is first used (PEP 562), so that
@@ -15,7 +15,9 @@ import typing as _typing
 
 if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ below
     from jobhub.client.client import AsyncClient
+    from jobhub.client.history import ArchivedJob, HistoryPage
     from jobhub.client.sync import Client
+    from jobhub.client.tokens import ScopedToken
     from jobhub.core.batch import BatchSnapshot, BatchStatus
     from jobhub.core.exceptions import (
         ApiError,
@@ -44,11 +46,13 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __get
 __all__ = (
     "TERMINAL",
     "ApiError",
+    "ArchivedJob",
     "AsyncClient",
     "BatchSnapshot",
     "BatchStatus",
     "Client",
     "ConfigError",
+    "HistoryPage",
     "InvalidProgress",
     "InvalidRequest",
     "JobCanceled",
@@ -61,6 +65,7 @@ __all__ = (
     "JobhubError",
     "PayloadTooLarge",
     "RetriesExhausted",
+    "ScopedToken",
     "ServiceUnavailable",
     "Settings",
     "Snapshot",
@@ -78,6 +83,8 @@ _MODULES = {
     "server.app": ("create_app",),
     "client.client": ("AsyncClient",),
     "client.sync": ("Client",),
+    "client.history": ("ArchivedJob", "HistoryPage"),
+    "client.tokens": ("ScopedToken",),
     "core.exceptions": (
         "ApiError",
         "ConfigError",

