@@ -7,8 +7,8 @@ back to the archive)::
         page = await hub.history(function="reports.build", status="failed", since="7d")
         older = await hub.history(function="reports.build", cursor=page.next_cursor)
         stats = await hub.archive_stats(since="30d", bucket="day")
-        counted = await hub.retry_failed({"function": "reports.build", "since": "1d"})
-        done = await hub.retry_failed({"function": "reports.build", "since": "1d"},
+        counted = await hub.retry_failed(function="reports.build", since="1d")
+        done = await hub.retry_failed(function="reports.build", since="1d",
                                       count=counted["count"])
 """
 
@@ -106,13 +106,11 @@ class History:
             raise_error(response)
         return response.json()
 
-    async def retry_failed(
-        self: _ArchiveHttp, filter: Mapping[str, str], *, count: int | None = None
-    ) -> Any:
-        """Without ``count``: how many failed jobs ``filter`` (a query, ``history_query``'s)
-        would retry. With the count that answered: retry them (``ApiError`` 409 when the
-        count changed since)."""
-        body: dict[str, Any] = {"filter": dict(filter)}
+    async def retry_failed(self: _ArchiveHttp, *, count: int | None = None, **filters: Any) -> Any:
+        """Without ``count``: how many failed jobs ``filters`` (``history_query``'s, as for
+        ``history``) would retry. With the count that answered: retry them (``ApiError`` 409
+        when the count changed since)."""
+        body: dict[str, Any] = {"filter": history_query(**filters)}
         if count is not None:
             body["count"] = count
         response = await self._http.post("/archive/retry", json=body, headers=self._auth())
@@ -141,8 +139,6 @@ class SyncHistory:
         """See ``AsyncClient.archive_stats``."""
         return self._call(self._async.archive_stats(bucket=bucket, **filters))
 
-    def retry_failed(
-        self: _ArchiveSync, filter: Mapping[str, str], *, count: int | None = None
-    ) -> Any:
+    def retry_failed(self: _ArchiveSync, *, count: int | None = None, **filters: Any) -> Any:
         """See ``AsyncClient.retry_failed``."""
-        return self._call(self._async.retry_failed(filter, count=count))
+        return self._call(self._async.retry_failed(count=count, **filters))

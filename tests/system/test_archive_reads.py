@@ -23,7 +23,7 @@ import httpx
 import pytest
 from sqlalchemy import delete
 
-from jobhub import Settings, create_app
+from jobhub import AsyncClient, Settings, create_app
 from jobhub.archive.schema import JOBS as JOBS_TABLE
 from jobhub.archive.schema import PROGRESS
 from jobhub.archive.stats import percentile
@@ -240,6 +240,22 @@ async def test_stats_count_per_bucket_and_give_run_time_percentiles(
     for counted in minutes["buckets"]:
         assert sorted(counted["counts"].values()) == [0, 0, 1], counted
     assert {r["function"] for r in minutes["over_time"]} == {"demo.noop"}
+
+
+async def test_the_python_client_counts_a_retry_with_the_filters_history_takes(
+    web: ThreadedServer,
+) -> None:
+    want = [
+        i
+        for i in range(JOBS)
+        if STATUSES[i % 3] == "failed" and FUNCTIONS[(i // 3) % 3] == "reports.build" and i % 5 == 1
+    ]
+    assert want  # the data set has such jobs
+    async with AsyncClient(web.base_url, api_key=KEY) as hub:
+        page = await hub.history(function="reports.build", status="failed", args={"user": 1})
+        counted = await hub.retry_failed(function="reports.build", args={"user": 1})
+    assert sorted(job.job_id for job in page.jobs) == [f"job-{i:03d}" for i in want]
+    assert counted["count"] == len(want)
 
 
 async def test_bulk_retry_counts_then_retries_what_it_counted(http: httpx.AsyncClient) -> None:
