@@ -257,8 +257,12 @@ def submit(
     named = {}
     for item in kwargs:
         name, sep, raw = item.partition("=")
-        if not sep:
+        if not sep or not name:
             raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--kwarg")
+        if name in named:
+            # The later one would win without a word, and the job run with half of what
+            # was typed.
+            raise click.BadParameter(f"{name!r} is given twice", param_hint="--kwarg")
         named[name] = _value(raw)
     with target.client() as hub:
         job = hub.submit(function, *map(_value, args), **named)

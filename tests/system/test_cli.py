@@ -485,6 +485,21 @@ def test_a_time_limit_that_is_no_number_of_seconds_is_a_usage_error(value: str) 
         assert value in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [(["=3"], "is not NAME=VALUE"), (["steps"], "is not NAME=VALUE"),
+     (["steps=1", "steps=2"], "given twice")],
+)  # fmt: skip
+def test_a_malformed_kwarg_is_a_usage_error_before_anything_is_submitted(
+    kwargs: list[str], says: str
+) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    options = [part for kwarg in kwargs for part in ("--kwarg", kwarg)]
+    result = run("--url", nowhere, "submit", "demo.count", *options)
+    assert result.returncode == 2, result.stderr
+    assert says in result.stderr
+
+
 def test_output_implies_follow_only_where_there_is_a_follow() -> None:
     watch = run("watch", "--help")
     assert watch.returncode == 0
