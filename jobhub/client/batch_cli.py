@@ -135,13 +135,18 @@ def cancel(target: Remote, batch_id: str, as_json: bool) -> None:
 
 @batch.command(context_settings=JOB_ID_ARGUMENT)
 @click.argument("batch_id")
+@json_option
 @remote
-def retry(target: Remote, batch_id: str) -> None:
+def retry(target: Remote, batch_id: str, as_json: bool) -> None:
     """Run a batch's failed and canceled jobs again, each as a new job in its place."""
     with target.client() as hub:
         new = hub.retry_batch(batch_id)
-        click.echo(f"{len(new)} jobs retried")
-        click.echo(summary(hub.batch(batch_id)))
+        snapshot = hub.batch(batch_id)
+    if as_json:
+        click.echo(msgspec.json.encode({"job_ids": new, "batch": snapshot}).decode())
+        return
+    click.echo(f"{len(new)} job{'' if len(new) == 1 else 's'} retried")
+    click.echo(summary(snapshot))
 
 
 def _follow(hub: Client, first: BatchSnapshot, timeout: float | None, as_json: bool) -> NoReturn:

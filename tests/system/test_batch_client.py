@@ -75,6 +75,13 @@ def test_the_command_submits_follows_and_summarizes(base_url: str, tmp_path: Pat
     )  # fmt: skip
     assert status.returncode == EXIT_FAILED
     assert json.loads(status.stdout)["counts"]["failed"] == 1
+    retried = subprocess.run(
+        [sys.executable, "-m", "jobhub", "batch", "retry", batch_id, "--json", "--url", base_url],
+        capture_output=True, text=True, timeout=60, env=base,
+    )  # fmt: skip
+    assert retried.returncode == 0, retried.stderr
+    answer = json.loads(retried.stdout)
+    assert len(answer["job_ids"]) == 1 and answer["batch"]["batch_id"] == batch_id
 
 
 def test_the_batch_snippet_runs_as_written(base_url: str, tmp_path: Path) -> None:
