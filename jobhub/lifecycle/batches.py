@@ -121,10 +121,18 @@ class BatchLifecycle:
         three times."""
         refused = BatchConflict(f"batch {batch_id!r} keeps changing; try again")
         for _ in range(3):
-            before = await self.store.get(batch_id)
-            if before is None:
+            point = await self.store.retry_point(batch_id)
+            if point is None:
                 raise BatchNotFound(batch_id)
-            read_at = msgspec.json.decode(before, type=_BatchSeq).seq
+            read_at, canceling = point
+            if canceling:
+                # Read now, the children would be a part canceled and a part not yet; and
+                # once the cancel has ended the batch, the script's own check of a cancel
+                # under way could no longer tell.
+                refused = BatchConflict(
+                    f"batch {batch_id!r} is being canceled: retry it once it has ended"
+                )
+                continue
             new = await self._retries(batch_id)
             if not new:
                 data = await self.store.get(batch_id)
@@ -215,7 +223,3 @@ def _status_of(data: bytes) -> str:
 
 class _BatchStatus(msgspec.Struct):
     status: str
-
-
-class _BatchSeq(msgspec.Struct):
-    seq: int

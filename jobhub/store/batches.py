@@ -149,6 +149,15 @@ class BatchStore:
             raise BatchNotFound(batch_id)
         return cast(bytes, data), int(outcome) == 1
 
+    async def retry_point(self, batch_id: str) -> tuple[int, bool] | None:
+        """The batch's seq and whether a cancel of it is under way, read together: where a
+        retry begins to read its children. None where there is no such batch."""
+        fields = ["seq", "status", "cancel"]
+        seq, status, cancel = await self._redis.hmget(keys.batch(batch_id), fields)  # type: ignore[misc]
+        if status is None:
+            return None
+        return int(seq), status == b"active" and cancel == b"1"
+
     async def get(self, batch_id: str) -> bytes | None:
         """The batch's snapshot JSON: one read, whatever its size."""
         data = await self._redis.hget(keys.batch(batch_id), "data")  # type: ignore[misc]

@@ -53,30 +53,35 @@ async def test_a_retry_racing_a_cancel_is_answered_as_if_one_came_first(
     early = [f"early-{secrets.token_hex(4)}-{i}" for i in range(5)]
     jobs = [count(200, 0.05, job_id=j) for j in early] + [count(200, 0.05)] * 2495
     batch_id = (await submit(client, jobs))["batch_id"]
-    for job_id in early:
-        assert (await client.post(f"/jobs/{job_id}/cancel")).status_code == 200
-    canceling = asyncio.create_task(client.post(f"/batches/{batch_id}/cancel"))
-    async with asyncio.timeout(10):  # the cancel has sealed the batch: it is under way
-        while not (await client.get(f"/batches/{batch_id}")).json()["sealed"]:
-            await asyncio.sleep(0.005)
-    retried = await client.post(f"/batches/{batch_id}/retry")
-    assert (await canceling).status_code == 200
-    statuses = {s["job_id"]: s["status"] for s in await children(client, batch_id)}
-    if retried.status_code == 409:  # refused while the cancel went through the children
-        assert retried.json()["error"]["type"] == "BatchConflict"
-        assert set(statuses.values()) == {"canceled"}
-    else:
-        assert retried.status_code == 202, retried.text
-        new = retried.json()["job_ids"]
-        # Retry first: the cancel then canceled its children too. Cancel first: the retry
-        # then ran every child the cancel had canceled. Never a part of the one or the other.
-        assert all(statuses[j] == "canceled" for j in new) or len(new) == 2500, (
-            len(new), sorted(statuses[j] for j in new)[:3]
-        )  # fmt: skip
-    assert (await client.post(f"/batches/{batch_id}/cancel")).status_code == 200
-    final = await ended(client, batch_id)
-    assert final["status"] == "canceled"
-    assert_exact(final, await children(client, batch_id))
+    try:
+        for job_id in early:
+            assert (await client.post(f"/jobs/{job_id}/cancel")).status_code == 200
+        canceling = asyncio.create_task(client.post(f"/batches/{batch_id}/cancel"))
+        async with asyncio.timeout(10):  # the cancel has sealed the batch: it is under way
+            while not (await client.get(f"/batches/{batch_id}")).json()["sealed"]:
+                await asyncio.sleep(0.005)
+        retried = await client.post(f"/batches/{batch_id}/retry")
+        assert (await canceling).status_code == 200
+        statuses = {s["job_id"]: s["status"] for s in await children(client, batch_id)}
+        if retried.status_code == 409:  # refused while the cancel went through the children
+            assert retried.json()["error"]["type"] == "BatchConflict"
+            assert set(statuses.values()) == {"canceled"}
+        else:
+            assert retried.status_code == 202, retried.text
+            new = retried.json()["job_ids"]
+            # Retry first: the cancel then canceled its children too. Cancel first: the
+            # retry then ran every child the cancel had canceled. Never a part of either.
+            assert all(statuses[j] == "canceled" for j in new) or len(new) == 2500, (
+                len(new), sorted(statuses[j] for j in new)[:3]
+            )  # fmt: skip
+        assert (await client.post(f"/batches/{batch_id}/cancel")).status_code == 200
+        final = await ended(client, batch_id)
+        assert final["status"] == "canceled"
+        assert_exact(final, await children(client, batch_id))
+    finally:
+        # Failed midway, it would leave 2,500 ten-second jobs on the worker every later
+        # test shares.
+        await client.post(f"/batches/{batch_id}/cancel")
 
 
 async def test_children_added_racing_a_cancel_are_canceled_or_refused(
