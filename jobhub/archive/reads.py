@@ -28,7 +28,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from jobhub.archive.filters import Filter, conditions, parse_time
-from jobhub.archive.schema import JOBS, PROGRESS
+from jobhub.archive.schema import IN_CHUNK, JOBS, PROGRESS
 from jobhub.core.exceptions import InvalidRequest
 from jobhub.core.snapshot import JOB_ID, Status
 
@@ -36,9 +36,6 @@ __all__ = ["MAX_LIMIT", "ArchivePage", "ArchiveReads", "decode_cursor", "encode_
 
 MAX_LIMIT = 200
 """The most rows a page of ``GET /archive/jobs`` holds."""
-
-_CHUNK = 500
-"""Job ids per ``IN (...)``: well under SQLite's and asyncpg's limits on parameters."""
 
 MAX_EVENTS = 10_000
 """The most history rows one job's archived history answers (Redis keeps fewer)."""
@@ -137,8 +134,8 @@ class ArchiveReads:
         found: dict[str, str | None] = {}
         c = self.jobs.c
         async with self.connect() as connection:
-            for start in range(0, len(job_ids), _CHUNK):
-                chunk = job_ids[start : start + _CHUNK]
+            for start in range(0, len(job_ids), IN_CHUNK):
+                chunk = job_ids[start : start + IN_CHUNK]
                 rows = await connection.execute(select(c.id, c.retry_of).where(c.id.in_(chunk)))
                 found.update({job_id: retry_of for job_id, retry_of in rows})
         return found

@@ -24,7 +24,10 @@ from sqlalchemy import (
     Text,
 )
 
-__all__ = ["JOBS", "METADATA", "OUTPUT", "PROGRESS"]
+__all__ = ["IN_CHUNK", "JOBS", "METADATA", "OUTPUT", "PROGRESS"]
+
+IN_CHUNK = 500
+"""Job ids per ``IN (...)``: well under SQLite's and asyncpg's limits on parameters."""
 
 METADATA = MetaData()
 

@@ -19,12 +19,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobhub.archive.records import JobRows
-from jobhub.archive.schema import JOBS, OUTPUT, PROGRESS
+from jobhub.archive.schema import IN_CHUNK, JOBS, OUTPUT, PROGRESS
 
 __all__ = ["write_batch"]
-
-_CHUNK = 500
-"""Job ids per ``IN (...)``: well under SQLite's and asyncpg's limits on parameters."""
 
 _DURABLE = text(
     "SELECT set_config('synchronous_commit', 'on', true)"
@@ -53,8 +50,8 @@ async def write_batch(connection: AsyncConnection, batch: Sequence[JobRows]) -> 
     # The last of a job's rows wins, as its last feed entry would.
     jobs = list({rows.job["id"]: rows for rows in batch}.values())
     ids = [rows.job["id"] for rows in jobs]
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = ids[start : start + IN_CHUNK]
         await connection.execute(delete(PROGRESS).where(PROGRESS.c.job_id.in_(chunk)))
         await connection.execute(delete(OUTPUT).where(OUTPUT.c.job_id.in_(chunk)))
     upsert = _insert(connection, JOBS)

@@ -115,10 +115,10 @@ class BatchLifecycle:
         batch's snapshot.
 
         The children are read a page at a time, and a cancel of the batch may go through
-        them meanwhile: the script refuses a retry while a cancel is under way, and one
-        that began to read before the batch's last cancel, so that a retry never runs
-        again a part of the children a cancel ended. Such a retry is read again, up to
-        three times."""
+        them meanwhile. So that a retry never runs again a part of the children a cancel
+        ended, it does not begin to read while a cancel is under way, and the script
+        refuses it while one is, or when the batch was canceled after it began to read.
+        Such a retry starts over, up to three times."""
         refused = BatchConflict(f"batch {batch_id!r} keeps changing; try again")
         for _ in range(3):
             point = await self.store.retry_point(batch_id)
