@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import start_http_server
+from redis.asyncio import Redis
 
 from jobhub.core.logs import configure as configure_logs
 from jobhub.core.metrics import WorkerMetrics
@@ -22,6 +23,7 @@ from jobhub.core.settings import Settings
 from jobhub.lifecycle.arq import ARQ_TIMEOUT, arq_pool, arq_settings
 from jobhub.lifecycle.lifecycle import Lifecycle
 from jobhub.lifecycle.reconciler import Reconciler
+from jobhub.store.connections import writer_client
 from jobhub.store.registry import Registry, new_worker_id
 from jobhub.store.store import Store
 from jobhub.store.writes import WriteBatch
@@ -36,6 +38,7 @@ __all__ = [
     "METRICS_SERVER",
     "RECOVERY",
     "UNDO_LOGS",
+    "WRITER",
     "worker_settings",
 ]
 
@@ -50,6 +53,23 @@ DELIVERIES = "jobhub.webhooks"
 RECOVERY = "jobhub.recovery"
 """Key of the worker's ``Recovery`` (heartbeat and reaper) in ARQ's ``ctx``."""
 
+WRITER = "jobhub.writer"
+"""Key of the worker's client for its snapshot writes in ARQ's ``ctx``."""
+
+
+def _store(redis: Redis, settings: Settings) -> Store:
+    return Store(
+        redis,
+        result_ttl_seconds=settings.result_ttl_seconds,
+        history_limit=settings.history_limit,
+        output_limit=settings.output_limit,
+        output_max_bytes=settings.output_max_bytes,
+        wait_replicas=settings.wait_replicas,
+        wait_timeout_ms=int(settings.redis_wait_timeout_seconds * 1000),
+        archive_feed_max=settings.archive_feed_max,
+        archive_on=settings.archive_url is not None,
+    )
+
 
 def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> type:
     """A class for ARQ's CLI: the wrapped functions and the worker's Redis and timing."""
@@ -61,22 +81,13 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx[UNDO_LOGS] = configure_logs(settings.log_format)
-        store = Store(
-            ctx["redis"],
-            result_ttl_seconds=settings.result_ttl_seconds,
-            history_limit=settings.history_limit,
-            output_limit=settings.output_limit,
-            output_max_bytes=settings.output_max_bytes,
-            wait_replicas=settings.wait_replicas,
-            wait_timeout_ms=int(settings.redis_wait_timeout_seconds * 1000),
-            archive_feed_max=settings.archive_feed_max,
-            archive_on=settings.archive_url is not None,
-        )
+        store = _store(ctx["redis"], settings)
+        ctx[WRITER] = writer_client(settings)
         worker_id = new_worker_id()
         metrics = WorkerMetrics()
         runs = Runs()
-        ctx[RUNTIME] = WorkerRuntime(WriteBatch(store, owner=worker_id, metrics=metrics),
-                                     worker_id, runs, settings.queue_name)  # fmt: skip
+        batch = WriteBatch(_store(ctx[WRITER], settings), owner=worker_id, metrics=metrics)
+        ctx[RUNTIME] = WorkerRuntime(batch, worker_id, runs, settings.queue_name)
         if settings.worker_metrics_port is not None:
             ctx[METRICS_SERVER], _ = start_http_server(
                 settings.worker_metrics_port, registry=metrics.registry
@@ -125,6 +136,8 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
                 await ctx[service].aclose()
         if METRICS_SERVER in ctx:
             ctx[METRICS_SERVER].shutdown()
+        if WRITER in ctx:
+            await ctx[WRITER].aclose(close_connection_pool=True)
         if UNDO_LOGS in ctx:
             ctx[UNDO_LOGS]()
 
