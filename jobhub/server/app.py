@@ -66,16 +66,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         pool = web_pool(settings)
         redis = web_client(pool)
-        store = Store(
-            redis,
-            result_ttl_seconds=settings.result_ttl_seconds,
-            history_limit=settings.history_limit,
-            output_limit=settings.output_limit,
-            wait_replicas=settings.wait_replicas,
-            wait_timeout_ms=int(settings.redis_wait_timeout_seconds * 1000),
-            archive_feed_max=settings.archive_feed_max,
-            archive_on=settings.archive_url is not None,
-        )
+        store = Store.from_settings(redis, settings)
         hub = Hub(
             functools.partial(pubsub_connection, pool),
             store.get_many,

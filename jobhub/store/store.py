@@ -34,6 +34,7 @@ from jobhub.core.exceptions import (
     RunSuperseded,
     WrongStatus,
 )
+from jobhub.core.settings import Settings
 from jobhub.core.snapshot import Snapshot, Status
 from jobhub.store.lua import (
     CREATE,
@@ -108,6 +109,21 @@ class Store(Queries):
         # set up (``archive_on``), elsewhere while its feed exists (jobhub/store/lua/feed.py).
         self._write_lua = fed(WRITE, archive_feed_max, always=archive_on)
         self._write_sha = redis.register_script(self._write_lua).sha
+
+    @classmethod
+    def from_settings(cls, redis: Redis, settings: Settings) -> Store:
+        """The store as the settings say, for every process (web app, worker) alike."""
+        return cls(
+            redis,
+            result_ttl_seconds=settings.result_ttl_seconds,
+            history_limit=settings.history_limit,
+            output_limit=settings.output_limit,
+            output_max_bytes=settings.output_max_bytes,
+            wait_replicas=settings.wait_replicas,
+            wait_timeout_ms=int(settings.redis_wait_timeout_seconds * 1000),
+            archive_feed_max=settings.archive_feed_max,
+            archive_on=settings.archive_url is not None,
+        )
 
     async def create(
         self,

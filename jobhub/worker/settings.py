@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import start_http_server
-from redis.asyncio import Redis
 
 from jobhub.core.logs import configure as configure_logs
 from jobhub.core.metrics import WorkerMetrics
@@ -57,20 +56,6 @@ WRITER = "jobhub.writer"
 """Key of the worker's client for its snapshot writes in ARQ's ``ctx``."""
 
 
-def _store(redis: Redis, settings: Settings) -> Store:
-    return Store(
-        redis,
-        result_ttl_seconds=settings.result_ttl_seconds,
-        history_limit=settings.history_limit,
-        output_limit=settings.output_limit,
-        output_max_bytes=settings.output_max_bytes,
-        wait_replicas=settings.wait_replicas,
-        wait_timeout_ms=int(settings.redis_wait_timeout_seconds * 1000),
-        archive_feed_max=settings.archive_feed_max,
-        archive_on=settings.archive_url is not None,
-    )
-
-
 def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> type:
     """A class for ARQ's CLI: the wrapped functions and the worker's Redis and timing."""
     names = [f.name for f in functions]
@@ -81,12 +66,14 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx[UNDO_LOGS] = configure_logs(settings.log_format)
-        store = _store(ctx["redis"], settings)
+        store = Store.from_settings(ctx["redis"], settings)
         ctx[WRITER] = writer_client(settings)
         worker_id = new_worker_id()
         metrics = WorkerMetrics()
         runs = Runs()
-        batch = WriteBatch(_store(ctx[WRITER], settings), owner=worker_id, metrics=metrics)
+        batch = WriteBatch(
+            Store.from_settings(ctx[WRITER], settings), owner=worker_id, metrics=metrics
+        )
         ctx[RUNTIME] = WorkerRuntime(batch, worker_id, runs, settings.queue_name)
         if settings.worker_metrics_port is not None:
             ctx[METRICS_SERVER], _ = start_http_server(
