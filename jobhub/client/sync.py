@@ -156,12 +156,31 @@ async def _make_client(base_url: str, options: dict[str, Any]) -> AsyncClient:
     return AsyncClient(base_url, **options)
 
 
+_SETTLE_SECONDS = 2.0
+
+
+async def _settle() -> None:
+    """Lets the loop finish what it still holds before it stops. httpx reads a response
+    through generators it never closes itself; once a stream is closed, the garbage collector
+    hands each of them to the loop to close as a task of its own. A loop stopped before those
+    tasks run leaves them pending, and Python prints "Task was destroyed but it is pending!"
+    at exit (``jobhub submit ... --follow | head -1`` did, two runs in five)."""
+    await asyncio.sleep(0)  # the finalizer's scheduled callbacks create their tasks
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    if others:
+        await asyncio.wait(others, timeout=_SETTLE_SECONDS / 2)
+    await asyncio.get_running_loop().shutdown_asyncgens()
+
+
 def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
     """Ends a ``Client``'s loop thread, then the loop. A finalizer runs wherever the garbage
     collector does, the loop's own thread too, which cannot wait for itself."""
     if thread is threading.current_thread():
         loop.call_soon(loop.stop)  # the thread ends after the callback now running
         return
+    if thread.is_alive():
+        with contextlib.suppress(TimeoutError):
+            asyncio.run_coroutine_threadsafe(_settle(), loop).result(_SETTLE_SECONDS)
     loop.call_soon_threadsafe(loop.stop)
     thread.join()
     loop.close()

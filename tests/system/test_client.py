@@ -4,6 +4,9 @@ a job's output among them: every entry once and in order, however it came."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
 
 import pytest
 from starlette.applications import Starlette
@@ -293,3 +296,25 @@ def test_sync_wait_collects_the_output(base_url: str) -> None:
             hub.submit("demo.tokens", count=12, delay=0).job_id, on_output=chunks.append
         )
     assert chunks == words(12) and final.status is Status.FINISHED
+
+
+def test_a_sync_client_left_mid_stream_closes_without_a_word_at_exit(base_url: str) -> None:
+    """Leave ``events`` after its first snapshot and close the client, ten times in one
+    interpreter: nothing on stderr at exit. httpx's generators, closed by the garbage
+    collector as tasks on the client's loop, once outlived it ("Task was destroyed but it is
+    pending!", most runs of ten)."""
+    script = textwrap.dedent(
+        f"""
+        from jobhub import Client
+        for _ in range(10):
+            with Client({base_url!r}) as hub:
+                job = hub.submit("demo.count", steps=30, delay=0.05)
+                for _ in hub.events(job.job_id):
+                    break
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
