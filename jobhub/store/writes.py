@@ -36,6 +36,7 @@ class WriteBatch:
         self.metrics = metrics
         self._pending: list[tuple[PreparedWrite, asyncio.Future[bytes]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
 
     def submit(
         self,
@@ -83,7 +84,17 @@ class WriteBatch:
         """Writes queued and not yet sent."""
         return len(self._pending)
 
+    async def aclose(self) -> None:
+        """Send what is queued, then refuse every later write (``RuntimeError``). A job's
+        context kept past its worker's end would otherwise open a connection again, on a
+        client already closed, that nobody closes."""
+        self._closed = True
+        if self._flusher is not None:
+            await asyncio.wait([self._flusher])
+
     def _queue(self, prepared: PreparedWrite) -> asyncio.Future[bytes]:
+        if self._closed:
+            raise RuntimeError(f"job {prepared.job_id}: its worker has stopped; write not sent")
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._pending.append((prepared, future))
         if self._flusher is None:

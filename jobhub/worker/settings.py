@@ -123,6 +123,8 @@ def worker_settings(functions: Sequence[JobFunction], settings: Settings) -> typ
                 await ctx[service].aclose()
         if METRICS_SERVER in ctx:
             ctx[METRICS_SERVER].shutdown()
+        if RUNTIME in ctx:
+            await ctx[RUNTIME].batch.aclose()
         if WRITER in ctx:
             await ctx[WRITER].aclose(close_connection_pool=True)
         if UNDO_LOGS in ctx:

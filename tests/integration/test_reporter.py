@@ -159,14 +159,22 @@ async def test_lifecycle_writes_started_then_finished(redis_url: str, store: Sto
 
 
 async def test_stray_progress_after_the_end_is_rejected_not_stored(
-    redis_url: str, store: Store
+    redis_url: str, store: Store, redis_client: redis.asyncio.Redis
 ) -> None:
+    """A context kept past its job's end: Redis refuses its write while a worker can send
+    it; once its worker has stopped, it is refused before it is sent, and opens no
+    connection again on the worker's closed client (none is left for nobody to close)."""
     kept.clear()
     [job_id] = await run_burst(redis_url, store, [("t.keeps_context", {})])
     final = await store.read(job_id)
     [context] = kept
-    with pytest.raises(JobIsFinal):
+    clients = len(await redis_client.client_list())
+    with pytest.raises(RuntimeError, match="its worker has stopped"):
         await context.report(60, "too late")
+    assert len(await redis_client.client_list()) == clients
+    live = Run(WriteBatch(store), job_id, attempt=1, worker_id="w")
+    with pytest.raises(JobIsFinal):
+        await live.report(60, "too late")
     assert await store.read(job_id) == final
 
 
