@@ -16,6 +16,10 @@ on uvloop, so that it measures the server.
     python bench/fanout.py [--streams 100,1000,3000] [--seconds 10] [--burst-streams 1000]
         [--rounds 1] [--kinds naive,jobhub] [--baseline NAME=PATH ...]
 
+``--kinds bare,floor,jobhub`` measures the floor under jobhub's figures in the same run:
+``floor`` is the same stack (uvicorn, Starlette, sse-starlette) doing nothing but the
+fan-out, ``bare`` the fan-out as a plain ASGI app on uvicorn (bench/floor_app.py).
+
 ``--baseline before=/tmp/before`` with ``--kinds before,jobhub`` serves the same streams from
 another commit's web process (``git archive <commit> | tar -x -C /tmp/before``), interleaved
 with the current one round by round: the way to compare commits on a shared machine.
@@ -172,8 +176,13 @@ def start_web(kind: str, redis_url: str, port: int):  # type: ignore[no-untyped-
         return spawn(_uvicorn(root, port), env={**env, "PYTHONPATH": str(root)}, cwd=str(root))
     if kind == "jobhub":
         return spawn(_uvicorn(ROOT, port), env=env, cwd=str(ROOT))
+    # bench/naive_app.py, or bench/floor_app.py: the stack alone (``floor``), and uvicorn
+    # alone (``bare``).
+    app = {"floor": "floor_app:create_app", "bare": "floor_app:create_bare_app"}.get(
+        kind, "naive_app:create_app"
+    )
     argv = [
-        sys.executable, "-m", "uvicorn", "--factory", "naive_app:create_app",
+        sys.executable, "-m", "uvicorn", "--factory", app,
         "--app-dir", str(ROOT / "bench"), "--host", "127.0.0.1", "--port", str(port),
         "--log-level", "warning", "--backlog", "4096", "--timeout-graceful-shutdown", "3",
     ]  # fmt: skip
@@ -321,7 +330,9 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--burst-streams", type=int, default=1000, help="0: no burst")
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--kinds", default="naive,jobhub", help="naive, jobhub, baselines")
+    parser.add_argument(
+        "--kinds", default="naive,jobhub", help="naive, jobhub, floor, bare, baselines"
+    )
     parser.add_argument(
         "--baseline", action="append", default=[], metavar="NAME=PATH",
         help="a web process from the checkout at PATH (git worktree add) under NAME in --kinds",

@@ -6,6 +6,9 @@ drift in the machine hits all alike. Besides jobs/s (wall clock, which a shared 
 distorts), each line gives the worker's CPU time per job, the steadier figure.
 
   - raw ARQ: jobhub's own ARQ settings (poll delay, max_jobs, ...), a bare function;
+  - raw ARQ + one round trip: the same, its function making one script call that does
+    nothing, on a held connection: the least that one more round trip per job costs, as
+    jobhub's writes (a job's ``started`` and end, one script call) take one;
   - jobhub: ``worker_settings([demo.noop])``, what ``jobhub worker`` runs;
   - jobhub, ARQ keeps results: the same, as jobhub was before its functions told ARQ to
     keep no result of their runs (``--before``, the baseline of that change);
@@ -39,6 +42,7 @@ from jobhub import Settings, worker_settings
 from jobhub.core.snapshot import Snapshot
 from jobhub.dev import demo
 from jobhub.dev.server import RedisServer
+from jobhub.store.connections import writer_client
 from jobhub.store.store import Store
 
 Round = Callable[[str, int, int], Awaitable[tuple[float, float]]]
@@ -102,6 +106,39 @@ async def round_raw(url: str, jobs: int, max_jobs: int = 10) -> tuple[float, flo
     return await drain(raw, jobs)
 
 
+# The least one more round trip per job costs: a script call of the size of a job's writes
+# (its ``started`` and end, one EVALSHA) that does nothing in Redis.
+_FLOOR_SCRIPT = "return 1"
+_FLOOR_ARGS = [b"jobhub:job:x:snapshot"] * 8 + [b"x" * 40] * 6 + [b"y" * 300] * 2
+
+
+async def floor_noop(ctx: dict[str, Any]) -> None:
+    await ctx["floor"].evalsha(ctx["floor_sha"], 8, *_FLOOR_ARGS)
+
+
+async def round_floor(url: str, jobs: int, max_jobs: int = 10) -> tuple[float, float]:
+    """Raw ARQ whose function makes one more round trip, as jobhub's writes do, on a held
+    connection as jobhub's are: what any design that stores a job's snapshots beside ARQ's
+    own round trips costs at least."""
+    settings = _settings(url, max_jobs)
+    redis = ArqRedis.from_url(url)
+    for _ in range(jobs):
+        await redis.enqueue_job("noop", _queue_name=settings.queue_name)
+    await redis.aclose()
+    floor = dict(vars(worker_settings([], settings)))
+    floor["functions"] = [func(floor_noop, name="noop")]
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        ctx["floor"] = writer_client(settings)
+        ctx["floor_sha"] = await ctx["floor"].script_load(_FLOOR_SCRIPT)
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        await ctx["floor"].aclose(close_connection_pool=True)
+
+    floor["on_startup"], floor["on_shutdown"] = on_startup, on_shutdown
+    return await drain(floor, jobs)
+
+
 async def round_saq(url: str, jobs: int, max_jobs: int = 10) -> tuple[float, float]:
     """SAQ's worker, ``concurrency=max_jobs``, timed from its start to its N-th job's end."""
     from saq import Queue, Worker
@@ -142,7 +179,11 @@ def _has_saq() -> bool:
 
 
 async def main(jobs: int, rounds: int, url: str, max_jobs: int, before: bool) -> None:
-    queues: dict[str, Round] = {"raw ARQ": round_raw, "jobhub": round_jobhub}
+    queues: dict[str, Round] = {
+        "raw ARQ": round_raw,
+        "raw ARQ + one round trip": round_floor,
+        "jobhub": round_jobhub,
+    }
     if before:
         queues["jobhub, ARQ keeps results"] = round_jobhub_before
     if _has_saq():
@@ -175,6 +216,10 @@ async def main(jobs: int, rounds: int, url: str, max_jobs: int, before: bool) ->
     hub = rate["jobhub"]
     print(f"jobhub = {hub / rate['raw ARQ']:.1%} of raw ARQ's jobs/s (goal >= 90%); "
           f"CPU per job {cpu['jobhub'] / cpu['raw ARQ']:.2f}x raw ARQ's")  # fmt: skip
+    floor = rate["raw ARQ + one round trip"]
+    print(f"raw ARQ + one round trip = {floor / rate['raw ARQ']:.1%} of raw ARQ's jobs/s, "
+          f"CPU per job {cpu['raw ARQ + one round trip'] - cpu['raw ARQ']:+.0f} µs; "
+          f"jobhub = {hub / floor:.1%} of it")  # fmt: skip
     if "SAQ" in rate:
         print(f"jobhub = {hub / rate['SAQ']:.2f}x SAQ's jobs/s (goal >= 1); "
               f"CPU per job {cpu['jobhub'] / cpu['SAQ']:.2f}x SAQ's")  # fmt: skip
