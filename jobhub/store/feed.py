@@ -110,7 +110,15 @@ class Feed:
         """Remove consumers that hold nothing and were idle ``idle_ms`` (archivers that
         stopped): each restart names a new one. Returns how many."""
         removed = 0
-        for consumer in await self._redis.xinfo_consumers(keys.ARCHIVE_FEED, GROUP):
+        try:
+            consumers = await self._redis.xinfo_consumers(keys.ARCHIVE_FEED, GROUP)
+        except ResponseError as exc:
+            # Redis lost the feed (restarted empty) since this archiver's last read: there
+            # is no name to forget, and its next read makes the group again.
+            if "NOGROUP" in str(exc) or "no such key" in str(exc):
+                return 0
+            raise
+        for consumer in consumers:
             if consumer["pending"] == 0 and consumer["idle"] >= idle_ms:
                 name = consumer["name"]
                 await self._redis.xgroup_delconsumer(keys.ARCHIVE_FEED, GROUP, name)

@@ -221,6 +221,22 @@ async def test_an_entry_trimmed_while_pending_is_let_go_not_claimed_forever(
     assert await feed.forget_idle_consumers(idle_ms=0) == 2  # "dead" and "alive" hold nothing
 
 
+async def test_forgetting_idle_archivers_of_a_feed_redis_lost_forgets_none_and_goes_on(
+    redis_client: redis.asyncio.Redis,
+) -> None:
+    """Redis restarted empty between an archiver's read and its hourly clean-up of the
+    group's names: the clean-up has nothing to forget, and says so, rather than ending the
+    archiver (the next read makes the group again)."""
+    feed = Feed(redis_client, block_ms=50)
+    await feed.join()
+    await feed.read("gone", count=1)
+    await redis_client.delete(keys.ARCHIVE_FEED)  # the stream and its group with it
+    assert await feed.forget_idle_consumers(idle_ms=0) == 0
+    await redis_client.xadd(keys.ARCHIVE_FEED, {"job": b'"x"'})  # a stream with no group
+    assert await feed.forget_idle_consumers(idle_ms=0) == 0
+    await redis_client.delete(keys.ARCHIVE_FEED)
+
+
 async def test_a_nul_in_a_jobs_values_is_kept_as_u_fffd_and_the_filters_still_work(
     redis_client: redis.asyncio.Redis, fed_store: Store, engine: AsyncEngine
 ) -> None:
