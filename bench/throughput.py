@@ -93,16 +93,25 @@ async def round_jobhub_before(url: str, jobs: int, max_jobs: int = 10) -> tuple[
     return await drain(before, jobs)
 
 
-async def round_raw(url: str, jobs: int, max_jobs: int = 10) -> tuple[float, float]:
+async def _bare_arq(
+    url: str, jobs: int, max_jobs: int, function: Any
+) -> tuple[Settings, dict[str, Any]]:
+    """N jobs queued for raw ARQ, and jobhub's very same settings class with only the
+    function list swapped for ``function`` (as "noop") and jobhub's startup left out (it
+    announces functions and sets up the snapshot store)."""
     settings = _settings(url, max_jobs)
     redis = ArqRedis.from_url(url)
     for _ in range(jobs):
         await redis.enqueue_job("noop", _queue_name=settings.queue_name)
     await redis.aclose()
-    # The very same settings class, with only the function list swapped for a bare one.
-    raw = dict(vars(worker_settings([], settings)))
-    raw["functions"] = [func(raw_noop, name="noop")]
-    del raw["on_startup"]  # jobhub's: it announces functions and sets up the snapshot store
+    bare = dict(vars(worker_settings([], settings)))
+    bare["functions"] = [func(function, name="noop")]
+    del bare["on_startup"]
+    return settings, bare
+
+
+async def round_raw(url: str, jobs: int, max_jobs: int = 10) -> tuple[float, float]:
+    _, raw = await _bare_arq(url, jobs, max_jobs, raw_noop)
     return await drain(raw, jobs)
 
 
@@ -120,13 +129,7 @@ async def round_floor(url: str, jobs: int, max_jobs: int = 10) -> tuple[float, f
     """Raw ARQ whose function makes one more round trip, as jobhub's writes do, on a held
     connection as jobhub's are: what any design that stores a job's snapshots beside ARQ's
     own round trips costs at least."""
-    settings = _settings(url, max_jobs)
-    redis = ArqRedis.from_url(url)
-    for _ in range(jobs):
-        await redis.enqueue_job("noop", _queue_name=settings.queue_name)
-    await redis.aclose()
-    floor = dict(vars(worker_settings([], settings)))
-    floor["functions"] = [func(floor_noop, name="noop")]
+    settings, floor = await _bare_arq(url, jobs, max_jobs, floor_noop)
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["floor"] = writer_client(settings)
