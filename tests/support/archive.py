@@ -13,6 +13,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -56,6 +57,15 @@ class ArchiverProcess:
         argv = [str(BIN / "jobhub"), "archive", "run", *args]
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
         self.process = subprocess.Popen(argv, env=full_env, stdout=self._file, stderr=self._file)
+
+    def wait_reading(self, limit: float = 60) -> None:
+        """Until the archiver has connected and reads the feed: a test that stops the
+        database must not catch it still starting (a loaded machine takes seconds)."""
+        deadline = time.monotonic() + limit
+        while b"reading the feed" not in self.log.read_bytes():
+            assert self.process.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, f"the archiver did not start: {self.log}"
+            time.sleep(0.05)
 
     def kill(self) -> None:
         """SIGKILL: no chance to finish a batch or acknowledge anything."""

@@ -229,7 +229,8 @@ async def test_postgresql_down_for_ten_seconds_under_load_loses_nothing(
     tmp_path: Path,
 ) -> None:
     stack, env = archived_stack
-    with ArchiverProcess(env, "--batch-size", "50", log=tmp_path / "archiver.log"):
+    with ArchiverProcess(env, "--batch-size", "50", log=tmp_path / "archiver.log") as archiver:
+        archiver.wait_reading()  # started before PostgreSQL stops: the outage is the point
         async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as http:
 
             async def load() -> list[str]:
