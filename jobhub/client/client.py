@@ -20,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import AsyncGenerator, Callable
 from types import TracebackType
 from typing import Any, Literal, Self, overload
 
 import httpx
-from httpx_sse import aconnect_sse
+from httpx_sse import EventSource
 
 from jobhub.client.api import checked_url, job_path, raise_error, snapshot_of
 from jobhub.client.batches import Batching
@@ -72,6 +73,7 @@ class AsyncClient(Minting, Batching, History):
         self._api_key = api_key
         self._tokens: dict[str, str] = {}
         self._poll_interval = poll_interval
+        self._open_streams: weakref.WeakSet[AsyncGenerator[JobEvent, None]] = weakref.WeakSet()
 
     async def __aenter__(self) -> Self:
         return self
@@ -85,6 +87,13 @@ class AsyncClient(Minting, Batching, History):
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Closes the streams of ``events()`` left open, one after the other, then the
+        connections. Left to the event loop's shutdown, they would be closed all at once."""
+        for stream in list(self._open_streams):
+            # One mid-step (a task being cancelled is driving it) refuses: "already running".
+            # It ends, and closes its connection, as that task does.
+            with contextlib.suppress(RuntimeError):
+                await stream.aclose()
         await self._http.aclose()
 
     def _auth(self, job_id: str | None = None) -> dict[str, str]:
@@ -126,28 +135,45 @@ class AsyncClient(Minting, Batching, History):
     @overload
     def events(self, job_id: str, *, output: bool) -> AsyncGenerator[JobEvent, None]: ...
 
-    async def events(self, job_id: str, *, output: bool = False) -> AsyncGenerator[JobEvent, None]:
+    def events(self, job_id: str, *, output: bool = False) -> AsyncGenerator[JobEvent, None]:
         """Every new snapshot of the job, in seq order, until it ends. With ``output=True``,
         also every entry of the job's output (``LogEntry``, ``OutputChunk``), once each and
         in the order the job wrote them; a new call starts from the job's first entry. Where
         the job's capped output dropped entries before they were read, a ``Gap`` says how
-        many, in their place.
+        many, in their place. A stream still open when the client closes is closed with it.
 
             async for event in hub.events(job_id, output=True):
                 if isinstance(event, OutputChunk):
                     print(event.data, end="", flush=True)
         """
+        stream = self._events(job_id, output)
+        self._open_streams.add(stream)
+        return stream
+
+    async def _events(self, job_id: str, output: bool) -> AsyncGenerator[JobEvent, None]:
         place = Place()
         failures = 0
         while failures < STREAM_FAILURES:
             try:
-                # aclosing: a consumer that stops early closes the connection now, not
-                # whenever the garbage collector finalizes the inner generator.
-                async with contextlib.aclosing(self._stream(job_id, place)) as stream:
-                    async for event in stream:
-                        failures = 0
-                        if output or isinstance(event, Snapshot):
-                            yield event
+                response = await self._open_stream(job_id, place)
+                if response is not None:
+                    # The stream is read here and not through a generator of its own: an
+                    # event loop's shutdown closes every generator left open at once, and
+                    # one that closes another (an ``async with`` of a generator-based
+                    # context manager) then collides with it ("already running").
+                    try:
+                        async for sse in EventSource(response).aiter_sse():
+                            if sse.event == "error":  # the job is gone: the API's error body
+                                raise_error(httpx.Response(404, content=sse.data.encode()))
+                            event = parse_event(sse)
+                            if event is not None and place.take(event):
+                                failures = 0
+                                if output or isinstance(event, Snapshot):
+                                    yield event
+                            if place.done:
+                                return
+                    finally:
+                        await response.aclose()
             except (httpx.TransportError, httpx.RemoteProtocolError):
                 pass  # a dropped connection: resume from the place held
             if place.done:
@@ -158,35 +184,30 @@ class AsyncClient(Minting, Batching, History):
             async for event in polls:
                 yield event
 
-    async def _stream(self, job_id: str, place: Place) -> AsyncGenerator[JobEvent, None]:
-        """The new events of one connection to the job's stream, from ``place`` on."""
+    async def _open_stream(self, job_id: str, place: Place) -> httpx.Response | None:
+        """One connection to the job's stream, from ``place`` on; None when the job has
+        nothing after it (204: ``place`` holds the final snapshot)."""
         headers = self._auth(job_id)
+        headers.update({"Accept": "text/event-stream", "Cache-Control": "no-store"})
         if place.seq or place.entry:
             headers["Last-Event-ID"] = place.event_id()
-        async with aconnect_sse(
-            self._http,
-            "GET",
-            job_path(job_id, "/events"),
-            headers=headers,
-            timeout=self._stream_timeout,
-        ) as source:
-            status = source.response.status_code
+        request = self._http.build_request(
+            "GET", job_path(job_id, "/events"), headers=headers, timeout=self._stream_timeout
+        )
+        response = await self._http.send(request, stream=True)
+        status = response.status_code
+        if status == 200:
+            return response
+        try:
             if status == 204:
                 place.done = True  # we hold the final snapshot (and all output before it)
-                return
+                return None
+            await response.aread()
             if 400 <= status < 500:
-                await source.response.aread()
-                raise_error(source.response)  # not found, not allowed: no use retrying
-            if status != 200:
-                raise httpx.RemoteProtocolError(f"the stream answered {status}")
-            async for sse in source.aiter_sse():
-                if sse.event == "error":  # the job is gone: the API's error body
-                    raise_error(httpx.Response(404, content=sse.data.encode()))
-                event = parse_event(sse)
-                if event is not None and place.take(event):
-                    yield event
-                if place.done:
-                    return
+                raise_error(response)  # not found, not allowed: no use retrying
+            raise httpx.RemoteProtocolError(f"the stream answered {status}")
+        finally:
+            await response.aclose()
 
     async def _poll(
         self, job_id: str, place: Place, output: bool
@@ -254,8 +275,11 @@ class AsyncClient(Minting, Batching, History):
         last: Snapshot | None = None
         output = on_log is not None or on_output is not None
         try:
-            async with asyncio.timeout(timeout):
-                async for event in self.events(job_id, output=output):
+            async with (
+                asyncio.timeout(timeout),
+                contextlib.aclosing(self.events(job_id, output=output)) as events,
+            ):
+                async for event in events:
                     if isinstance(event, Snapshot):
                         last = event
                     elif isinstance(event, LogEntry):

@@ -61,6 +61,9 @@ class Client(SyncMinting, SyncBatching, SyncHistory):
             # From ``on_log``/``on_output``: waiting here would stop the loop it waits on.
             coroutine.close()
             raise RuntimeError("a Client cannot be called from its own callbacks")
+        if not self._stop_loop.alive:
+            coroutine.close()  # never to run: no "coroutine was never awaited" at exit
+            raise RuntimeError("this Client is closed")
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         try:
             return future.result()
@@ -134,15 +137,24 @@ class Client(SyncMinting, SyncBatching, SyncHistory):
             while True:
                 left = None if deadline is None else max(deadline - time.monotonic(), 0)
                 try:
-                    event: JobEvent = self._call(asyncio.wait_for(anext(iterator), left))
+                    event: JobEvent = self._call(_next(iterator, left))
                 except (StopAsyncIteration, TimeoutError):
                     return
                 yield event
         finally:
             # Left early (the caller broke off or raised): its stream is closed here, on the
-            # loop, and not by the garbage collector once the loop is gone.
-            if self._stop_loop.alive:
+            # loop, and not by the garbage collector once the loop is gone. Finalized by the
+            # garbage collector on the loop thread, it cannot wait there; ``iterator`` is
+            # garbage with it, and the loop's own finalizer closes it.
+            if self._stop_loop.alive and threading.current_thread() is not self._thread:
                 self._call(_aclose(iterator))
+
+
+async def _next(iterator: AsyncGenerator[T, None], seconds: float | None) -> T:
+    """``iterator``'s next item, within ``seconds``. Its first step must be taken on the loop
+    thread: that is where the generator learns the loop's finalizer, which closes it on the
+    loop once it is garbage (a step taken from the caller's thread left it none)."""
+    return await asyncio.wait_for(anext(iterator), seconds)
 
 
 async def _aclose(iterator: AsyncGenerator[Any, None]) -> None:

@@ -318,3 +318,92 @@ def test_a_sync_client_left_mid_stream_closes_without_a_word_at_exit(base_url: s
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
+
+
+_LEFT_OPEN = {
+    "sync-closed-under-an-open-generator": """
+        hub = Client(BASE)
+        job = hub.submit("demo.tokens", count=200, delay=0.01)
+        events = hub.events(job.job_id, output=True)
+        next(events), next(events)
+        hub.close()
+        try:
+            next(events)
+        except RuntimeError as error:
+            print(error)
+        events.close()
+        """,
+    "sync-generators-of-two-clients-alive-at-exit": """
+        a, b = Client(BASE), Client(BASE)
+        left = []
+        for hub in (a, b):
+            job = hub.submit("demo.tokens", count=200, delay=0.01)
+            left.append(hub.events(job.job_id, output=True))
+        for events in left * 3:
+            next(events)
+        print("left open")  # nothing closed: the interpreter's exit does it
+        """,
+    "sync-generator-collected-on-the-loop-thread": """
+        import gc
+        hub = Client(BASE)
+        job = hub.submit("demo.tokens", count=200, delay=0.01)
+        class Cycle: pass
+        cycle = Cycle(); cycle.me = cycle; cycle.events = hub.events(job.job_id, output=True)
+        next(cycle.events), next(cycle.events)
+        del cycle
+        again = hub.submit("demo.tokens", count=5, delay=0.01)
+        hub.wait(again.job_id, on_output=lambda _: gc.collect())  # gc on the loop thread
+        assert hub.wait(hub.submit("demo.noop").job_id).status.value == "finished"
+        hub.close()
+        try:
+            hub.get(job.job_id)
+        except RuntimeError as error:
+            print(error)
+        """,
+    "async-generator-outlives-asyncio-run": """
+        import asyncio
+        kept = []
+        async def main():
+            hub = AsyncClient(BASE)
+            job = await hub.submit("demo.tokens", count=200, delay=0.01)
+            events = hub.events(job.job_id, output=True)
+            await anext(events), await anext(events)
+            kept.append((hub, events))
+        asyncio.run(main())
+        print("left open")
+        """,
+    "async-client-closed-under-an-open-generator": """
+        import asyncio
+        async def main():
+            hub = AsyncClient(BASE)
+            job = await hub.submit("demo.tokens", count=200, delay=0.01)
+            events = hub.events(job.job_id, output=True)
+            await anext(events), await anext(events)
+            await hub.aclose()
+            print(f"{len([e async for e in events])} events after the close")
+        asyncio.run(main())
+        """,
+}
+
+
+@pytest.mark.parametrize("case", sorted(_LEFT_OPEN))
+def test_a_client_closed_or_left_under_an_open_stream_says_nothing_at_exit(
+    base_url: str, case: str
+) -> None:
+    """A stream of ``events`` left open, however the program ends: closed quietly. An event
+    loop's shutdown closes every generator left open at once, and the client's nested ones
+    (each closing the one inside it) collided: "athrow(): asynchronous generator is already
+    running", every run. A closed sync ``Client`` says so, not "coroutine never awaited"."""
+    script = f"from jobhub import AsyncClient, Client\nBASE = {base_url!r}\n"
+    script += textwrap.dedent(_LEFT_OPEN[case])
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    said = {
+        "sync-closed-under-an-open-generator": "this Client is closed",
+        "sync-generator-collected-on-the-loop-thread": "this Client is closed",
+        "async-client-closed-under-an-open-generator": "0 events after the close",
+    }
+    assert done.stdout == said.get(case, "left open") + "\n"
