@@ -15,6 +15,7 @@ and ``JOBHUB_API_KEY``). Every failure is one line on stderr and an exit code fr
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -22,7 +23,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, closing
+from contextlib import ExitStack, closing, suppress
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -70,12 +71,23 @@ class _Command(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise  # click's own: it prints them and exits as it should
+        except KeyboardInterrupt:
+            # Ctrl-C before the job is followed (while submitting, say): click would say
+            # "Aborted!" and exit 1, which a script cannot tell from an error.
+            click.echo("jobhub: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         except BrokenPipeError:
             # What read stdout went away (`jobhub watch ID | head -1`): end quietly, as a
-            # program that SIGPIPE ended would. stdout now points at /dev/null, so that
-            # flushing it at exit cannot raise the same error again.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            # program that SIGPIPE ended would.
+            _drop_stdout()
             sys.exit(EXIT_PIPE)
+        except OSError as exc:
+            if not _is_stdout_failure(exc):
+                raise
+            # A full disk, a closed descriptor: the job goes on, its output stays in jobhub.
+            _drop_stdout()
+            click.echo(f"jobhub: cannot write to stdout: {exc.strerror}", err=True)
+            sys.exit(1)
         except Exception as exc:
             target = ctx.find_object(Remote)
             if target is None or target.debug:
@@ -83,6 +95,18 @@ class _Command(click.Group):
             code, message = explain(exc, target.url, target.request_timeout, target.api_key)
             click.echo(f"jobhub: {message}", err=True)
             sys.exit(code)
+
+
+def _is_stdout_failure(exc: OSError) -> bool:
+    """An error of writing stdout, not one of the network (httpx wraps those in its own)."""
+    return exc.errno in (errno.ENOSPC, errno.EBADF, errno.EIO, errno.EDQUOT)
+
+
+def _drop_stdout() -> None:
+    """Points stdout at /dev/null, so that flushing it at exit cannot fail again."""
+    if sys.stdout is not None:
+        with suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _epilog() -> str:
@@ -106,6 +130,9 @@ def main(
     ctx: click.Context, url: str, api_key: str | None, request_timeout: float, debug: bool
 ) -> None:
     """jobhub: live progress for background jobs."""
+    if sys.stdout is None:  # started with stdout closed (`>&-`): say so before doing anything
+        click.echo("jobhub: stdout is closed; give it somewhere to go (>/dev/null)", err=True)
+        sys.exit(1)
     ctx.obj = Remote(url, api_key, request_timeout, debug)
 
 

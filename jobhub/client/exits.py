@@ -32,7 +32,8 @@ EXIT_FAILED, EXIT_CANCELED, EXIT_TIMEOUT, EXIT_API = 3, 4, 5, 6
 EXIT_UNREACHABLE, EXIT_NO_ANSWER, EXIT_INTERRUPTED, EXIT_PIPE = 7, 8, 130, 141
 EXIT_CODES = {
     0: "the job finished (or was submitted, or is still at work for `status`)",
-    1: "`jobhub dev` could not start the stack, or a part of it died; or an unexpected error",
+    1: "`jobhub dev` could not start the stack, or a part of it died; stdout could not be "
+    "written; or an unexpected error",
     2: "bad usage: an unknown option, a malformed --kwarg or --url",
     EXIT_FAILED: "the job failed",
     EXIT_CANCELED: "the job was canceled",
@@ -40,7 +41,7 @@ EXIT_CODES = {
     EXIT_API: "the API refused the request (unknown job or function, no access, ...)",
     EXIT_UNREACHABLE: "cannot connect to the app at --url / JOBHUB_URL",
     EXIT_NO_ANSWER: "the app did not answer within --request-timeout",
-    EXIT_INTERRUPTED: "Ctrl-C: stopped following; the job goes on",
+    EXIT_INTERRUPTED: "Ctrl-C: stopped following; a job started goes on",
     EXIT_PIPE: "what read the output stopped reading (`| head`); the job goes on",
 }
 """Every exit status of the ``jobhub`` command, as the README lists them."""

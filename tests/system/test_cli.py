@@ -519,3 +519,34 @@ def test_a_missing_token_secret_says_how_to_make_one() -> None:
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1, result.stderr
     assert "JOBHUB_TOKEN_SECRET" in result.stderr and "`jobhub secret`" in result.stderr
+
+
+def test_ctrl_c_before_anything_is_followed_is_exit_130(silent_url: str) -> None:
+    """Ctrl-C while the submit waits for its answer: click said "Aborted!" and exited 1,
+    which a script could not tell from an error."""
+    command = subprocess.Popen(
+        [sys.executable, "-m", "jobhub", "--url", silent_url, "submit", "demo.noop", "--follow"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    time.sleep(3)  # past Python's start: the request is sent, its answer never comes
+    command.send_signal(signal.SIGINT)
+    _, err = command.communicate(timeout=20)
+    assert command.returncode == 130, err
+    assert err.splitlines() == ["jobhub: interrupted"]
+
+
+def test_a_stdout_that_cannot_be_written_is_one_line_not_a_traceback(base_url: str) -> None:
+    """A full disk and a closed stdout: once "unexpected OSError" and "unexpected
+    AttributeError: 'NoneType' object has no attribute 'isatty'"."""
+    argv = [sys.executable, "-m", "jobhub", "--url", base_url, "submit", "demo.tokens"]
+    argv += ["--kwarg", "count=20", "--kwarg", "delay=0", "--output"]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == "jobhub: cannot write to stdout: No space left on device"
+    closed = subprocess.run(
+        ["bash", "-c", '"$@" >&-', "bash", *argv], capture_output=True, text=True, timeout=60
+    )
+    assert closed.returncode == 1
+    assert closed.stderr == "jobhub: stdout is closed; give it somewhere to go (>/dev/null)\n"
