@@ -41,6 +41,20 @@ def archive() -> None:
     """The durable SQL archive of ended jobs (JOBHUB_ARCHIVE_URL)."""
 
 
+def _unreachable(exc: Exception) -> Exception:
+    """A database that cannot be reached or refuses, one line; any other error as it is. A
+    refused socket is an ``OSError``; a server that answers ("shutting down", "database ...
+    does not exist") comes wrapped by SQLAlchemy (``DBAPIError``), whose text is a page: its
+    driver's words say it."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return click.ClickException(f"the archive's database refused: {exc.orig}")
+    if isinstance(exc, OSError):
+        return click.ClickException(f"cannot reach the archive's database: {exc}")
+    return exc
+
+
 @archive.command()
 def migrate() -> None:
     """Create or upgrade the archive's schema; safe to run again (every deploy)."""
@@ -57,8 +71,8 @@ async def _migrate(settings: Settings) -> str:
     engine = open_engine(settings.archive_url)
     try:
         return await upgrade(engine)
-    except OSError as exc:
-        raise click.ClickException(f"cannot reach the archive's database: {exc}") from None
+    except Exception as exc:
+        raise _unreachable(exc) from None
     finally:
         await engine.dispose()
 
@@ -117,8 +131,8 @@ async def _run(settings: Settings, options: dict[str, Any], metrics_port: int | 
         engine = await connect(settings.archive_url)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot reach the archive's database: {exc}") from None
+    except Exception as exc:
+        raise _unreachable(exc) from None
     undo_logs = configure_logs(settings.log_format)
     redis = Redis(connection_pool=worker_pool(settings))
     metrics = ArchiveMetrics()

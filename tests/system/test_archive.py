@@ -369,3 +369,17 @@ def test_the_production_recipe_runs_as_written(
         os.killpg(proc.pid, signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     assert "schema revision 0001" in out, out
+
+
+def test_a_database_that_refuses_is_one_line_for_migrate_and_run(
+    postgres_server: PostgresServer,
+) -> None:
+    """A PostgreSQL that answers but refuses (no such database; the same path as "shutting
+    down" or "starting up"): once "unexpected DBAPIError" with a page of SQLAlchemy's text."""
+    env = {"JOBHUB_ARCHIVE_URL": postgres_server.url.rsplit("/", 1)[0] + "/nowhere"}
+    for command in ("migrate", "run"):
+        refused = jobhub("archive", command, env=env)
+        assert refused.returncode == 1
+        assert refused.stderr.splitlines() == [
+            'Error: the archive\'s database refused: database "nowhere" does not exist'
+        ], refused.stderr
