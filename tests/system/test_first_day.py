@@ -177,6 +177,8 @@ def test_a_client_that_is_closed_cannot_be_used_and_closes_twice_quietly() -> No
     hub = jobhub.Client("http://127.0.0.1:9")
     hub.close()
     hub.close()
+    with pytest.raises(RuntimeError, match="this Client is closed"):
+        hub.get("some-job")
 
 
 def test_a_demo_argument_of_the_wrong_type_is_named_in_the_failure(base_url: str) -> None:
