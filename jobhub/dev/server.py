@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import errno
 import importlib.machinery
+import importlib.util
 import json
 import os
 import secrets
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -35,6 +35,7 @@ from jobhub.dev.binary import find_redis_server
 from jobhub.dev.processes import spawn, stop, web_argv, worker_argv
 
 __all__ = [
+    "DEMO_WORKER_SETTINGS",
     "INSTANCE_HEADER",
     "RedisServer",
     "Stack",
@@ -44,6 +45,9 @@ __all__ = [
     "free_port",
     "tcp_connections",
 ]
+
+DEMO_WORKER_SETTINGS = "jobhub.dev.demo_worker.WorkerSettings"
+"""The demo's worker settings, shipped in the package: ``jobhub dev`` anywhere."""
 
 INSTANCE_HEADER = "X-Jobhub-Instance"
 """Sent by the web app a ``Stack`` starts, with a value of that run's own: its readiness
@@ -141,11 +145,15 @@ def check_worker_settings(settings: str, directory: str) -> None:
     if not module or not name:
         raise ConfigError(f"--worker-settings {settings!r} is not of the form module.Name")
     top = module.split(".")[0]
-    if importlib.machinery.PathFinder.find_spec(top, [directory, *sys.path]) is None:
+    # In ``directory``, else installed: an editable install is found by its own finder on
+    # ``sys.meta_path``, which a search of the path alone misses.
+    here = importlib.machinery.PathFinder.find_spec(top, [directory])
+    if here is None and importlib.util.find_spec(top) is None:
         raise ConfigError(
             f"no module {top!r} in {directory} for the workers' settings ({settings}): run "
             "jobhub dev from the directory that holds it (the repository root has "
-            "worker_settings.py), or name yours with --worker-settings module.WorkerSettings"
+            "worker_settings.py), or name yours with --worker-settings module.WorkerSettings "
+            f"(--worker-settings {DEMO_WORKER_SETTINGS} runs the demo's jobs)"
         )
 
 

@@ -22,7 +22,7 @@ import pytest
 
 from jobhub.core.settings import Settings
 from jobhub.dev.binary import find_redis_server
-from jobhub.dev.server import RedisServer, describe_redis, free_port
+from jobhub.dev.server import DEMO_WORKER_SETTINGS, RedisServer, describe_redis, free_port
 from tests.support.helpers import TERMINAL
 from tests.support.sentinel import MASTER_NAME, SentinelTopology
 from tests.support.servers import ROOT
@@ -365,3 +365,18 @@ def test_a_client_called_from_its_own_callback_says_so_instead_of_hanging(base_u
         with pytest.raises(RuntimeError, match="cannot be called from its own callbacks"):
             hub.wait(job.job_id, timeout=20, on_log=lambda entry: hub.get(job.job_id))
         assert hub.get(job.job_id).job_id == job.job_id  # still usable afterwards
+
+
+def test_dev_runs_the_demo_where_there_is_no_worker_settings(tmp_path: Path) -> None:
+    """jobhub installed from its wheel, run in an empty directory: the refusal names the
+    demo's settings, shipped in the package, and with them the stack runs a job."""
+    refused = subprocess.run(
+        [sys.executable, "-m", "jobhub", "dev", "--port", str(free_port())],
+        cwd=tmp_path, env=without_redis_url(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert f"--worker-settings {DEMO_WORKER_SETTINGS} runs the demo's jobs" in refused.stderr
+    argv = ("--worker-settings", DEMO_WORKER_SETTINGS)
+    with dev(sys.executable, *argv, env=without_redis_url(), cwd=tmp_path) as (base, _):
+        snap = run_a_job(base)
+    assert snap["status"] == "finished" and snap["result"] == {"steps": 2}, snap
