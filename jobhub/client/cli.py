@@ -15,7 +15,6 @@ and ``JOBHUB_API_KEY``). Every failure is one line on stderr and an exit code fr
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import secrets
@@ -23,7 +22,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, closing, suppress
+from contextlib import ExitStack, closing
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -39,7 +38,9 @@ from jobhub.client.exits import (
     EXIT_INTERRUPTED,
     EXIT_PIPE,
     EXIT_TIMEOUT,
+    drop_stdout,
     explain,
+    is_stdout_failure,
 )
 from jobhub.client.history_cli import history
 from jobhub.client.options import (
@@ -79,13 +80,13 @@ class _Command(click.Group):
         except BrokenPipeError:
             # What read stdout went away (`jobhub watch ID | head -1`): end quietly, as a
             # program that SIGPIPE ended would.
-            _drop_stdout()
+            drop_stdout()
             sys.exit(EXIT_PIPE)
         except OSError as exc:
-            if not _is_stdout_failure(exc):
+            if not is_stdout_failure(exc):
                 raise
             # A full disk, a closed descriptor: the job goes on, its output stays in jobhub.
-            _drop_stdout()
+            drop_stdout()
             click.echo(f"jobhub: cannot write to stdout: {exc.strerror}", err=True)
             sys.exit(1)
         except Exception as exc:
@@ -95,18 +96,6 @@ class _Command(click.Group):
             code, message = explain(exc, target.url, target.request_timeout, target.api_key)
             click.echo(f"jobhub: {message}", err=True)
             sys.exit(code)
-
-
-def _is_stdout_failure(exc: OSError) -> bool:
-    """An error of writing stdout, not one of the network (httpx wraps those in its own)."""
-    return exc.errno in (errno.ENOSPC, errno.EBADF, errno.EIO, errno.EDQUOT)
-
-
-def _drop_stdout() -> None:
-    """Points stdout at /dev/null, so that flushing it at exit cannot fail again."""
-    if sys.stdout is not None:
-        with suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _epilog() -> str:

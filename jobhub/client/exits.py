@@ -7,7 +7,10 @@ own, listed in ``EXIT_CODES`` as the README lists them.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import sys
 
 import httpx
 
@@ -25,7 +28,9 @@ __all__ = [
     "EXIT_PIPE",
     "EXIT_TIMEOUT",
     "EXIT_UNREACHABLE",
+    "drop_stdout",
     "explain",
+    "is_stdout_failure",
 ]
 
 EXIT_FAILED, EXIT_CANCELED, EXIT_TIMEOUT, EXIT_API = 3, 4, 5, 6
@@ -108,3 +113,15 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror  # a failed name lookup: "Name or service not known"
     return str(exc) or type(exc).__name__
+
+
+def is_stdout_failure(exc: OSError) -> bool:
+    """An error of writing stdout, not one of the network (httpx wraps those in its own)."""
+    return exc.errno in (errno.ENOSPC, errno.EBADF, errno.EIO, errno.EDQUOT)
+
+
+def drop_stdout() -> None:
+    """Points stdout at /dev/null, so that flushing it at exit cannot fail again."""
+    if sys.stdout is not None:
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
