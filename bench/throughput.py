@@ -3,7 +3,9 @@
 Same run, same Redis, one worker with 10 jobs at a time for each. Each round enqueues N jobs,
 then times one burst worker draining them; rounds alternate between the queues so that
 drift in the machine hits all alike. Besides jobs/s (wall clock, which a shared machine
-distorts), each line gives the worker's CPU time per job, the steadier figure.
+distorts), each line gives the worker's CPU time per job, the steadier figure, and Redis's
+CPU time per job while the worker ran (with how busy that kept Redis): which of the two is
+the limit.
 
   - raw ARQ: jobhub's own ARQ settings (poll delay, max_jobs, ...), a bare function;
   - raw ARQ + one round trip: the same, its function making one script call that does
@@ -31,10 +33,11 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from arq.connections import ArqRedis
 from arq.worker import create_worker, func
+from redis.asyncio import Redis
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -45,23 +48,46 @@ from jobhub.dev.server import RedisServer
 from jobhub.store.connections import writer_client
 from jobhub.store.store import Store
 
-Round = Callable[[str, int, int], Awaitable[tuple[float, float]]]
+
+class Timed(NamedTuple):
+    rate: float
+    """Jobs per second, wall clock."""
+    cpu: float
+    """The worker's CPU time per job, µs."""
+    redis: float
+    """Redis's CPU time per job while the worker ran, µs: what shows whether the one Redis
+    or the worker is the limit."""
+
+
+Round = Callable[[str, int, int], Awaitable[Timed]]
 
 
 async def raw_noop(ctx: dict[str, Any]) -> None:
     return None
 
 
-async def drain(settings: type | dict[str, Any], jobs: int) -> tuple[float, float]:
-    """Run one burst worker until the queue is empty: (jobs/s, worker CPU µs per job)."""
+async def redis_cpu(url: str) -> float:
+    """Redis's CPU time so far (user and system), in seconds."""
+    redis = Redis.from_url(url)
+    try:
+        found = await redis.info("cpu")
+    finally:
+        await redis.aclose()
+    return float(found["used_cpu_user"]) + float(found["used_cpu_sys"])
+
+
+async def drain(settings: type | dict[str, Any], jobs: int, url: str) -> Timed:
+    """Run one burst worker until the queue is empty."""
     worker = create_worker(settings, burst=True, handle_signals=False)
+    redis = await redis_cpu(url)
     started, cpu = time.perf_counter(), time.process_time()
     try:
         await worker.main()
     finally:
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         await worker.close()
-    return jobs / elapsed, cpu / jobs * 1e6
+    redis = await redis_cpu(url) - redis
+    return Timed(jobs / elapsed, cpu / jobs * 1e6, redis / jobs * 1e6)
 
 
 def _settings(url: str, max_jobs: int) -> Settings:
@@ -78,19 +104,19 @@ async def _enqueue_jobhub(settings: Settings, jobs: int) -> None:
     await redis.aclose()
 
 
-async def round_jobhub(url: str, jobs: int, max_jobs: int = 10) -> tuple[float, float]:
+async def round_jobhub(url: str, jobs: int, max_jobs: int = 10) -> Timed:
     settings = _settings(url, max_jobs)
     await _enqueue_jobhub(settings, jobs)
-    return await drain(worker_settings([demo.noop], settings), jobs)
+    return await drain(worker_settings([demo.noop], settings), jobs, url)
 
 
-async def round_jobhub_before(url: str, jobs: int, max_jobs: int = 10) -> tuple[float, float]:
+async def round_jobhub_before(url: str, jobs: int, max_jobs: int = 10) -> Timed:
     """jobhub with ARQ keeping its own copy of each run's result, as before."""
     settings = _settings(url, max_jobs)
     await _enqueue_jobhub(settings, jobs)
     before = dict(vars(worker_settings([demo.noop], settings)))
     before["functions"] = [dataclasses.replace(f, keep_result_s=None) for f in before["functions"]]
-    return await drain(before, jobs)
+    return await drain(before, jobs, url)
 
 
 async def _bare_arq(
@@ -110,9 +136,9 @@ async def _bare_arq(
     return settings, bare
 
 
-async def round_raw(url: str, jobs: int, max_jobs: int = 10) -> tuple[float, float]:
+async def round_raw(url: str, jobs: int, max_jobs: int = 10) -> Timed:
     _, raw = await _bare_arq(url, jobs, max_jobs, raw_noop)
-    return await drain(raw, jobs)
+    return await drain(raw, jobs, url)
 
 
 # The least one more round trip per job costs: a script call of the size of a job's writes
@@ -125,7 +151,7 @@ async def floor_noop(ctx: dict[str, Any]) -> None:
     await ctx["floor"].evalsha(ctx["floor_sha"], 8, *_FLOOR_ARGS)
 
 
-async def round_floor(url: str, jobs: int, max_jobs: int = 10) -> tuple[float, float]:
+async def round_floor(url: str, jobs: int, max_jobs: int = 10) -> Timed:
     """Raw ARQ whose function makes one more round trip, as jobhub's writes do, on a held
     connection as jobhub's are: what any design that stores a job's snapshots beside ARQ's
     own round trips costs at least."""
@@ -139,10 +165,10 @@ async def round_floor(url: str, jobs: int, max_jobs: int = 10) -> tuple[float, f
         await ctx["floor"].aclose(close_connection_pool=True)
 
     floor["on_startup"], floor["on_shutdown"] = on_startup, on_shutdown
-    return await drain(floor, jobs)
+    return await drain(floor, jobs, url)
 
 
-async def round_saq(url: str, jobs: int, max_jobs: int = 10) -> tuple[float, float]:
+async def round_saq(url: str, jobs: int, max_jobs: int = 10) -> Timed:
     """SAQ's worker, ``concurrency=max_jobs``, timed from its start to its N-th job's end."""
     from saq import Queue, Worker
 
@@ -163,14 +189,16 @@ async def round_saq(url: str, jobs: int, max_jobs: int = 10) -> tuple[float, flo
             done.set()
 
     worker = Worker(queue, functions=[("noop", noop)], concurrency=max_jobs)
+    redis = await redis_cpu(url)
     started, cpu = time.perf_counter(), time.process_time()
     runner = asyncio.create_task(worker.start())
     await done.wait()
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    redis = await redis_cpu(url) - redis
     await worker.stop()
     await runner
     await queue.disconnect()
-    return jobs / elapsed, cpu / jobs * 1e6
+    return Timed(jobs / elapsed, cpu / jobs * 1e6, redis / jobs * 1e6)
 
 
 def _has_saq() -> bool:
@@ -193,29 +221,33 @@ async def main(jobs: int, rounds: int, url: str, max_jobs: int, before: bool) ->
         queues["SAQ"] = round_saq
     else:
         print("saq is not installed (pip install -r bench/requirements.txt): no SAQ rounds")
-    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in queues}
+    runs: dict[str, list[Timed]] = {name: [] for name in queues}
     for i in range(rounds):
         # Each round in another order too, so that no queue always runs first.
         order = list(queues)[i % len(queues) :] + list(queues)[: i % len(queues)]
         for name in order:
             runs[name].append(await queues[name](url, jobs, max_jobs))
         line = "   ".join(
-            f"{name} {runs[name][-1][0]:5.0f} jobs/s {runs[name][-1][1]:4.0f} µs" for name in queues
+            f"{name} {runs[name][-1].rate:5.0f} jobs/s {runs[name][-1].cpu:4.0f} µs"
+            for name in queues
         )
         print(f"round {i + 1}: {line}")
-    rate = {name: statistics.median(r for r, _ in found) for name, found in runs.items()}
-    cpu = {name: statistics.median(c for _, c in found) for name, found in runs.items()}
+    rate = {name: statistics.median(t.rate for t in found) for name, found in runs.items()}
+    cpu = {name: statistics.median(t.cpu for t in found) for name, found in runs.items()}
+    busy = {name: statistics.median(t.redis for t in found) for name, found in runs.items()}
     spread = {
-        name: (min(r for r, _ in found), max(r for r, _ in found)) for name, found in runs.items()
+        name: (min(t.rate for t in found), max(t.rate for t in found))
+        for name, found in runs.items()
     }
     print()
     print(f"no-op jobs, {jobs} per round, {rounds} rounds, medians (range), one worker, "
           f"{max_jobs} jobs at a time")  # fmt: skip
-    print("| worker | jobs/s | worker CPU per job |")
-    print("|---|---|---|")
+    print("| worker | jobs/s | worker CPU per job | Redis CPU per job | Redis busy |")
+    print("|---|---|---|---|---|")
     for name in queues:
         low, high = spread[name]
-        print(f"| {name} | {rate[name]:.0f} ({low:.0f}-{high:.0f}) | {cpu[name]:.0f} µs |")
+        print(f"| {name} | {rate[name]:.0f} ({low:.0f}-{high:.0f}) | {cpu[name]:.0f} µs "
+              f"| {busy[name]:.0f} µs | {busy[name] * rate[name] / 1e6:.0%} |")  # fmt: skip
     hub = rate["jobhub"]
     print(f"jobhub = {hub / rate['raw ARQ']:.1%} of raw ARQ's jobs/s (goal >= 90%); "
           f"CPU per job {cpu['jobhub'] / cpu['raw ARQ']:.2f}x raw ARQ's")  # fmt: skip
