@@ -70,16 +70,17 @@ class _Command(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise  # click's own: it prints them and exits as it should
+        except (click.UsageError, click.exceptions.Exit, click.Abort):
+            raise  # click's own: it prints them (usage first) and exits as it should
+        except click.ClickException as exc:  # a refusal: as every other error, not "Error:"
+            click.echo(f"jobhub: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
         except KeyboardInterrupt:
-            # Ctrl-C before the job is followed (while submitting, say): click would say
-            # "Aborted!" and exit 1, which a script cannot tell from an error.
+            # Ctrl-C before a job is followed: not click's "Aborted!" and exit 1 (an error).
             click.echo("jobhub: interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
         except BrokenPipeError:
-            # What read stdout went away (`jobhub watch ID | head -1`): end quietly, as a
-            # program that SIGPIPE ended would.
+            # What read stdout went away (`| head -1`): quiet, as if SIGPIPE had ended it.
             drop_stdout()
             sys.exit(EXIT_PIPE)
         except OSError as exc:

@@ -381,5 +381,5 @@ def test_a_database_that_refuses_is_one_line_for_migrate_and_run(
         refused = jobhub("archive", command, env=env)
         assert refused.returncode == 1
         assert refused.stderr.splitlines() == [
-            'Error: the archive\'s database refused: database "nowhere" does not exist'
+            'jobhub: the archive\'s database refused: database "nowhere" does not exist'
         ], refused.stderr
