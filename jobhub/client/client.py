@@ -51,6 +51,9 @@ __all__ = ["AsyncClient"]
 STREAM_FAILURES = 3
 """Stream failures in a row before ``events()`` polls instead."""
 
+POLL_FAILURES = 10
+"""Failed polls in a row (about 15 s of them, backing off) before ``events()`` gives up."""
+
 STREAM_IDLE_TIMEOUT = 60.0
 """Longest silence on an event stream before it counts as dropped. A quiet job's stream
 carries only heartbeats (every 15 s by default), so the client's per-request ``timeout``
@@ -154,6 +157,8 @@ class AsyncClient(Minting, Batching, History):
         place = Place()
         failures = 0
         while failures < STREAM_FAILURES:
+            if self._http.is_closed:
+                return  # the client closed under a step of this stream: it ends with it
             try:
                 response = await self._open_stream(job_id, place)
                 if response is not None:
@@ -212,15 +217,25 @@ class AsyncClient(Minting, Batching, History):
     async def _poll(
         self, job_id: str, place: Place, output: bool
     ) -> AsyncGenerator[JobEvent, None]:
-        while True:
+        failures = 0
+        while not self._http.is_closed:
             # The snapshot first, then the output: everything written before that snapshot
             # (all of it, for a final one) is then yielded before it.
-            snapshot = await self.get(job_id)
-            if output:
-                async with contextlib.aclosing(self._output(job_id, place.entry)) as entries:
-                    async for entry in entries:
-                        if place.take(entry):
-                            yield entry
+            try:
+                snapshot = await self.get(job_id)
+                if output:
+                    async with contextlib.aclosing(self._output(job_id, place.entry)) as entries:
+                        async for entry in entries:
+                            if place.take(entry):
+                                yield entry
+            except (httpx.TransportError, httpx.RemoteProtocolError):
+                # A blip while polling, as while streaming: resume from the place held.
+                failures += 1
+                if failures >= POLL_FAILURES:
+                    raise
+                await asyncio.sleep(min(0.1 * 2**failures, 2.0))
+                continue
+            failures = 0
             if place.take(snapshot):
                 yield snapshot
             if place.done:

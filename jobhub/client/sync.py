@@ -10,6 +10,7 @@ thread, so the two behave alike, reconnects and the fallback to polling included
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import threading
 import time
@@ -41,6 +42,7 @@ class Client(SyncMinting, SyncBatching, SyncHistory):
 
     def __init__(self, base_url: str, **options: Any) -> None:
         checked_url(base_url)  # before the loop thread starts: nothing to stop if it fails
+        self._closing = False  # set as close() begins: from then on, calls are refused
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="jobhub-client", daemon=True
@@ -61,12 +63,21 @@ class Client(SyncMinting, SyncBatching, SyncHistory):
             # From ``on_log``/``on_output``: waiting here would stop the loop it waits on.
             coroutine.close()
             raise RuntimeError("a Client cannot be called from its own callbacks")
-        if not self._stop_loop.alive:
+        if self._closing or not self._stop_loop.alive:
             coroutine.close()  # never to run: no "coroutine was never awaited" at exit
             raise RuntimeError("this Client is closed")
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        except BaseException:
+            coroutine.close()  # Ctrl-C before it was handed over: it never runs
+            raise
         try:
             return future.result()
+        except concurrent.futures.CancelledError:
+            if not self._closing:
+                raise
+            # Closed from another thread while this call ran: its task was cancelled.
+            raise RuntimeError("this Client is closed") from None
         except BaseException:
             future.cancel()
             raise
@@ -83,10 +94,13 @@ class Client(SyncMinting, SyncBatching, SyncHistory):
         self.close()
 
     def close(self) -> None:
-        """Closes the connections and stops the loop thread; a second call does nothing."""
-        if self._stop_loop.alive:
+        """Closes the connections and stops the loop thread; a second call does nothing.
+        Another thread's call under way ends with ``RuntimeError("this Client is closed")``,
+        as every later call does."""
+        if self._stop_loop.alive and not self._closing:
+            self._closing = True
             try:
-                self._call(self._client.aclose())
+                asyncio.run_coroutine_threadsafe(self._client.aclose(), self._loop).result()
             finally:
                 self._stop_loop()
 
@@ -146,7 +160,8 @@ class Client(SyncMinting, SyncBatching, SyncHistory):
             # loop, and not by the garbage collector once the loop is gone. Finalized by the
             # garbage collector on the loop thread, it cannot wait there; ``iterator`` is
             # garbage with it, and the loop's own finalizer closes it.
-            if self._stop_loop.alive and threading.current_thread() is not self._thread:
+            closed = self._closing or not self._stop_loop.alive
+            if not closed and threading.current_thread() is not self._thread:
                 self._call(_aclose(iterator))
 
 
@@ -180,7 +195,13 @@ async def _settle() -> None:
     await asyncio.sleep(0)  # the finalizer's scheduled callbacks create their tasks
     others = asyncio.all_tasks() - {asyncio.current_task()}
     if others:
-        await asyncio.wait(others, timeout=_SETTLE_SECONDS / 2)
+        _, pending = await asyncio.wait(others, timeout=_SETTLE_SECONDS / 2)
+        # A call another thread still waits on (a poll asleep, say): cancelled, it closes
+        # what it holds, and that thread hears that the client is closed.
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=_SETTLE_SECONDS / 4)
     await asyncio.get_running_loop().shutdown_asyncgens()
 
 

@@ -7,7 +7,9 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+import threading
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
@@ -407,3 +409,88 @@ def test_a_client_closed_or_left_under_an_open_stream_says_nothing_at_exit(
         "async-client-closed-under-an-open-generator": "0 events after the close",
     }
     assert done.stdout == said.get(case, "left open") + "\n"
+
+
+async def test_a_client_closed_under_a_watching_task_ends_its_stream(base_url: str) -> None:
+    """``aclose()`` while another task waits on ``events()``: the stream ends. It once
+    reconnected through the closed client and raised "the client has been closed"."""
+    hub = AsyncClient(base_url)
+    job = await hub.submit("demo.tokens", count=200, delay=0.01)
+    seen: list[JobEvent] = []
+
+    async def watch() -> None:
+        async for event in hub.events(job.job_id, output=True):
+            seen.append(event)
+
+    watcher = asyncio.create_task(watch())
+    async with asyncio.timeout(20):
+        while len(seen) < 20:
+            await asyncio.sleep(0.01)
+    await hub.aclose()
+    async with asyncio.timeout(10):
+        await watcher  # ends, raising nothing
+    assert 20 <= len(seen) < 200
+
+
+def test_a_sync_client_closed_under_a_polling_thread_tells_it(
+    redis_url: str, base_url: str
+) -> None:
+    """``close()`` while another thread's ``events()`` polls (asleep between polls): that
+    thread hears the client is closed. It once waited forever on a loop already stopped."""
+    web = ThreadedServer(NoStreams(create_app(Settings(redis_url=redis_url))))  # type: ignore[arg-type]
+    with web:
+        hub = Client(web.base_url, poll_interval=3)
+        job = hub.submit("demo.tokens", count=300, delay=0.02)
+        heard: list[BaseException] = []
+        first = threading.Event()
+
+        def watch() -> None:
+            try:
+                for _ in hub.events(job.job_id, output=True):
+                    first.set()
+            except BaseException as exc:
+                heard.append(exc)
+
+        thread = threading.Thread(target=watch)
+        thread.start()
+        assert first.wait(20)
+        hub.close()
+        thread.join(10)
+        assert not thread.is_alive()
+        assert [str(exc) for exc in heard] == ["this Client is closed"]
+        assert httpx.post(f"{web.base_url}/jobs/{job.job_id}/cancel").status_code == 200
+
+
+class CutPolls:
+    """In front of the app: every event stream is refused, and every third read of a job's
+    output is cut off after its head, as a dropped connection mid-answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.reads = 0
+        self.cut = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/output"):
+            self.reads += 1
+            if self.reads % 3 == 0:
+                self.cut += 1
+                head = [(b"content-length", b"1000")]
+                await send({"type": "http.response.start", "status": 200, "headers": head})
+                raise ConnectionResetError("cut mid-answer")  # the server drops the link
+        await NoStreams(self.app)(scope, receive, send)
+
+
+def test_polling_rides_out_dropped_connections(redis_url: str, base_url: str) -> None:
+    """Streams refused, so ``events()`` polls, and a third of its reads of the output are
+    cut mid-answer: every entry once, in order, to the end. A poll's dropped connection
+    once ended the watch with "peer closed connection"."""
+    cutting = CutPolls(create_app(Settings(redis_url=redis_url)))
+    web = ThreadedServer(cutting)  # type: ignore[arg-type]
+    with web, Client(web.base_url, poll_interval=0.05) as hub:
+        job = hub.submit("demo.tokens", count=80, delay=0.02)
+        events = list(hub.events(job.job_id, output=True, timeout=60))
+    snapshots, chunks, _ = split(events)
+    assert chunks == words(80)
+    assert snapshots[-1].status is Status.FINISHED
+    assert cutting.cut > 0
